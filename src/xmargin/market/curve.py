@@ -1,0 +1,313 @@
+"""Par yield curves to zero curves: bootstrapping with monotone convex forwards.
+
+Interpolation: the monotone convex method of Hagan and West ("Interpolation methods for
+curve construction", Applied Mathematical Finance 13(2), 2006), without the optional
+positivity amelioration (rates may be negative).  It is the choice of the South African and
+several central-bank curve builders because it
+
+* reproduces the bootstrapped discount factors at the nodes exactly,
+* gives continuous instantaneous forwards (so discount factors are C1 and prices of
+  coupons between nodes move smoothly when a node moves),
+* keeps the forwards local and free of the overshoots of cubic splines, and
+* preserves monotonicity of the discrete forwards (no spurious forward oscillation, hence
+  no arbitrage between adjacent periods beyond what the inputs imply).
+
+Nodes sit at the published tenors (``as_of`` plus 1M ... 30Y, calendar months, ACT/365F
+year fractions from the as-of date).  Instruments, one per published tenor (documented
+choice, see ``docs/curves.md``):
+
+* tenors up to 6 months are Treasury bills: discount factor ``1 / (1 + y * days / 365)``
+  (the bond-equivalent yield of a bill of up to half a year);
+* tenors from 1 year are par bonds: semiannual coupons at the par yield, issued on the
+  as-of date, pricing to exactly 100 (the definition of a par yield).
+
+Everything is vectorised over ``S`` curves (scenarios): node values are an ``S x n`` array
+and one Newton iteration solves all curves at once.  Beyond the 30-year node the last
+instantaneous forward is held flat.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+
+import numpy as np
+import numpy.typing as npt
+
+from xmargin.errors import CalculationError
+from xmargin.reference.calendar import add_months
+from xmargin.reference.treasuries import TreasuryBond
+
+FloatArray = npt.NDArray[np.float64]
+DAYS_PER_YEAR = 365.0
+#: Tenors at or below this many months are bootstrapped as bills, longer ones as par bonds.
+BILL_MAX_MONTHS = 6
+
+
+def year_fractions(as_of: date, dates: npt.ArrayLike) -> FloatArray:
+    """ACT/365F year fractions from ``as_of`` to each date (``datetime64[D]`` or dates)."""
+    days = (np.asarray(dates, dtype="datetime64[D]") - np.datetime64(as_of, "D")).astype(np.int64)
+    return days / DAYS_PER_YEAR
+
+
+def _node_forwards(times: FloatArray, logdf: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Discrete forwards ``fd`` (S x n) and instantaneous node forwards ``f`` (S x n+1)."""
+    t_ext = np.concatenate([[0.0], times])
+    y_ext = np.concatenate([np.zeros((logdf.shape[0], 1)), logdf], axis=1)
+    h = np.diff(t_ext)
+    fd = np.diff(y_ext, axis=1) / h
+    n = len(times)
+    f = np.empty((logdf.shape[0], n + 1))
+    if n == 1:
+        f[:, :] = fd[:, :1]
+        return fd, f
+    w_left = h[:-1] / (h[:-1] + h[1:])  # weight of fd[i+1] at node i (1-based interior)
+    f[:, 1:n] = w_left * fd[:, 1:] + (1.0 - w_left) * fd[:, :-1]
+    f[:, 0] = fd[:, 0] - 0.5 * (f[:, 1] - fd[:, 0])
+    f[:, n] = fd[:, -1] - 0.5 * (f[:, n - 1] - fd[:, -1])
+    return fd, f
+
+
+def _g_integral(x: FloatArray, g0: FloatArray, g1: FloatArray) -> FloatArray:
+    """Integral over [0, x] of the Hagan-West correction ``g`` on one interval (x in [0, 1]).
+
+    ``x``, ``g0 = f(left) - fd`` and ``g1 = f(right) - fd`` are arrays of one shape; each
+    element is evaluated with the formula of its region of the (g0, g1) plane (paper,
+    section 4), computed only where that region applies.
+    """
+    x, g0, g1 = np.broadcast_arrays(x, g0, g1)
+    out = np.zeros(g0.shape)
+    region1 = ((g0 > 0) & (g1 <= -0.5 * g0) & (g1 >= -2 * g0)) | (
+        (g0 < 0) & (g1 >= -0.5 * g0) & (g1 <= -2 * g0)
+    )
+    region2 = ~region1 & (((g0 < 0) & (g1 > -2 * g0)) | ((g0 > 0) & (g1 < -2 * g0)))
+    region3 = ((g0 > 0) & (g1 < 0) & (g1 > -0.5 * g0)) | ((g0 < 0) & (g1 > 0) & (g1 < -0.5 * g0))
+    region4 = ~(region1 | region2 | region3) & ((g0 != 0) | (g1 != 0))
+
+    m = region1
+    if m.any():  # quadratic
+        xm, a, b = x[m], g0[m], g1[m]
+        out[m] = a * (xm - 2 * xm**2 + xm**3) + b * (xm**3 - xm**2)
+    m = region2
+    if m.any():  # flat g0, then quadratic up/down to g1
+        xm, a, b = x[m], g0[m], g1[m]
+        eta = (b + 2 * a) / (b - a)
+        tail = np.clip(xm - eta, 0.0, None)
+        out[m] = a * xm + (b - a) * tail**3 / (3 * (1 - eta) ** 2)
+    m = region3
+    if m.any():  # quadratic from g0, then flat g1
+        xm, a, b = x[m], g0[m], g1[m]
+        eta = 3 * b / (b - a)
+        head = np.clip(1.0 - xm / eta, 0.0, None)
+        out[m] = b * xm + (a - b) * eta / 3.0 * (1.0 - head**3)
+    m = region4
+    if m.any():  # two quadratics meeting at A
+        xm, a, b = x[m], g0[m], g1[m]
+        eta = b / (a + b)
+        big_a = -a * b / (a + b)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            head = np.clip(1.0 - xm / eta, 0.0, None)
+            left = big_a * xm + (a - big_a) * eta / 3.0 * (1.0 - head**3)
+            tail = np.clip(xm - eta, 0.0, None)
+            right = big_a * xm + (a - big_a) * eta / 3.0 + (b - big_a) * tail**3 / (3 * (1 - eta) ** 2)
+        out[m] = np.where(xm <= eta, np.where(eta > 0, left, big_a * xm), right)
+    return out
+
+
+def _log_discount(times: FloatArray, logdf: FloatArray, t: FloatArray) -> FloatArray:
+    """``-ln DF(t)`` (S x M) for node values ``logdf`` (S x n) at ``times`` (n)."""
+    fd, f = _node_forwards(times, logdf)
+    t = np.asarray(t, dtype=np.float64)
+    t_ext = np.concatenate([[0.0], times])
+    y_ext = np.concatenate([np.zeros((logdf.shape[0], 1)), logdf], axis=1)
+    i = np.clip(np.searchsorted(t_ext, t, side="left"), 1, len(times))  # interval (t[i-1], t[i]]
+    lo, hi = t_ext[i - 1], t_ext[i]
+    h = hi - lo
+    x = np.clip((t - lo) / h, 0.0, 1.0)
+    fdi = fd[:, i - 1]
+    g0 = f[:, i - 1] - fdi
+    g1 = f[:, i] - fdi
+    inside = y_ext[:, i - 1] + h * (fdi * x + _g_integral(x, g0, g1))
+    beyond = t > times[-1]
+    if beyond.any():
+        inside = np.where(beyond, logdf[:, -1:] + f[:, -1:] * (t - times[-1]), inside)
+    return np.where(t <= 0.0, 0.0, inside)
+
+
+@dataclass(frozen=True)
+class ZeroCurves:
+    """``S`` zero curves on common nodes (monotone convex forwards), from one as-of date.
+
+    ``node_times`` in years (ACT/365F from ``as_of``); ``node_logdf[s, k] = -ln DF`` of curve
+    ``s`` at node ``k``.  ``tenors`` labels the nodes.
+    """
+
+    as_of: date
+    tenors: tuple[str, ...]
+    node_times: FloatArray
+    node_logdf: FloatArray
+    _cache: dict[str, object] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def n_curves(self) -> int:
+        return int(self.node_logdf.shape[0])
+
+    def log_discount(self, t: npt.ArrayLike) -> FloatArray:
+        """``-ln DF`` at year fractions ``t``: an ``S x M`` array."""
+        return _log_discount(self.node_times, self.node_logdf, np.atleast_1d(np.asarray(t, dtype=float)))
+
+    def discount(self, t: npt.ArrayLike) -> FloatArray:
+        """Discount factors at year fractions ``t``: an ``S x M`` array."""
+        return np.exp(-self.log_discount(t))
+
+    def discount_dates(self, dates: npt.ArrayLike) -> FloatArray:
+        """Discount factors at dates (``datetime64[D]``): an ``S x M`` array."""
+        return self.discount(year_fractions(self.as_of, dates))
+
+    def zero_rates_bey(self, t: npt.ArrayLike) -> FloatArray:
+        """Zero rates, bond-equivalent (semiannual compounding, ACT/365F), decimal."""
+        t = np.atleast_1d(np.asarray(t, dtype=float))
+        return 2.0 * (np.exp(self.log_discount(t) / (2.0 * t)) - 1.0)
+
+    def select(self, rows: npt.ArrayLike) -> ZeroCurves:
+        """A subset of the curves (e.g. one scenario)."""
+        return ZeroCurves(self.as_of, self.tenors, self.node_times, self.node_logdf[np.atleast_1d(rows)])
+
+
+@dataclass(frozen=True)
+class _ParInstruments:
+    node_times: FloatArray
+    bill_cols: npt.NDArray[np.int64]
+    bond_cols: npt.NDArray[np.int64]
+    flow_times: FloatArray  # F
+    flow_owner: npt.NDArray[np.int64]  # F, index into bond_cols
+    flow_is_coupon: npt.NDArray[np.bool_]  # F: coupon (scaled by c/2) vs principal
+    coupon_scale: FloatArray  # F: coupon period fraction (1 for regular periods)
+
+
+def par_bond(as_of: date, months: int, coupon: float) -> TreasuryBond:
+    """The par bond of a tenor: issued on ``as_of``, maturing ``months`` later."""
+    return TreasuryBond(coupon=coupon, maturity=add_months(as_of, months), dated_date=as_of)
+
+
+def _par_instruments(as_of: date, tenor_months: Sequence[int]) -> _ParInstruments:
+    from xmargin.reference.cashflows import resolve_one
+
+    maturities = [add_months(as_of, m) for m in tenor_months]
+    node_times = year_fractions(as_of, np.array(maturities, dtype="datetime64[D]"))
+    bill_cols = np.array([k for k, m in enumerate(tenor_months) if m <= BILL_MAX_MONTHS], dtype=np.int64)
+    bond_cols = np.array([k for k, m in enumerate(tenor_months) if m > BILL_MAX_MONTHS], dtype=np.int64)
+    times: list[float] = []
+    owner: list[int] = []
+    is_coupon: list[bool] = []
+    scale: list[float] = []
+    for j, k in enumerate(bond_cols):
+        r = resolve_one(par_bond(as_of, tenor_months[k], 0.02), as_of)  # unit coupon 2% -> scale 1
+        t = year_fractions(as_of, np.array(r.pay_dates, dtype="datetime64[D]"))
+        amounts = np.array(r.amounts)
+        amounts[-1] -= 100.0
+        times.extend(t)
+        owner.extend([j] * len(t))
+        is_coupon.extend([True] * len(t))
+        scale.extend(amounts / 1.0)  # per-100 coupon at 2% is 1.0 per regular period
+        times.append(t[-1])
+        owner.append(j)
+        is_coupon.append(False)
+        scale.append(1.0)
+    return _ParInstruments(
+        node_times=node_times,
+        bill_cols=bill_cols,
+        bond_cols=bond_cols,
+        flow_times=np.array(times),
+        flow_owner=np.array(owner, dtype=np.int64),
+        flow_is_coupon=np.array(is_coupon),
+        coupon_scale=np.array(scale),
+    )
+
+
+def bootstrap(
+    as_of: date,
+    tenors: Sequence[str],
+    tenor_months: Sequence[int],
+    par_yields: npt.ArrayLike,
+    *,
+    tol: float = 1e-12,
+    max_iter: int = 60,
+) -> ZeroCurves:
+    """Bootstrap ``S`` zero curves from par yields (decimal, ``S x n`` or ``n``).
+
+    Each par bond prices to 100 within ``tol`` (per 100 face) on its own curve, each bill
+    tenor reproduces its bond-equivalent yield exactly.  Raises
+    :class:`~xmargin.errors.CalculationError` if a curve cannot be fitted.
+    """
+    par = np.atleast_2d(np.asarray(par_yields, dtype=np.float64))
+    if par.shape[1] != len(tenor_months) or np.isnan(par).any():
+        raise CalculationError("par yields must be finite and match the tenors")
+    inst = _par_instruments(as_of, tenor_months)
+    times = inst.node_times
+    s, n = par.shape
+    logdf = 2.0 * times * np.log1p(par / 2.0)  # initial guess: flat semiannual par rate
+    logdf[:, inst.bill_cols] = np.log1p(par[:, inst.bill_cols] * times[inst.bill_cols])
+    if len(inst.bond_cols) == 0:
+        return ZeroCurves(as_of, tuple(tenors), times, logdf)
+
+    nb = len(inst.bond_cols)
+    aggregate = np.zeros((len(inst.flow_times), nb))
+    aggregate[np.arange(len(inst.flow_times)), inst.flow_owner] = 1.0
+
+    def flow_amounts(par_rows: FloatArray) -> FloatArray:
+        """Par-bond flows per 100 face (rows x F): coupons at the par yield, then principal."""
+        coupons = par_rows[:, inst.bond_cols][:, inst.flow_owner]
+        return np.where(inst.flow_is_coupon, inst.coupon_scale * coupons * 50.0, 100.0)
+
+    def residual(values: FloatArray, amounts: FloatArray) -> FloatArray:
+        df = np.exp(-_log_discount(times, values, inst.flow_times))
+        return (df * amounts) @ aggregate - 100.0
+
+    def jacobian(values: FloatArray, amounts: FloatArray) -> FloatArray:
+        """Finite-difference Jacobian of the par-bond residuals, one ``b x b`` block a row."""
+        base = residual(values, amounts)
+        bump = 1e-7
+        jac = np.empty((values.shape[0], nb, nb))
+        for j, col in enumerate(inst.bond_cols):
+            bumped = values.copy()
+            bumped[:, col] += bump
+            jac[:, :, j] = (residual(bumped, amounts) - base) / bump
+        return jac
+
+    # Newton on the average curve, then a chord iteration for every curve with the Jacobian
+    # at that solution (scenario curves are perturbations of one as-of curve); rows still
+    # unsettled after a few steps switch to their own Jacobian.
+    amounts = flow_amounts(par)
+    mean_par = par.mean(axis=0, keepdims=True)
+    mean_amounts = flow_amounts(mean_par)
+    guess = logdf.copy()
+    mean_logdf = guess.mean(axis=0, keepdims=True)
+    for _ in range(max_iter):
+        mean_res = residual(mean_logdf, mean_amounts)
+        if float(np.abs(mean_res).max()) < tol:
+            break
+        jac = jacobian(mean_logdf, mean_amounts)
+        mean_logdf[:, inst.bond_cols] -= np.linalg.solve(jac, mean_res[:, :, None])[:, :, 0]
+    shared = np.linalg.inv(jacobian(mean_logdf, mean_amounts)[0])
+    logdf = mean_logdf + (guess - guess.mean(axis=0, keepdims=True))
+    res = residual(logdf, amounts)
+    for iteration in range(max_iter):
+        err = np.abs(res).max(axis=1)
+        if float(err.max()) < tol:
+            break
+        step = res @ shared.T
+        if iteration >= 8:  # slow rows: per-row Newton
+            slow = np.flatnonzero(err >= tol)
+            jac = jacobian(logdf[slow], amounts[slow])
+            step[slow] = np.linalg.solve(jac, res[slow][:, :, None])[:, :, 0]
+        logdf[:, inst.bond_cols] -= step
+        res = residual(logdf, amounts)
+    else:
+        raise CalculationError(
+            f"curve bootstrap for {as_of} did not converge (worst par-bond error {np.abs(res).max():.3g} per 100)"
+        )
+    if not np.isfinite(logdf).all():
+        raise CalculationError(f"curve bootstrap for {as_of} produced non-finite discount factors")
+    return ZeroCurves(as_of, tuple(tenors), times, logdf)
