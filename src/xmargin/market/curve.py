@@ -29,7 +29,7 @@ instantaneous forward is held flat.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
@@ -135,7 +135,7 @@ def _log_discount(times: FloatArray, logdf: FloatArray, t: FloatArray) -> FloatA
     return np.where(t <= 0.0, 0.0, inside)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ZeroCurves:
     """``S`` zero curves on common nodes (monotone convex forwards), from one as-of date.
 
@@ -147,7 +147,6 @@ class ZeroCurves:
     tenors: tuple[str, ...]
     node_times: FloatArray
     node_logdf: FloatArray
-    _cache: dict[str, object] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def n_curves(self) -> int:

@@ -57,7 +57,7 @@ def _parse_pct(text: str, *, source: Path, row: int, field_name: str, lo: float,
     return value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ParYieldHistory:
     """Daily par yield curves, one row per published day.
 
@@ -155,7 +155,10 @@ def _load_par_yields_cached(path: Path) -> ParYieldHistory:
                 continue
             if len(record) != len(header):
                 raise InputError(
-                    f"expected {len(header)} fields, found {len(record)}", source=path, row=rownum
+                    f"expected {len(header)} fields, found {len(record)}",
+                    source=path,
+                    row=rownum,
+                    field=header[len(record)] if len(record) < len(header) else f"column {len(header) + 1}",
                 )
             d = _parse_date(record[0], source=path, row=rownum, field_name="date")
             if d in seen:
@@ -182,7 +185,7 @@ def _load_par_yields_cached(path: Path) -> ParYieldHistory:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class RateHistory:
     """A daily overnight rate series (SOFR, effective fed funds) in percent."""
 
@@ -228,7 +231,12 @@ def _load_rate_series_cached(path: Path, name: str) -> RateHistory:
             if not record or all(not c.strip() for c in record):
                 continue
             if len(record) != 2:
-                raise InputError(f"expected 2 fields, found {len(record)}", source=path, row=rownum)
+                raise InputError(
+                    f"expected 2 fields, found {len(record)}",
+                    source=path,
+                    row=rownum,
+                    field=("date", field_name)[len(record)] if len(record) < 2 else "column 3",
+                )
             d = _parse_date(record[0], source=path, row=rownum, field_name="date")
             if d in seen:
                 raise InputError(

@@ -23,7 +23,7 @@ from xmargin.reference.calendar import settlement_date
 FloatArray = npt.NDArray[np.float64]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class MarketSnapshot:
     """Market data for ``as_of`` (the curve date), ready for pricing.
 

@@ -65,7 +65,7 @@ class SecurityRecord:
         return (self.maturity.year - self.issue_date.year) * 12 + self.maturity.month - self.issue_date.month
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SecuritiesMaster:
     records: dict[str, SecurityRecord]
     excluded: Counter[str] = field(default_factory=Counter)

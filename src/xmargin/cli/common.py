@@ -1,0 +1,100 @@
+"""Shared pieces of the command line: options, date parsing, output and error handling."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import date
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from xmargin.errors import InputError, XMarginError
+
+def _console(stderr: bool = False) -> Console:
+    probe = Console(stderr=stderr)
+    # piped output: Rich would wrap tables at 80 columns; give them room instead
+    return probe if probe.is_terminal else Console(stderr=stderr, width=200)
+
+
+console = _console()
+err_console = _console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Market data directory (default: $XMARGIN_DATA, ../shared/data, user cache)."),
+]
+AsOfOption = Annotated[
+    str | None, typer.Option("--as-of", help="As-of date YYYY-MM-DD (default: the latest curve in the data).")
+]
+PrevBusinessDayOption = Annotated[
+    bool,
+    typer.Option("--previous-business-day", help="If the as-of date has no curve, use the nearest earlier one."),
+]
+FormatOption = Annotated[OutputFormat, typer.Option("--format", help="Output format.")]
+
+
+def parse_date(text: str, what: str = "--as-of") -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise InputError(f"'{text}' is not a date (expected YYYY-MM-DD)", source="command line", field=what) from None
+
+
+def resolve_as_of(as_of: str | None, data_dir: Path | None) -> date:
+    """The as-of date the user asked for, or the last date with a curve."""
+    if as_of is None or as_of.lower() == "latest":
+        from xmargin.market.snapshot import latest_curve_date
+
+        return latest_curve_date(data_dir)
+    return parse_date(as_of)
+
+
+def handle_errors(func: F) -> F:
+    """Print an :class:`XMarginError` as one line on stderr and exit with status 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except XMarginError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def emit_json(payload: Any) -> None:
+    """Write JSON to stdout (plain, so it pipes cleanly into other tools)."""
+    sys.stdout.write(json.dumps(payload, indent=2, default=str, allow_nan=False) + "\n")
+
+
+def fmt(value: Any, digits: int = 6) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, digits: int = 6) -> Table:
+    t = Table(title=title, header_style="bold cyan")
+    for c in columns:
+        t.add_column(c, justify="right" if c not in ("instrument", "account", "member", "tenor") else "left")
+    for r in rows:
+        t.add_row(*[fmt(v, digits) for v in r])
+    return t

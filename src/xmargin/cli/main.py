@@ -1,0 +1,200 @@
+"""The ``xmargin`` command line (Typer + Rich).
+
+Pricing core: ``curve``, ``price``, ``futures basket``, ``data fetch``.  The margin, demo,
+ledger, service and batch commands are registered from their own modules below.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from xmargin.cli import margin_cmd
+from xmargin.cli.common import (
+    AsOfOption,
+    DataDirOption,
+    FormatOption,
+    OutputFormat,
+    PrevBusinessDayOption,
+    console,
+    emit_json,
+    handle_errors,
+    parse_date,
+    resolve_as_of,
+    table,
+)
+from xmargin.cli.data_cmd import data_app
+
+app = typer.Typer(
+    name="xmargin",
+    help="Cross-margining risk engine: FICC Treasuries and repo against CME interest-rate futures.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+futures_app = typer.Typer(help="CME Treasury futures reference data.", no_args_is_help=True)
+app.add_typer(futures_app, name="futures")
+app.add_typer(data_app, name="data")
+margin_cmd.register(app)
+
+
+def _snapshot(as_of: str | None, data_dir: Path | None, previous_business_day: bool):  # type: ignore[no-untyped-def]
+    from xmargin.market.snapshot import load_snapshot
+
+    day = resolve_as_of(as_of, data_dir)
+    return load_snapshot(day, data_dir=data_dir, previous_business_day=previous_business_day)
+
+
+@app.command()
+@handle_errors
+def curve(
+    as_of: AsOfOption = None,
+    data_dir: DataDirOption = None,
+    previous_business_day: PrevBusinessDayOption = False,
+    format: FormatOption = OutputFormat.table,
+) -> None:
+    """The par curve as published, with zero rates and discount factors at its tenors."""
+    from xmargin.pricing.report import curve_report
+
+    snap = _snapshot(as_of, data_dir, previous_business_day)
+    report = curve_report(snap)
+    if format is OutputFormat.json:
+        emit_json(report)
+        return
+    rows = zip(report["tenors"], report["par_yield_pct"], report["zero_rate_pct"], report["discount_factor"], strict=True)
+    console.print(
+        table(
+            f"Treasury curve {report['as_of']} (zero rates: {report['zero_rate_convention']})",
+            ["tenor", "par yield %", "zero rate %", "discount factor"],
+            list(rows),
+        )
+    )
+
+
+@app.command()
+@handle_errors
+def price(
+    instruments: Annotated[list[str], typer.Argument(help="CUSIPs, UST:<coupon>:<maturity> forms or futures symbols.")],
+    as_of: AsOfOption = None,
+    data_dir: DataDirOption = None,
+    previous_business_day: PrevBusinessDayOption = False,
+    yield_pct: Annotated[
+        float | None, typer.Option("--yield", help="Price from this street yield (percent) instead of the curve.")
+    ] = None,
+    settle: Annotated[str | None, typer.Option("--settle", help="Settlement date for --yield (YYYY-MM-DD).")] = None,
+    discount_rate: Annotated[
+        bool, typer.Option("--discount-rate", help="For bills: --yield is the discount rate (ACT/360).")
+    ] = False,
+    format: FormatOption = OutputFormat.table,
+) -> None:
+    """Clean and dirty price, accrued, yield and DV01 off the curve (or price from a yield)."""
+    from xmargin.errors import InputError
+    from xmargin.reference.futures import TreasuryFuture
+    from xmargin.reference.lookup import parse_instrument
+    from xmargin.reference.securities import load_master
+    from xmargin.reference.stir import RateFuture
+
+    if yield_pct is not None:
+        from xmargin.config import resolve_data_dir
+        from xmargin.pricing.report import price_from_yield
+
+        if settle is None:
+            raise InputError("--yield needs --settle DATE", source="command line", field="--settle")
+        settle_day = parse_date(settle, "--settle")
+        code = instruments[0].strip().upper()
+        if code.startswith("UST:"):
+            from xmargin.reference.treasuries import parse_ust
+
+            inst = parse_ust(code, source="command line")
+        else:
+            master = load_master(resolve_data_dir(data_dir))
+            inst = parse_instrument(code, as_of=settle_day, master=master, source="command line")
+        if isinstance(inst, TreasuryFuture | RateFuture):
+            raise InputError("--yield prices cash Treasuries only", source="command line", field="instrument")
+        rows = [price_from_yield(inst, yield_pct=yield_pct, settle=settle_day, discount_rate=discount_rate)]
+        if format is OutputFormat.json:
+            emit_json(rows)
+        else:
+            console.print(
+                table(
+                    f"Price from yield, settlement {settle_day}",
+                    ["instrument", "yield %", "clean", "accrued", "dirty", "yield DV01"],
+                    [[r["instrument"], r["yield_pct"], r["clean_price"], r["accrued"], r["dirty_price"], r["yield_dv01"]] for r in rows],
+                )
+            )
+        return
+
+    from xmargin.pricing.report import price_report
+
+    snap = _snapshot(as_of, data_dir, previous_business_day)
+    master = load_master(snap.data_dir)
+    defs = [parse_instrument(t, as_of=snap.as_of, master=master, source="command line") for t in instruments]
+    rows = price_report(defs, snap, master)
+    if format is OutputFormat.json:
+        emit_json(rows)
+        return
+    console.print(
+        table(
+            f"Prices off the {snap.as_of} curve (cash: per 100 face, settle {snap.settle}; futures: points)",
+            ["instrument", "clean", "accrued", "dirty", "yield %", "DV01 $", "CTD", "CF", "impl. repo %"],
+            [
+                [r["instrument"], r["clean_price"], r["accrued"], r["dirty_price"], r["yield_pct"], r["dv01"],
+                 r.get("ctd"), r.get("conversion_factor"), r.get("implied_repo_pct")]
+                for r in rows
+            ],
+        )
+    )
+
+
+@futures_app.command("basket")
+@handle_errors
+def futures_basket(
+    symbol: Annotated[str, typer.Argument(help="Treasury futures symbol, e.g. ZNZ25.")],
+    as_of: AsOfOption = None,
+    data_dir: DataDirOption = None,
+    previous_business_day: PrevBusinessDayOption = False,
+    format: FormatOption = OutputFormat.table,
+) -> None:
+    """The deliverable basket of a Treasury futures contract with conversion factors."""
+    from xmargin.errors import InputError
+    from xmargin.pricing.futures import treasury_future_details
+    from xmargin.reference.futures import TreasuryFuture, parse_future_symbol
+    from xmargin.reference.securities import load_master
+
+    snap = _snapshot(as_of, data_dir, previous_business_day)
+    contract = parse_future_symbol(symbol, snap.as_of, source="command line")
+    if not isinstance(contract, TreasuryFuture):
+        raise InputError(f"{symbol} is not a Treasury futures contract", source="command line", field="symbol")
+    master = load_master(snap.data_dir)
+    details = treasury_future_details(contract, snap, master)
+    payload = {
+        "symbol": contract.symbol,
+        "as_of": snap.as_of.isoformat(),
+        "deliverables": [
+            {
+                "instrument": d["instrument"],
+                "coupon_pct": d["coupon_pct"],
+                "maturity": d["maturity"],
+                "conversion_factor": d["conversion_factor"],
+            }
+            | {k: v for k, v in d.items() if k not in ("instrument", "coupon_pct", "maturity", "conversion_factor")}
+            for d in details["deliverables"]
+        ],
+    }
+    if format is OutputFormat.json:
+        emit_json(payload)
+        return
+    console.print(
+        table(
+            f"{contract.symbol} deliverable basket ({len(payload['deliverables'])} securities, as of {snap.as_of})",
+            ["instrument", "coupon %", "maturity", "conversion factor"],
+            [[d["instrument"], d["coupon_pct"], d["maturity"], d["conversion_factor"]] for d in payload["deliverables"]],
+            digits=4,
+        )
+    )
+
+
+def main() -> None:  # pragma: no cover
+    app()

@@ -1,0 +1,98 @@
+"""``xmargin margin``: stand-alone, combined and cross-margined requirements of a portfolio."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from xmargin.cli.common import (
+    AsOfOption,
+    DataDirOption,
+    FormatOption,
+    OutputFormat,
+    PrevBusinessDayOption,
+    console,
+    emit_json,
+    err_console,
+    handle_errors,
+    resolve_as_of,
+    table,
+)
+
+ConfigOption = Annotated[Path | None, typer.Option("--config", help="Margin parameters (TOML: [ficc] [cme] [cross]).")]
+EligibilityOption = Annotated[
+    Path | None, typer.Option("--eligibility", help="Cross-margin eligibility lists (TOML), default: packaged.")
+]
+
+
+def print_margin_table(payload: dict[str, Any], *, title: str) -> None:
+    rows = []
+    for r in payload["accounts"]:
+        rows.append([
+            r["account"], r["member"], r["account_type"], r["ficc_standalone"], r["cme_standalone"],
+            r["ficc_combined"], r["cme_combined"], r["applied_reduction_factor"], r["total_before"],
+            r["total_after"], r["savings"], r["savings_pct"], r["status"],
+        ])
+    t = payload["totals"]
+    rows.append(["TOTAL", "", "", t["ficc_standalone"], t["cme_standalone"], None, None, None,
+                 t["total_before"], t["total_after"], t["savings"], t["savings_pct"], ""])
+    console.print(
+        table(
+            title,
+            ["account", "member", "type", "FICC stand-alone", "CME stand-alone", "FICC combined", "CME combined",
+             "reduction", "before", "after", "savings", "savings %", "status"],
+            rows,
+            digits=2,
+        )
+    )
+    for w in payload.get("warnings", []):
+        err_console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+    for r in payload["accounts"]:
+        if r["status"] != "ok":
+            err_console.print(f"[yellow]{r['account']}:[/] {r['reason']}", highlight=False, soft_wrap=True)
+
+
+def margin(
+    portfolio: Annotated[Path, typer.Argument(help="Portfolio file (CSV or JSON).")],
+    as_of: AsOfOption = None,
+    data_dir: DataDirOption = None,
+    previous_business_day: PrevBusinessDayOption = False,
+    format: FormatOption = OutputFormat.table,
+    explain: Annotated[bool, typer.Option("--explain", help="Add the driving scenarios and largest contributors.")] = False,
+    config: ConfigOption = None,
+    eligibility: EligibilityOption = None,
+) -> None:
+    """Margin every account: each clearinghouse stand-alone, combined, and after cross-margining."""
+    from xmargin.workflow import Environment, margin_job
+
+    day = resolve_as_of(as_of, data_dir)
+    env = Environment.load(day, data_dir=data_dir, previous_business_day=previous_business_day,
+                           config=config, eligibility=eligibility)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=err_console, transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(label: str, done: int, total: int) -> None:
+            if label not in tasks:
+                tasks[label] = bar.add_task(label, total=total)
+            bar.update(tasks[label], completed=done, total=total)
+
+        payload = margin_job(env, portfolio, explain=explain, progress=progress)
+    if format is OutputFormat.json:
+        emit_json(payload)
+        return
+    print_margin_table(payload, title=f"Margin as of {payload['as_of']} (dollars)")
+    if explain:
+        for r in payload["accounts"]:
+            for name, ex in r.get("explain", {}).items():
+                console.print(f"[bold]{r['account']} {name}[/]: VaR scenario {ex['var_scenario']['window']} "
+                              f"P&L {ex['var_scenario']['pnl']:,.0f}; largest contributors: "
+                              + ", ".join(f"{c['instrument']} {c['pnl_in_var_scenario']:,.0f}"
+                                          for c in ex["largest_contributors"]))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("margin")(handle_errors(margin))

@@ -1,0 +1,122 @@
+"""SPAN parameters calibrated from the real history with the engine's own revaluation.
+
+For each futures root, its two nearest listed contracts are fully revalued under every
+one-day historical curve change of the look-back (no stress overlay) and:
+
+* scanning range = the 99% one-day loss of one contract, long or short, the larger, over
+  both contracts (SPAN: the range covers at least 99% of one-day moves);
+* intra-commodity charge = the same for the calendar spread (long the first, short the
+  second contract);
+* inter-commodity credit rate for roots ``p`` and ``q`` = the share of the two outright
+  risks that a DV01-neutral spread removes,
+  ``1 - VaR(x_p - x_q) / (VaR(x_p) + VaR(x_q))`` with ``x = P&L / DV01`` of each front
+  contract, clipped to ``[0, max_inter_credit]``.  Pairs are formed highest rate first.
+
+Quantiles use the VaR convention of :mod:`xmargin.margin.var`.  A root whose contracts cannot
+be priced at the as-of date (e.g. no deliverable securities in the master) is left out and
+positions in it fail explicitly.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from itertools import combinations
+
+import numpy as np
+
+from xmargin.errors import XMarginError
+from xmargin.margin.params import CmeParams
+from xmargin.margin.span import SpanParameters
+from xmargin.margin.var import historical_var
+from xmargin.market.history import ParYieldHistory
+from xmargin.market.snapshot import MarketSnapshot
+from xmargin.pricing.revalue import InstrumentUniverse, sensitivities
+from xmargin.pricing.scenario_pnl import instrument_pnl
+from xmargin.reference.futures import TREASURY_FUTURES, TreasuryFuture
+from xmargin.reference.securities import SecuritiesMaster
+from xmargin.reference.stir import RateFuture
+from xmargin.scenarios.historical import ScenarioSpec, build_scenarios
+
+QUARTERLY = (3, 6, 9, 12)
+RATE_ROOTS = ("SR3", "SR1", "ZQ")
+
+
+def listed_contracts(root: str, as_of: date, count: int = 2) -> list[TreasuryFuture | RateFuture]:
+    """The ``count`` nearest contracts of ``root`` still trading on ``as_of``."""
+    months = QUARTERLY if root in TREASURY_FUTURES or root == "SR3" else tuple(range(1, 13))
+    out: list[TreasuryFuture | RateFuture] = []
+    year = as_of.year
+    while len(out) < count:
+        for m in months:
+            contract: TreasuryFuture | RateFuture = (
+                TreasuryFuture(root, year, m) if root in TREASURY_FUTURES else RateFuture(root, year, m)
+            )
+            if contract.last_trading_day >= as_of and len(out) < count:
+                out.append(contract)
+        year += 1
+    return out
+
+
+def _two_sided_var(pnl: np.ndarray, confidence: float) -> float:
+    """Larger of the long and the short VaR of one P&L series."""
+    return float(max(historical_var(pnl[None, :], confidence)[0], historical_var(-pnl[None, :], confidence)[0]))
+
+
+def calibrate_span(
+    snapshot: MarketSnapshot, master: SecuritiesMaster, history: ParYieldHistory, cme: CmeParams
+) -> SpanParameters:
+    """Calibrate SPAN parameters on the snapshot's date (see the module docstring)."""
+    roots = [*TREASURY_FUTURES, *RATE_ROOTS]
+    contracts: dict[str, list[TreasuryFuture | RateFuture]] = {}
+    skipped: dict[str, str] = {}
+    for root in roots:
+        try:
+            listed = listed_contracts(root, snapshot.as_of)
+            sensitivities(InstrumentUniverse.of(listed), snapshot, master)  # priceable?
+            contracts[root] = listed
+        except XMarginError as exc:
+            skipped[root] = str(exc)
+    universe = InstrumentUniverse.of([c for cs in contracts.values() for c in cs])
+    spec = ScenarioSpec(horizon_days=1, lookback_years=cme.span_lookback_years, stress="none")
+    scenarios = build_scenarios(history, snapshot, spec)
+    pnl = instrument_pnl(universe, snapshot, master, scenarios.curves).pnl
+    dv01, _ = sensitivities(universe, snapshot, master)
+    conf = cme.span_confidence
+    kept = list(contracts)
+    scan = np.zeros(len(kept))
+    intra = np.zeros(len(kept))
+    normalised: list[np.ndarray] = []
+    for p, root in enumerate(kept):
+        rows = [universe.index(c) for c in contracts[root]]
+        scan[p] = max(_two_sided_var(pnl[i], conf) for i in rows)
+        overrides = dict(cme.scan_range_override)
+        if root in overrides:
+            scan[p] = float(overrides[root])
+        intra[p] = _two_sided_var(pnl[rows[0]] - pnl[rows[1]], conf) if len(rows) > 1 else 0.0
+        normalised.append(pnl[rows[0]] / dv01[rows[0]])
+    pairs: list[tuple[int, int, float]] = []
+    for p, q in combinations(range(len(kept)), 2):
+        outright = _two_sided_var(normalised[p], conf) + _two_sided_var(normalised[q], conf)
+        hedged = _two_sided_var(normalised[p] - normalised[q], conf)
+        rate = float(np.clip(1.0 - hedged / outright, 0.0, cme.max_inter_credit)) if outright > 0 else 0.0
+        if rate > 0:
+            pairs.append((p, q, round(rate, 4)))
+    pairs.sort(key=lambda t: -t[2])
+    info = {
+        "as_of": snapshot.as_of.isoformat(),
+        "confidence": conf,
+        "scenarios": scenarios.size,
+        "history": f"{scenarios.window_start[0]}..{scenarios.window_end[-1]}",
+        "contracts": {root: [c.symbol for c in cs] for root, cs in contracts.items()},
+        "dv01_per_contract": {universe.ids[i]: float(dv01[i]) for i in range(len(universe))},
+        "skipped": skipped,
+    }
+    return SpanParameters(
+        roots=tuple(kept),
+        scan_range=scan,
+        intra_charge=intra,
+        inter_pairs=tuple(pairs),
+        extreme_multiple=cme.extreme_multiple,
+        extreme_cover=cme.extreme_cover,
+        info=info,
+    )

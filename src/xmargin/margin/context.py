@@ -1,0 +1,163 @@
+"""Everything computed once per as-of date and model, shared by every account.
+
+A :class:`MarginContext` holds the two scenario sets (FICC: 3-day, CME: 2-day), the
+instrument scenario P&L matrices of the book's universe under each, the calibrated SPAN
+parameters and the per-instrument attributes the margin models need (clearinghouse,
+eligibility, floor weight, DV01 by maturity bucket, SPAN root).  Building it is the heavy
+step; margins for any number of accounts are then cheap array arithmetic on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from functools import lru_cache
+
+import numpy as np
+import numpy.typing as npt
+
+from xmargin.config import PAR_YIELDS_FILE
+from xmargin.margin.calibration import calibrate_span
+from xmargin.margin.ficc import floor_rate, maturity_bucket
+from xmargin.margin.params import CmeParams, MarginParams
+from xmargin.margin.span import SpanParameters
+from xmargin.market.history import load_par_yields
+from xmargin.market.snapshot import MarketSnapshot
+from xmargin.pricing.revalue import InstrumentUniverse, sensitivities
+from xmargin.pricing.scenario_pnl import InstrumentPnL, instrument_pnl
+from xmargin.reference.eligibility import CME, EligibilityRules, clearinghouse, load_eligibility
+from xmargin.reference.futures import TreasuryFuture
+from xmargin.reference.lookup import Instrument
+from xmargin.reference.repo import Repo
+from xmargin.reference.securities import SecuritiesMaster
+from xmargin.reference.stir import RateFuture
+from xmargin.scenarios.historical import ScenarioSet, ScenarioSpec, build_scenarios
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@lru_cache(maxsize=8)
+def _scenarios(snapshot: MarketSnapshot, spec: ScenarioSpec) -> ScenarioSet:
+    history = load_par_yields(snapshot.data_dir / PAR_YIELDS_FILE)
+    return build_scenarios(history, snapshot, spec)
+
+
+@lru_cache(maxsize=4)
+def _span(snapshot: MarketSnapshot, master: SecuritiesMaster, cme: CmeParams) -> SpanParameters:
+    history = load_par_yields(snapshot.data_dir / PAR_YIELDS_FILE)
+    return calibrate_span(snapshot, master, history, cme)
+
+
+def _years_to_maturity(inst: Instrument, as_of: date) -> float:
+    target = inst.collateral if isinstance(inst, Repo) else inst
+    maturity = getattr(target, "maturity", None)
+    return 0.0 if maturity is None else (maturity - as_of).days / 365.25
+
+
+@dataclass(frozen=True, eq=False)
+class InstrumentAttributes:
+    """Per-instrument inputs of the margin models, aligned with the universe rows."""
+
+    is_cme: npt.NDArray[np.bool_]
+    eligible: npt.NDArray[np.bool_]
+    market_value: FloatArray  # dollars per unit on the as-of curve (gross, collateral for repo)
+    floor_weight: FloatArray  # floor dollars per unit of |quantity| (FICC only)
+    dv01: FloatArray  # dollars per bp per unit (gain for a 1 bp fall)
+    bucket_dv01: FloatArray  # N x B: dv01 placed in its maturity bucket (FICC only)
+    span_root: npt.NDArray[np.int64]  # index into SpanParameters.roots, -1 if none
+    span_onehot: FloatArray  # N x P
+
+
+@dataclass(frozen=True, eq=False)
+class MarginContext:
+    snapshot: MarketSnapshot
+    master: SecuritiesMaster
+    params: MarginParams
+    eligibility: EligibilityRules
+    universe: InstrumentUniverse
+    ficc_scenarios: ScenarioSet
+    cme_scenarios: ScenarioSet
+    ficc_pnl: InstrumentPnL
+    cme_pnl: InstrumentPnL
+    span: SpanParameters
+    attributes: InstrumentAttributes
+
+    @property
+    def failures(self) -> dict[str, str]:
+        return {**self.ficc_pnl.failures, **self.cme_pnl.failures}
+
+    def extended(self, instruments: list[Instrument]) -> MarginContext:
+        """The same context over a larger universe (new rows priced, old rows reused)."""
+        bigger = self.universe.extended(instruments)
+        if len(bigger) == len(self.universe):
+            return self
+        return build_context(self.snapshot, self.master, bigger, self.params, self.eligibility)
+
+
+def _attributes(
+    universe: InstrumentUniverse,
+    snapshot: MarketSnapshot,
+    master: SecuritiesMaster,
+    params: MarginParams,
+    eligibility: EligibilityRules,
+    span: SpanParameters,
+    base_values: FloatArray,
+) -> InstrumentAttributes:
+    n = len(universe)
+    insts = universe.instruments
+    is_cme = np.array([clearinghouse(i) == CME for i in insts], dtype=bool)
+    eligible = np.array([eligibility.is_eligible(i) for i in insts], dtype=bool)
+    try:
+        dv01, _ = sensitivities(universe, snapshot, master)
+    except Exception:  # noqa: BLE001 - an unpriceable row: fall back to one by one
+        dv01 = np.full(n, np.nan)
+        for k, inst in enumerate(insts):
+            try:
+                dv01[k] = sensitivities(InstrumentUniverse.of([inst]), snapshot, master)[0][0]
+            except Exception:  # noqa: BLE001
+                dv01[k] = np.nan
+    years = np.array([_years_to_maturity(i, snapshot.as_of) for i in insts])
+    table = params.ficc.floor_table
+    market_value = np.array(
+        [base_values[k] if not isinstance(inst, Repo) else np.nan for k, inst in enumerate(insts)]
+    )
+    repo_rows = [k for k, inst in enumerate(insts) if isinstance(inst, Repo)]
+    if repo_rows:  # gross market value of a repo is its collateral's
+        collateral = InstrumentUniverse.of([insts[k].collateral for k in repo_rows])  # type: ignore[union-attr]
+        from xmargin.pricing.revalue import unit_values
+
+        market_value[repo_rows] = unit_values(collateral, snapshot, snapshot.curve, master)[:, 0]
+    floor_weight = np.where(is_cme, 0.0, np.abs(np.nan_to_num(market_value)) * floor_rate(years, table))
+    buckets = maturity_bucket(years, table)
+    bucket_dv01 = np.zeros((n, len(table)))
+    ficc_rows = np.flatnonzero(~is_cme)
+    bucket_dv01[ficc_rows, buckets[ficc_rows]] = np.nan_to_num(dv01[ficc_rows])
+    span_root = np.array(
+        [span.roots.index(i.root) if isinstance(i, TreasuryFuture | RateFuture) and i.root in span.roots else -1
+         for i in insts],
+        dtype=np.int64,
+    )
+    onehot = np.zeros((n, len(span.roots)))
+    has = span_root >= 0
+    onehot[np.flatnonzero(has), span_root[has]] = 1.0
+    return InstrumentAttributes(is_cme, eligible, market_value, floor_weight, dv01, bucket_dv01, span_root, onehot)
+
+
+def build_context(
+    snapshot: MarketSnapshot,
+    master: SecuritiesMaster,
+    universe: InstrumentUniverse,
+    params: MarginParams | None = None,
+    eligibility: EligibilityRules | None = None,
+) -> MarginContext:
+    """Scenario sets, instrument P&L matrices, SPAN calibration and attributes for a universe."""
+    params = params or MarginParams()
+    eligibility = eligibility or load_eligibility()
+    ficc_set = _scenarios(snapshot, params.ficc.scenarios)
+    cme_set = _scenarios(snapshot, params.cme.var_scenarios)
+    span = _span(snapshot, master, params.cme)
+    ficc_pnl = instrument_pnl(universe, snapshot, master, ficc_set.curves)
+    cme_pnl = instrument_pnl(universe, snapshot, master, cme_set.curves)
+    attributes = _attributes(universe, snapshot, master, params, eligibility, span, ficc_pnl.base_values)
+    return MarginContext(snapshot, master, params, eligibility, universe, ficc_set, cme_set, ficc_pnl, cme_pnl,
+                         span, attributes)

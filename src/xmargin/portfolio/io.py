@@ -1,0 +1,208 @@
+"""Portfolio files: CSV and JSON, validated row by row before anything is computed.
+
+CSV columns (header required, any order)::
+
+    account,member,account_type,instrument,quantity[,cross_margin][,repo_start,repo_end,repo_rate,cash_amount]
+
+* ``account_type``: ``house`` or ``customer``;
+* ``instrument``: a CUSIP, ``UST:<coupon>:<maturity>`` or a futures symbol;
+* ``quantity``: face dollars for cash (long positive) and repo collateral (positive = repo,
+  negative = reverse repo), contracts for futures (whole numbers);
+* ``cross_margin`` (optional, default ``true``): the account's election;
+* repo rows fill all four repo fields (dates YYYY-MM-DD, rate in percent, cash in dollars).
+
+JSON: either a list of objects with the same fields, or
+``{"accounts": [{"account", "member", "account_type", "cross_margin", "positions": [{...}]}]}``.
+
+Every problem raises :class:`~xmargin.errors.InputError` naming the file, the row (CSV line
+number, header = 1; JSON: position number) and the field.  Nothing is returned until the
+whole file is valid.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterator, Mapping
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from xmargin.errors import InputError
+from xmargin.portfolio.book import ACCOUNT_TYPES, Account, Book, build_book
+from xmargin.reference.eligibility import EligibilityRules, clearinghouse
+from xmargin.reference.futures import TreasuryFuture
+from xmargin.reference.lookup import Instrument, parse_instrument
+from xmargin.reference.repo import make_repo
+from xmargin.reference.securities import SecuritiesMaster
+from xmargin.reference.stir import RateFuture
+from xmargin.reference.treasuries import TreasuryBill, TreasuryBond
+
+REQUIRED = ("account", "member", "account_type", "instrument", "quantity")
+REPO_FIELDS = ("repo_start", "repo_end", "repo_rate", "cash_amount")
+OPTIONAL = ("cross_margin", "archetype", *REPO_FIELDS)
+_TRUE = {"true", "yes", "y", "1", "xm"}
+_FALSE = {"false", "no", "n", "0", ""}
+
+
+def _rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise InputError(f"not valid JSON: {exc.msg} at line {exc.lineno}", source=path, row=exc.lineno) from None
+        if isinstance(data, dict) and "accounts" in data:
+            n = 0
+            for acc in data["accounts"]:
+                if not isinstance(acc, dict):
+                    raise InputError("each account must be an object", source=path)
+                for pos in acc.get("positions", []):
+                    n += 1
+                    if not isinstance(pos, dict):
+                        raise InputError("each position must be an object", source=path, row=n)
+                    yield n, {**{k: v for k, v in acc.items() if k != "positions"}, **pos}
+        elif isinstance(data, list):
+            for n, obj in enumerate(data, start=1):
+                if not isinstance(obj, dict):
+                    raise InputError("each row must be an object", source=path, row=n)
+                yield n, obj
+        else:
+            raise InputError("expected a list of positions or an object with 'accounts'", source=path)
+        return
+    try:
+        fh = path.open(newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise InputError(f"cannot read portfolio: {exc.strerror}", source=path) from None
+    with fh:
+        reader = csv.DictReader(fh)
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        missing = [c for c in REQUIRED if c not in header]
+        if missing:
+            raise InputError(f"missing column(s) {missing}; expected {list(REQUIRED)}", source=path, row=1, field=missing[0])
+        unknown = [c for c in header if c not in REQUIRED and c not in OPTIONAL]
+        if unknown:
+            raise InputError(f"unknown column(s) {unknown}", source=path, row=1, field=unknown[0])
+        reader.fieldnames = header
+        for n, row in enumerate(reader, start=2):
+            if None in row:
+                raise InputError("more fields than the header has", source=path, row=n)
+            if all(not (v or "").strip() for v in row.values()):
+                continue
+            yield n, row
+
+
+def _text(row: Mapping[str, Any], key: str, path: Path, n: int) -> str:
+    value = row.get(key)
+    text = "" if value is None else str(value).strip()
+    if not text:
+        raise InputError("is empty", source=path, row=n, field=key)
+    return text
+
+
+def _number(row: Mapping[str, Any], key: str, path: Path, n: int) -> float:
+    raw = row.get(key)
+    try:
+        value = float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise InputError(f"'{raw}' is not a number", source=path, row=n, field=key) from None
+    if not math.isfinite(value):
+        raise InputError(f"'{raw}' is not a finite number", source=path, row=n, field=key)
+    return value
+
+
+def _bool(row: Mapping[str, Any], key: str, path: Path, n: int, default: bool) -> bool:
+    raw = row.get(key)
+    if raw is None:
+        return default
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return default if text == "" else False
+    raise InputError(f"'{raw}' is not true/false", source=path, row=n, field=key)
+
+
+def _date(row: Mapping[str, Any], key: str, path: Path, n: int) -> date:
+    text = _text(row, key, path, n)
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InputError(f"'{text}' is not a date (YYYY-MM-DD)", source=path, row=n, field=key) from None
+
+
+def read_portfolio(
+    path: str | Path,
+    *,
+    as_of: date,
+    master: SecuritiesMaster,
+    eligibility: EligibilityRules,
+) -> Book:
+    """Read and validate a portfolio file into a :class:`Book`."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("portfolio file not found", source=path)
+    accounts: list[Account] = []
+    index: dict[str, tuple[int, int]] = {}  # account -> (index, first row)
+    holdings: list[tuple[int, Instrument, float]] = []
+    warnings: list[str] = []
+    for n, row in _rows(path):
+        name = _text(row, "account", path, n)
+        member = _text(row, "member", path, n)
+        kind = _text(row, "account_type", path, n).lower()
+        if kind not in ACCOUNT_TYPES:
+            raise InputError(f"'{kind}' is not one of {ACCOUNT_TYPES}", source=path, row=n, field="account_type")
+        xm = _bool(row, "cross_margin", path, n, True)
+        archetype = str(row.get("archetype") or "").strip()
+        if name in index:
+            i, first = index[name]
+            acc = accounts[i]
+            if (acc.member, acc.account_type, acc.cross_margin) != (member, kind, xm):
+                raise InputError(
+                    f"account {name} was declared in row {first} as member {acc.member}, {acc.account_type}, "
+                    f"cross_margin={acc.cross_margin}; this row disagrees",
+                    source=path,
+                    row=n,
+                    field="member",
+                )
+        else:
+            index[name] = (len(accounts), n)
+            accounts.append(Account(name, member, kind, xm, archetype))
+        qty = _number(row, "quantity", path, n)
+        inst_text = _text(row, "instrument", path, n)
+        inst: Instrument = parse_instrument(inst_text, as_of=as_of, master=master, source=str(path), row=n)
+        repo_given = [f for f in REPO_FIELDS if str(row.get(f) or "").strip()]
+        if repo_given:
+            missing = [f for f in REPO_FIELDS if f not in repo_given]
+            if missing:
+                raise InputError(f"a repo row needs all of {list(REPO_FIELDS)}", source=path, row=n, field=missing[0])
+            if not isinstance(inst, TreasuryBill | TreasuryBond):
+                raise InputError("repo collateral must be a Treasury security", source=path, row=n, field="instrument")
+            inst = make_repo(
+                inst,
+                start=_date(row, "repo_start", path, n),
+                end=_date(row, "repo_end", path, n),
+                rate_pct=_number(row, "repo_rate", path, n),
+                cash_amount=_number(row, "cash_amount", path, n),
+                face=qty,
+                as_of=as_of,
+                source=str(path),
+                row=n,
+            )
+        elif isinstance(inst, TreasuryFuture | RateFuture) and qty != round(qty):
+            raise InputError(f"{qty} is not a whole number of contracts", source=path, row=n, field="quantity")
+        if qty == 0:
+            continue
+        acc = accounts[index[name][0]]
+        if acc.cross_margin and not eligibility.is_eligible(inst):
+            warnings.append(
+                f"{path}, row {n}: {inst_text} is not cross-margin eligible at {clearinghouse(inst)}; "
+                f"margined stand-alone in account {name}"
+            )
+        holdings.append((index[name][0], inst, qty))
+    if not accounts:
+        raise InputError("no positions", source=path)
+    return build_book(accounts, holdings, source=str(path), warnings=warnings)
