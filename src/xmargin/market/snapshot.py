@@ -9,7 +9,7 @@ scenario curves on the same nodes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +18,7 @@ import numpy.typing as npt
 from xmargin.config import FEDFUNDS_FILE, PAR_YIELDS_FILE, SOFR_FILE, resolve_data_dir
 from xmargin.market.curve import ZeroCurves, bootstrap
 from xmargin.market.history import TENOR_MONTHS, TENORS, RateHistory, load_par_yields, load_rate_series
-from xmargin.reference.calendar import settlement_date
+from xmargin.reference.calendar import preceding, settlement_date
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -51,7 +51,9 @@ class MarketSnapshot:
         return bootstrap(self.as_of, self.tenors, self.tenor_months, par_yields)
 
     def overnight_spread(self, series: str) -> float:
-        """Latest fixing of ``series`` ("sofr" or "fedfunds") minus the curve's overnight rate.
+        """Latest fixing known at the as-of close (the previous business day's: a day's SOFR and
+        EFFR are published the next morning) of ``series`` ("sofr" or "fedfunds") minus the
+        curve's overnight rate.
 
         Decimal, continuously compounded basis; 0 when the series is not available.  Used to
         project SOFR and fed funds from the Treasury curve (see :mod:`xmargin.pricing.stir`).
@@ -59,7 +61,8 @@ class MarketSnapshot:
         history = self.sofr if series == "sofr" else self.fedfunds
         if history is None:
             return 0.0
-        _, fixing_pct = history.on_or_before(self.as_of)
+        # the as-of day's own fixing is published the next morning: use the previous day's
+        _, fixing_pct = history.on_or_before(preceding(self.as_of - timedelta(days=1)))
         one_day = 1.0 / 365.0
         curve_overnight = float(self.curve.log_discount([one_day])[0, 0]) / one_day
         fixing_cc = np.log1p(fixing_pct / 100.0 / 360.0) * 365.0

@@ -16,6 +16,10 @@ Rules (documented choices):
   original auction.  The test suite checks the derivation against every FedInvest coupon.
 * **Dated date.**  Interest accrues from the regular coupon date on or before the original
   issue date (Treasury's dated date; investors pay the accrued from it at issue).
+* **Older securities.**  A security in the FedInvest file but not in the auction file (the
+  1994-98 thirty-year bonds) is added from FedInvest with a regular coupon schedule; its
+  original issue date is not known and is taken as 30 (bonds) or 10 (notes) years before
+  maturity (``original_term`` says "assumed").
 * **Excluded: TIPS and FRNs** (the engine does not price them yet).  FedInvest's type is
   used where known; otherwise an FRN is a two-year note issued from 2014 that was reopened
   (nominal two-year notes are never reopened), and a TIPS is a note or bond maturing on the
@@ -265,6 +269,25 @@ def _load_master_cached(data_dir: Path) -> SecuritiesMaster:
         coupons = derive_coupons(mats, issues, prices, mkt)
         for (cusip, first, n, kind), c, m, i in zip(to_derive, coupons, mats, issues, strict=True):
             records[cusip] = _coupon_record(cusip, kind, first["security_term"].strip(), i, m, n, float(c), "derived")
+
+    for cusip, r in fed.items():  # outstanding securities older than the auction file
+        if cusip in records:
+            continue
+        kind = _classify({}, 1, r["security_type"])
+        maturity = date.fromisoformat(r["maturity_date"])
+        if kind in ("note", "bond"):
+            term_years = 30 if kind == "bond" else 10
+            issue = date(maturity.year - term_years, maturity.month, min(maturity.day, 28))
+            coupon = round(float(r["rate"]), 8)
+            bond = TreasuryBond(coupon=coupon, maturity=maturity, cusip=cusip, kind=kind)
+            records[cusip] = SecurityRecord(cusip, kind, f"{term_years}-Year (assumed)", issue, maturity, 0,
+                                            coupon, "fedinvest", bond)
+        elif kind == "bill":
+            records[cusip] = SecurityRecord(cusip, kind, "", maturity, maturity, 0, None, "",
+                                            TreasuryBill(maturity=maturity, cusip=cusip))
+        else:
+            excluded[kind] += 1
+            records[cusip] = SecurityRecord(cusip, kind, "", maturity, maturity, 0, None, "", None)
 
     prices_out: dict[str, float] = {}
     for cusip, r in fed.items():
