@@ -29,8 +29,10 @@ instantaneous forward is held flat.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -140,13 +142,17 @@ class ZeroCurves:
     """``S`` zero curves on common nodes (monotone convex forwards), from one as-of date.
 
     ``node_times`` in years (ACT/365F from ``as_of``); ``node_logdf[s, k] = -ln DF`` of curve
-    ``s`` at node ``k``.  ``tenors`` labels the nodes.
+    ``s`` at node ``k``.  ``tenors`` labels the nodes.  Discount factors by date are memoised
+    per instance: pricers of cash, repo and futures ask for largely the same coupon dates,
+    and each date is interpolated once for all ``S`` curves.
     """
 
     as_of: date
     tenors: tuple[str, ...]
     node_times: FloatArray
     node_logdf: FloatArray
+    _memo: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     @property
     def n_curves(self) -> int:
@@ -161,8 +167,25 @@ class ZeroCurves:
         return np.exp(-self.log_discount(t))
 
     def discount_dates(self, dates: npt.ArrayLike) -> FloatArray:
-        """Discount factors at dates (``datetime64[D]``): an ``S x M`` array."""
-        return self.discount(year_fractions(self.as_of, dates))
+        """Discount factors at dates (``datetime64[D]``): an ``S x M`` array (memoised)."""
+        days = np.atleast_1d(np.asarray(dates, dtype="datetime64[D]")).astype(np.int64)
+        with self._lock:
+            index: dict[int, int] = self._memo.setdefault("index", {})
+            missing = [int(d) for d in np.unique(days) if int(d) not in index]
+            if missing:
+                fresh = self.discount(year_fractions(self.as_of, np.array(missing, dtype="datetime64[D]")))
+                buf = self._memo.get("buf")
+                used = len(index)
+                if buf is None or used + len(missing) > buf.shape[1]:
+                    grown = np.empty((self.n_curves, max(2 * (used + len(missing)), 64)))
+                    if buf is not None:
+                        grown[:, :used] = buf[:, :used]
+                    buf = self._memo["buf"] = grown
+                buf[:, used : used + len(missing)] = fresh
+                for k, d in enumerate(missing):
+                    index[d] = used + k
+            cols = np.fromiter((index[int(d)] for d in days), dtype=np.int64, count=len(days))
+            return self._memo["buf"][:, cols]
 
     def zero_rates_bey(self, t: npt.ArrayLike) -> FloatArray:
         """Zero rates, bond-equivalent (semiannual compounding, ACT/365F), decimal."""

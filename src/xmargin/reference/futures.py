@@ -305,10 +305,11 @@ def deliverable_basket(
     """
     rule = contract.spec.rule_for(contract.year, contract.month)
     excluded = EXCLUDED_ISSUES.get((contract.root, contract.year, contract.month), frozenset())
-    cutoff = contract.last_delivery_day if as_of is None else min(as_of, contract.last_delivery_day)
+    last_delivery = contract.last_delivery_day
+    cutoff = last_delivery if as_of is None else min(as_of, last_delivery)
     out: list[Deliverable] = []
     for rec in master.notes_and_bonds():
-        if rec.issue_date > cutoff or rec.maturity <= contract.last_delivery_day or rec.cusip in excluded:
+        if rec.issue_date > cutoff or rec.maturity <= last_delivery or rec.cusip in excluded:
             continue
         if rule.admits(rec, contract.year, contract.month):
             bond = rec.definition
