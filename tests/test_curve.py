@@ -182,20 +182,20 @@ def test_discount_factors_positive_and_decreasing_where_forwards_positive(data_d
 @pytest.fixture(scope="module")
 def scenario_inputs(data_dir: Path) -> tuple[MarketSnapshot, np.ndarray]:
     """2024-06-26 and its overlapping 3-day par-curve changes since 2022-10-19 (when 4M
-    started, so every tenor is published): 417 scenarios."""
+    started, so every tenor is published): 419 scenarios."""
     snap = load_snapshot(date(2024, 6, 26), data_dir=data_dir)
     history = load_par_yields(data_dir / "yields" / "par_yield_curve.csv")
     first, last = history.index_of(date(2022, 10, 19)), history.index_of(date(2024, 6, 26))
     window = history.yields_pct[first : last + 1] / 100.0
     changes = window[3:] - window[:-3]
-    assert changes.shape == (417, len(TENOR_MONTHS))
+    assert changes.shape == (419, len(TENOR_MONTHS))
     assert not np.isnan(changes).any()
-    assert 1e-4 < np.abs(changes).max() < 0.01  # up to a few dozen bp in 3 days
+    assert 1e-4 < np.abs(changes).max() < 0.02  # up to 127 bp in 3 days (1M bill, 2023-05-04)
     return snap, changes
 
 
 def test_vectorised_bootstrap_equals_one_by_one(scenario_inputs) -> None:
-    """417 scenario curves in one call equal each curve bootstrapped alone (node values, 1e-12)."""
+    """419 scenario curves in one call equal each curve bootstrapped alone (node values, 1e-12)."""
     snap, changes = scenario_inputs
     par = snap.par_yields + changes
     together = snap.curves_from_par(par)

@@ -126,7 +126,9 @@ def _attributes(
         collateral = InstrumentUniverse.of([insts[k].collateral for k in repo_rows])  # type: ignore[union-attr]
         from xmargin.pricing.revalue import unit_values
 
-        market_value[repo_rows] = unit_values(collateral, snapshot, snapshot.curve, master)[:, 0]
+        collateral_values = unit_values(collateral, snapshot, snapshot.curve, master)[:, 0]
+        # the collateral universe is de-duplicated: several repos may share one collateral
+        market_value[repo_rows] = collateral_values[[collateral.index(insts[k].collateral) for k in repo_rows]]  # type: ignore[union-attr]
     floor_weight = np.where(is_cme, 0.0, np.abs(np.nan_to_num(market_value)) * floor_rate(years, table))
     buckets = maturity_bucket(years, table)
     bucket_dv01 = np.zeros((n, len(table)))

@@ -7,7 +7,10 @@ several central-bank curve builders because it
 
 * reproduces the bootstrapped discount factors at the nodes exactly,
 * gives continuous instantaneous forwards (so discount factors are C1 and prices of
-  coupons between nodes move smoothly when a node moves),
+  coupons between nodes move smoothly when a node moves) -- except in the method's
+  degenerate case of equal consecutive par yields, where the change of forward is squeezed
+  into a sliver of the interval (numerically a jump; QuantLib's basic Hagan-West does the
+  same; 38 of the 8,965 real curves, all before 2001),
 * keeps the forwards local and free of the overshoots of cubic splines, and
 * preserves monotonicity of the discrete forwards (no spurious forward oscillation, hence
   no arbitrage between adjacent periods beyond what the inputs imply).
@@ -28,8 +31,8 @@ instantaneous forward is held flat.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -71,70 +74,92 @@ def _node_forwards(times: FloatArray, logdf: FloatArray) -> tuple[FloatArray, Fl
     return fd, f
 
 
-def _g_integral(x: FloatArray, g0: FloatArray, g1: FloatArray) -> FloatArray:
-    """Integral over [0, x] of the Hagan-West correction ``g`` on one interval (x in [0, 1]).
+def _g_coefficients(g0: FloatArray, g1: FloatArray) -> tuple[FloatArray, ...]:
+    """Coefficients of the integral of the Hagan-West correction ``g`` on one interval.
 
-    ``x``, ``g0 = f(left) - fd`` and ``g1 = f(right) - fd`` are arrays of one shape; each
-    element is evaluated with the formula of its region of the (g0, g1) plane (paper,
-    section 4), computed only where that region applies.
+    Every region of the (g0, g1) plane (paper, section 4) integrates to one form,
+
+        G(x) = a1 x + a2 x^2 + a3 x^3 + b (1 - (1 - x / e1)_+^3) + c (x - e2)_+^3,
+
+    region (i) (quadratic): ``a1 = g0, a2 = -2 g0 - g1, a3 = g0 + g1``;
+    region (ii) (flat, then quadratic from ``eta = (g1 + 2 g0) / (g1 - g0)``):
+    ``a1 = g0, c = (g1 - g0) / (3 (1 - eta)^2), e2 = eta``;
+    region (iii) (quadratic until ``eta = 3 g1 / (g1 - g0)``, then flat):
+    ``a1 = g1, b = (g0 - g1) eta / 3, e1 = eta``;
+    region (iv) (two quadratics meeting at ``A = -g0 g1 / (g0 + g1)`` at ``eta = g1 / (g0 + g1)``):
+    ``a1 = A, b = (g0 - A) eta / 3, e1 = eta, c = (g1 - A) / (3 (1 - eta)^2), e2 = eta``.
+    Returned as ``(a1, a2, a3, b, 1 / e1, c, e2)``; computed once per interval so the work
+    per date is one polynomial.
     """
-    x, g0, g1 = np.broadcast_arrays(x, g0, g1)
-    out = np.zeros(g0.shape)
-    region1 = ((g0 > 0) & (g1 <= -0.5 * g0) & (g1 >= -2 * g0)) | (
-        (g0 < 0) & (g1 >= -0.5 * g0) & (g1 <= -2 * g0)
-    )
+    zeros = np.zeros_like(g0)
+    region1 = ((g0 > 0) & (g1 <= -0.5 * g0) & (g1 >= -2 * g0)) | ((g0 < 0) & (g1 >= -0.5 * g0) & (g1 <= -2 * g0))
     region2 = ~region1 & (((g0 < 0) & (g1 > -2 * g0)) | ((g0 > 0) & (g1 < -2 * g0)))
     region3 = ((g0 > 0) & (g1 < 0) & (g1 > -0.5 * g0)) | ((g0 < 0) & (g1 > 0) & (g1 < -0.5 * g0))
     region4 = ~(region1 | region2 | region3) & ((g0 != 0) | (g1 != 0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        diff = np.where(g1 != g0, g1 - g0, 1.0)
+        total = np.where(g0 + g1 != 0, g0 + g1, 1.0)
+        eta2 = (g1 + 2 * g0) / diff
+        eta3 = 3 * g1 / diff
+        eta4 = g1 / total
+        big_a = -g0 * g1 / total
+        a1 = np.select([region1, region2, region3, region4], [g0, g0, g1, big_a], zeros)
+        a2 = np.where(region1, -2 * g0 - g1, zeros)
+        a3 = np.where(region1, g0 + g1, zeros)
+        e1 = np.select([region3, region4], [eta3, eta4], zeros)
+        b = np.select([region3, region4], [(g0 - g1) * eta3 / 3.0, (g0 - big_a) * eta4 / 3.0], zeros)
+        e2 = np.select([region2, region4], [eta2, eta4], np.ones_like(g0))
+        c = np.select(
+            [region2, region4], [(g1 - g0) / (3 * (1 - eta2) ** 2), (g1 - big_a) / (3 * (1 - eta4) ** 2)], zeros
+        )
+        inv_e1 = np.where(e1 > 0, 1.0 / np.where(e1 > 0, e1, 1.0), 0.0)
+    # degenerate kinks (eta at an end of the interval): the term they scale vanishes on [0, 1]
+    b = np.where(e1 > 0, b, 0.0)
+    c = np.where(e2 < 1, np.nan_to_num(c), 0.0)
+    return a1, a2, a3, b, inv_e1, c, e2
 
-    m = region1
-    if m.any():  # quadratic
-        xm, a, b = x[m], g0[m], g1[m]
-        out[m] = a * (xm - 2 * xm**2 + xm**3) + b * (xm**3 - xm**2)
-    m = region2
-    if m.any():  # flat g0, then quadratic up/down to g1
-        xm, a, b = x[m], g0[m], g1[m]
-        eta = (b + 2 * a) / (b - a)
-        tail = np.clip(xm - eta, 0.0, None)
-        out[m] = a * xm + (b - a) * tail**3 / (3 * (1 - eta) ** 2)
-    m = region3
-    if m.any():  # quadratic from g0, then flat g1
-        xm, a, b = x[m], g0[m], g1[m]
-        eta = 3 * b / (b - a)
-        head = np.clip(1.0 - xm / eta, 0.0, None)
-        out[m] = b * xm + (a - b) * eta / 3.0 * (1.0 - head**3)
-    m = region4
-    if m.any():  # two quadratics meeting at A
-        xm, a, b = x[m], g0[m], g1[m]
-        eta = b / (a + b)
-        big_a = -a * b / (a + b)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            head = np.clip(1.0 - xm / eta, 0.0, None)
-            left = big_a * xm + (a - big_a) * eta / 3.0 * (1.0 - head**3)
-            tail = np.clip(xm - eta, 0.0, None)
-            right = big_a * xm + (a - big_a) * eta / 3.0 + (b - big_a) * tail**3 / (3 * (1 - eta) ** 2)
-        out[m] = np.where(xm <= eta, np.where(eta > 0, left, big_a * xm), right)
-    return out
+
+def _g_from_coefficients(x: FloatArray, coeffs: Sequence[FloatArray]) -> FloatArray:
+    a1, a2, a3, b, inv_e1, c, e2 = coeffs
+    head = np.maximum(1.0 - x * inv_e1, 0.0)
+    tail = np.maximum(x - e2, 0.0)
+    return x * (a1 + x * (a2 + x * a3)) + b * (1.0 - head**3) + c * tail**3
+
+
+def _g_integral(x: FloatArray, g0: FloatArray, g1: FloatArray) -> FloatArray:
+    """Integral over [0, x] of the Hagan-West correction ``g`` on one interval (x in [0, 1]).
+
+    ``x``, ``g0 = f(left) - fd`` and ``g1 = f(right) - fd`` are arrays of one shape.
+    """
+    x, g0, g1 = np.broadcast_arrays(x, g0, g1)
+    return _g_from_coefficients(x, _g_coefficients(g0, g1))
+
+
+#: Curves are interpolated in blocks of this many rows (keeps the working set in cache).
+_BLOCK = 128
 
 
 def _log_discount(times: FloatArray, logdf: FloatArray, t: FloatArray) -> FloatArray:
     """``-ln DF(t)`` (S x M) for node values ``logdf`` (S x n) at ``times`` (n)."""
-    fd, f = _node_forwards(times, logdf)
     t = np.asarray(t, dtype=np.float64)
     t_ext = np.concatenate([[0.0], times])
-    y_ext = np.concatenate([np.zeros((logdf.shape[0], 1)), logdf], axis=1)
     i = np.clip(np.searchsorted(t_ext, t, side="left"), 1, len(times))  # interval (t[i-1], t[i]]
     lo, hi = t_ext[i - 1], t_ext[i]
     h = hi - lo
     x = np.clip((t - lo) / h, 0.0, 1.0)
-    fdi = fd[:, i - 1]
-    g0 = f[:, i - 1] - fdi
-    g1 = f[:, i] - fdi
-    inside = y_ext[:, i - 1] + h * (fdi * x + _g_integral(x, g0, g1))
     beyond = t > times[-1]
-    if beyond.any():
-        inside = np.where(beyond, logdf[:, -1:] + f[:, -1:] * (t - times[-1]), inside)
-    return np.where(t <= 0.0, 0.0, inside)
+    out = np.empty((logdf.shape[0], len(t)))
+    for start in range(0, logdf.shape[0], _BLOCK):
+        rows = logdf[start : start + _BLOCK]
+        fd, f = _node_forwards(times, rows)
+        y_ext = np.concatenate([np.zeros((rows.shape[0], 1)), rows], axis=1)
+        coeffs = [k[:, i - 1] for k in _g_coefficients(f[:, :-1] - fd, f[:, 1:] - fd)]
+        block = y_ext[:, i - 1] + h * (fd[:, i - 1] * x + _g_from_coefficients(x, coeffs))
+        if beyond.any():  # flat instantaneous forward beyond the last node
+            block = np.where(beyond, rows[:, -1:] + f[:, -1:] * (t - times[-1]), block)
+        out[start : start + _BLOCK] = block
+    out[:, t <= 0.0] = 0.0
+    return out
 
 
 @dataclass(frozen=True, eq=False)

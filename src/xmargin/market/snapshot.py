@@ -17,7 +17,13 @@ import numpy.typing as npt
 
 from xmargin.config import FEDFUNDS_FILE, PAR_YIELDS_FILE, SOFR_FILE, resolve_data_dir
 from xmargin.market.curve import ZeroCurves, bootstrap
-from xmargin.market.history import TENOR_MONTHS, TENORS, RateHistory, load_par_yields, load_rate_series
+from xmargin.market.history import (
+    TENOR_MONTHS,
+    TENORS,
+    RateHistory,
+    load_par_yields,
+    load_rate_series,
+)
 from xmargin.reference.calendar import preceding, settlement_date
 
 FloatArray = npt.NDArray[np.float64]

@@ -40,7 +40,12 @@ from pathlib import Path
 import numpy as np
 
 from xmargin.config import AUCTIONS_FILE, FEDINVEST_GLOB, PAR_YIELDS_FILE
-from xmargin.errors import InputError, MissingMarketDataError, NotSupportedError, UnknownInstrumentError
+from xmargin.errors import (
+    InputError,
+    MissingMarketDataError,
+    NotSupportedError,
+    UnknownInstrumentError,
+)
 from xmargin.reference.cashflows import resolve
 from xmargin.reference.conventions import street_yield
 from xmargin.reference.cusip import is_valid_cusip, looks_like_cusip

@@ -107,9 +107,12 @@ def _named_period(text: str) -> tuple[date, date]:
     if ":" in text:
         a, b = text.split(":", 1)
         try:
-            return date.fromisoformat(a), date.fromisoformat(b)
+            lo, hi = date.fromisoformat(a), date.fromisoformat(b)
         except ValueError:
             pass
+        else:
+            if lo <= hi:
+                return lo, hi
     else:
         m = _PERIOD_RE.match(text)
         if m:
@@ -117,6 +120,8 @@ def _named_period(text: str) -> tuple[date, date]:
             if m[2] is None:
                 return date(year, 1, 1), date(year, 12, 31)
             month = int(m[2])
+            if not 1 <= month <= 12:
+                raise InputError(f"stress period '{text}': month {month} is not 01..12", field="stress")
             nxt = date(year + (month == 12), month % 12 + 1, 1)
             return date(year, month, 1), nxt - timedelta(days=1)
     raise InputError(
