@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from xmargin.cli.common import (
@@ -22,7 +23,7 @@ from xmargin.cli.common import (
     table,
 )
 
-ConfigOption = Annotated[Path | None, typer.Option("--config", help="Margin parameters (TOML: [ficc] [cme] [cross]).")]
+ConfigOption = Annotated[Path | None, typer.Option("--config", help="Margin parameters (TOML: \\[ficc] \\[cme] \\[cross]).")]
 EligibilityOption = Annotated[
     Path | None, typer.Option("--eligibility", help="Cross-margin eligibility lists (TOML), default: packaged.")
 ]
@@ -49,10 +50,10 @@ def print_margin_table(payload: dict[str, Any], *, title: str) -> None:
         )
     )
     for w in payload.get("warnings", []):
-        err_console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+        err_console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
     for r in payload["accounts"]:
         if r["status"] != "ok":
-            err_console.print(f"[yellow]{r['account']}:[/] {r['reason']}", highlight=False, soft_wrap=True)
+            err_console.print(f"[yellow]{escape(r['account'])}:[/] {escape(r['reason'])}", highlight=False, soft_wrap=True)
 
 
 def margin(
@@ -88,7 +89,7 @@ def margin(
     if explain:
         for r in payload["accounts"]:
             for name, ex in r.get("explain", {}).items():
-                console.print(f"[bold]{r['account']} {name}[/]: VaR scenario {ex['var_scenario']['window']} "
+                console.print(f"[bold]{escape(r['account'])} {name}[/]: VaR scenario {ex['var_scenario']['window']} "
                               f"P&L {ex['var_scenario']['pnl']:,.0f}; largest contributors: "
                               + ", ".join(f"{c['instrument']} {c['pnl_in_var_scenario']:,.0f}"
                                           for c in ex["largest_contributors"]))

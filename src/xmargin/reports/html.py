@@ -48,7 +48,7 @@ th,td{border:1px solid #d0d7de;padding:.3em .55em}th{background:#f6f8fa;text-ali
 td.n{text-align:right;font-variant-numeric:tabular-nums}figure{margin:1.2em 0}
 figure img{max-width:100%;border:1px solid #d0d7de}figcaption{color:#57606a;font-size:.9em}
 .kpi{display:flex;flex-wrap:wrap;gap:1em}.kpi div{background:#f6f8fa;border:1px solid #d0d7de;padding:.6em 1em;border-radius:6px}
-.kpi b{display:block;font-size:1.3em}pre{background:#f6f8fa;padding:1em;overflow:auto;font-size:.8em}
+.warn{color:#9a6700}.kpi b{display:block;font-size:1.3em}pre{background:#f6f8fa;padding:1em;overflow:auto;font-size:.8em}
 """
 
 
@@ -76,6 +76,15 @@ def _millions(ax: Any, axis: str = "y") -> None:
     (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(fmt)
 
 
+def _cut(pct: float) -> str:
+    """A savings percentage as a bar label (a cut in margin)."""
+    return f"-{pct:.0f}%" if pct >= 0.5 else "0%"
+
+
+def _legend_below(ax: Any, ncols: int) -> None:
+    ax.legend(fontsize=8, ncols=ncols, loc="upper center", bbox_to_anchor=(0.5, -0.1), frameon=False)
+
+
 def chart_savings_by_member(report: SavingsReport) -> bytes:
     fig, ax = _figure()
     names = [m.member for m in report.members]
@@ -88,11 +97,11 @@ def chart_savings_by_member(report: SavingsReport) -> bytes:
         ax.bar(x + dx, house, w, color=base, label=f"house {label}")
         ax.bar(x + dx, cust, w, bottom=house, color=base, alpha=0.55, hatch="//", label=f"customers {label}")
     for k, m in enumerate(report.members):
-        ax.annotate(f"-{m.total.savings_pct:.0f}%", (x[k], m.total.before), ha="center", va="bottom", fontsize=8)
+        ax.annotate(_cut(m.total.savings_pct), (x[k] - w / 2, m.total.before), ha="center", va="bottom", fontsize=8)
     ax.set_xticks(x, names)
     ax.set_ylabel("margin")
     _millions(ax)
-    ax.legend(fontsize=8, ncols=2)
+    _legend_below(ax, 4)
     ax.set_title("Margin before / after cross-margining by member")
     return _png(fig)
 
@@ -105,7 +114,7 @@ def chart_customer_savings(report: SavingsReport) -> bytes:
     left.hist(pct, bins=np.linspace(0, 100, 21), color=AFTER)
     left.set_xlabel("savings, % of stand-alone margin")
     left.set_ylabel("customers")
-    left.set_title(f"{len(elected)} electing customers: savings %")
+    left.set_title(f"{len(elected)} electing customers: savings % (0: nothing to offset)", fontsize=10)
     positive = dollars[dollars > 0]
     if positive.size:
         right.hist(positive, bins=np.geomspace(max(positive.min(), 1.0), positive.max() * 1.01, 21), color=AFTER)
@@ -123,7 +132,7 @@ def chart_archetype(report: SavingsReport) -> bytes:
     ax.bar(x - 0.2, [f.before for f in figs], 0.4, color=BEFORE, label="before (stand-alone at both)")
     ax.bar(x + 0.2, [f.after for f in figs], 0.4, color=AFTER, label="after cross-margining")
     for k, f in enumerate(figs):
-        ax.annotate(f"-{f.savings_pct:.0f}%", (x[k], f.before), ha="center", va="bottom", fontsize=8)
+        ax.annotate(_cut(f.savings_pct), (x[k] - 0.2, f.before), ha="center", va="bottom", fontsize=8)
     ax.set_xticks(x, [n.replace("_", " ") for n in names], rotation=15)
     _millions(ax)
     ax.legend(fontsize=8)
@@ -143,7 +152,7 @@ def chart_systemic(report: SavingsReport) -> bytes:
             ax.bar(x + (k - 1.5) * 0.2, [getattr(f, name) for f in figs], 0.2, color=color, hatch=hatch, label=label)
         ax.set_xticks(x, labels)
         _millions(ax)
-    left.legend(fontsize=8, ncols=2)
+    _legend_below(left, 4)
     left.set_title("Aggregate margin and worst historical loss by member (sum over accounts)")
     right.set_title("Market")
     return _png(fig)
@@ -219,7 +228,8 @@ def _img(chart_id: str, png: bytes) -> str:
 
 
 def render_report(report: SavingsReport, charts: Mapping[str, bytes], *, title: str,
-                  headline: Mapping[str, Any], parameters: Mapping[str, Any], reproduce: str) -> str:
+                  headline: Mapping[str, Any], parameters: Mapping[str, Any], reproduce: str,
+                  warnings: Sequence[str] = ()) -> str:
     """The report as one HTML document (see the module docstring)."""
     missing = [c for c in CHARTS if c not in charts]
     if missing:
@@ -238,6 +248,7 @@ def render_report(report: SavingsReport, charts: Mapping[str, bytes], *, title: 
         "reduction. Customers are margined gross: a member's customer requirement is the sum of each customer's "
         "own requirement, never netted with other customers or the house.</p>",
         '<div class="kpi">' + "".join(f"<div>{_e(k)}<b>{_e(v)}</b></div>" for k, v in kpis) + "</div>",
+        ("<ul>" + "".join(f'<li class="warn">warning: {_e(w)}</li>' for w in warnings) + "</ul>") if warnings else "",
         "<h2>Market-wide</h2>",
         _table(["", *FIG_COLUMNS], [["house accounts", *_fig_row(report.market_house)],
                                     ["customers (gross)", *_fig_row(report.market_customers)],

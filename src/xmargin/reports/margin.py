@@ -112,7 +112,16 @@ def totals(margins: AccountMargins) -> dict[str, float]:
 
 
 def explain_account(context: MarginContext, book: Book, i: int, *, top: int = 5) -> dict[str, Any]:
-    """The scenarios (history dates) behind each VaR figure and the largest contributors."""
+    """The scenarios (history dates) behind each VaR figure and the largest contributors.
+
+    Each figure also carries its ``var`` and the Euler (component) contribution of every
+    position in it (``euler_contributions``, largest first; they sum to ``var``: each is the
+    position's loss in the VaR scenario, :mod:`xmargin.margin.attribution`).  Each listed
+    contributor carries its ``euler_contribution`` and its ``incremental_margin``: the
+    account's cross-margined requirement with the position minus without it.
+    """
+    from xmargin.margin.attribution import euler_contributions, incremental_margins
+
     q = book.positions[i]
     a = context.attributes
     xm = book.accounts[i].cross_margin
@@ -123,6 +132,9 @@ def explain_account(context: MarginContext, book: Book, i: int, *, top: int = 5)
     fset, cset = context.ficc_scenarios, context.cme_scenarios
     conf_f, conf_c = context.params.ficc.confidence, context.params.cme.var_confidence
     dense = np.asarray(q.todense()).ravel()
+    held = np.flatnonzero(dense)
+    _, incremental = incremental_margins(context, q, xm)
+    inc = {int(j): float(v) if np.isfinite(v) else None for j, v in zip(held, incremental, strict=True)}
     for name, mask, scen, pnl, conf in (
         ("ficc_var", ficc & eligible if xm else ficc, fset, context.ficc_pnl.pnl, conf_f),
         ("ficc_combined", eligible, fset, context.ficc_pnl.pnl, conf_f),
@@ -136,12 +148,21 @@ def explain_account(context: MarginContext, book: Book, i: int, *, top: int = 5)
         s_var = var_scenario(account_pnl, scen.is_stress, conf)
         worst = worst_scenarios(account_pnl, top)
         order = np.argsort(contrib[:, s_var])
+        rows = np.flatnonzero(qm)
+        var, euler = euler_contributions(contrib[rows], scen.is_stress, conf)
+        by_size = np.argsort(-euler, kind="stable")
         out[name] = {
             "var_scenario": {"window": scen.label(s_var), "pnl": float(account_pnl[s_var])},
             "worst_scenarios": [{"window": scen.label(int(s)), "pnl": float(account_pnl[s])} for s in worst],
             "largest_contributors": [
-                {"instrument": ids[j], "quantity": float(dense[j]), "pnl_in_var_scenario": float(contrib[j, s_var])}
+                {"instrument": ids[j], "quantity": float(dense[j]), "pnl_in_var_scenario": float(contrib[j, s_var]),
+                 "euler_contribution": float(-contrib[j, s_var]) if var > 0 else 0.0, "incremental_margin": inc.get(int(j))}
                 for j in order[:top] if qm[j] != 0
+            ],
+            "var": var,
+            "euler_contributions": [
+                {"instrument": ids[rows[k]], "quantity": float(dense[rows[k]]), "contribution": float(euler[k])}
+                for k in by_size
             ],
         }
     return out
