@@ -27,6 +27,15 @@ AUCTIONS_FILE = Path("securities") / "auctions.csv"
 FEDINVEST_GLOB = "securities/fedinvest_prices_*.csv"
 
 
+def file_stamp(path: Path) -> int:
+    """Modification time of a data file, for caches: a rewritten file (``xmargin data fetch``)
+    is read again; -1 when it does not exist."""
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return -1
+
+
 def user_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "xmargin" / "data"

@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from xmargin.errors import InputError, XMarginError
@@ -73,7 +74,7 @@ def handle_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except XMarginError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=2) from None
 
     return wrapper  # type: ignore[return-value]
@@ -97,5 +98,5 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, 
     for c in columns:
         t.add_column(c, justify="right" if c not in ("instrument", "account", "member", "tenor") else "left")
     for r in rows:
-        t.add_row(*[fmt(v, digits) for v in r])
+        t.add_row(*[escape(fmt(v, digits)) for v in r])
     return t

@@ -83,7 +83,45 @@ class MarginParams:
         return data
 
 
+#: Accepted ranges of numeric parameters: ``(low, high, low inclusive, high inclusive)``.
+_RANGES: dict[str, tuple[float, float, bool, bool]] = {
+    "confidence": (0.0, 1.0, False, False),
+    "var_confidence": (0.0, 1.0, False, False),
+    "span_confidence": (0.0, 1.0, False, False),
+    "reduction_cap": (0.0, 1.0, True, True),
+    "extreme_cover": (0.0, 1.0, True, True),
+    "max_inter_credit": (0.0, 1.0, True, True),
+    "concentration_dv01_threshold": (0.0, float("inf"), True, False),
+    "concentration_cost_bp": (0.0, float("inf"), True, False),
+    "extreme_multiple": (0.0, float("inf"), False, False),
+    "span_lookback_years": (0.0, float("inf"), False, False),
+    "stress_window_days": (1.0, float("inf"), True, False),
+}
+_CHOICES: dict[str, tuple[str, ...]] = {"standalone_model": ("span", "var"), "shift": ("absolute", "relative")}
+
+
+def _checked(current: Any, value: Any, key: str, section: str, path: Path) -> Any:
+    """``value`` for parameter ``key`` if it has the default's type and an accepted value."""
+    name = f"{section}.{key}"
+    if isinstance(current, str):
+        if not isinstance(value, str) or (key in _CHOICES and value not in _CHOICES[key]):
+            raise InputError(f"{value!r} is not one of {list(_CHOICES.get(key, ['a string']))}", source=path, field=name)
+        return value
+    if isinstance(current, int | float) and not isinstance(current, bool):
+        if isinstance(value, bool) or not isinstance(value, int | float) or (isinstance(current, int) and value != int(value)):
+            kind = "a whole number" if isinstance(current, int) else "a number"
+            raise InputError(f"{value!r} is not {kind}", source=path, field=name)
+        lo, hi, lo_in, hi_in = _RANGES.get(key, (float("-inf"), float("inf"), True, True))
+        if not ((lo <= value if lo_in else lo < value) and (value <= hi if hi_in else value < hi)):
+            raise InputError(f"{value!r} is outside {'[' if lo_in else '('}{lo}, {hi}{']' if hi_in else ')'}",
+                             source=path, field=name)
+        return type(current)(value)
+    return value
+
+
 def _apply(obj: Any, values: dict[str, Any], section: str, path: Path) -> Any:
+    if not isinstance(values, dict):
+        raise InputError("expected a table", source=path, field=section)
     names = {f.name: f for f in fields(obj)}
     updates: dict[str, Any] = {}
     for key, value in values.items():
@@ -94,10 +132,16 @@ def _apply(obj: Any, values: dict[str, Any], section: str, path: Path) -> Any:
             if not isinstance(value, dict):
                 raise InputError("expected a table", source=path, field=f"{section}.{key}")
             value = _apply(current, value, f"{section}.{key}", path)
-        elif key == "floor_table":
-            value = tuple((float("inf") if a is None or a == "inf" else float(a), float(b)) for a, b in value)
-        elif key == "scan_range_override":
-            value = tuple((str(k), float(v)) for k, v in dict(value).items())
+        elif key in ("floor_table", "scan_range_override"):
+            try:
+                if key == "floor_table":
+                    value = tuple((float("inf") if a is None or a == "inf" else float(a), float(b)) for a, b in value)
+                else:
+                    value = tuple((str(k), float(v)) for k, v in dict(value).items())
+            except (TypeError, ValueError) as exc:
+                raise InputError(f"malformed value ({exc})", source=path, field=f"{section}.{key}") from None
+        else:
+            value = _checked(current, value, key, section, path)
         updates[key] = value
     return replace(obj, **updates)
 

@@ -179,6 +179,17 @@ class ZeroCurves:
     _memo: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # the memo and its lock belong to one process: pickle (Dask, multiprocessing) the curves only
+        return {"as_of": self.as_of, "tenors": self.tenors, "node_times": self.node_times,
+                "node_logdf": self.node_logdf}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            object.__setattr__(self, key, value)
+        object.__setattr__(self, "_memo", {})
+        object.__setattr__(self, "_lock", threading.Lock())
+
     @property
     def n_curves(self) -> int:
         return int(self.node_logdf.shape[0])

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from xmargin.config import file_stamp
 from xmargin.errors import InputError, MissingMarketDataError
 
 #: Tenors of Treasury's daily par yield curve, as column labels and in months.
@@ -121,11 +122,12 @@ def load_par_yields(path: str | Path) -> ParYieldHistory:
     field.  A row with every tenor empty (Treasury lists some holidays that way) is kept out
     of the history and remembered in ``empty_rows``.
     """
-    return _load_par_yields_cached(Path(path).resolve())
+    path = Path(path).resolve()
+    return _load_par_yields_cached(path, file_stamp(path))
 
 
 @lru_cache(maxsize=8)
-def _load_par_yields_cached(path: Path) -> ParYieldHistory:
+def _load_par_yields_cached(path: Path, stamp: int) -> ParYieldHistory:
     if not path.is_file():
         raise MissingMarketDataError(f"{path}: par yield file not found")
     lo, hi = YIELD_RANGE_PCT
@@ -210,11 +212,12 @@ class RateHistory:
 
 def load_rate_series(path: str | Path, name: str) -> RateHistory:
     """Read a two-column ``date,<rate>_pct`` file (SOFR, DFF); same validation as yields."""
-    return _load_rate_series_cached(Path(path).resolve(), name)
+    path = Path(path).resolve()
+    return _load_rate_series_cached(path, name, file_stamp(path))
 
 
 @lru_cache(maxsize=8)
-def _load_rate_series_cached(path: Path, name: str) -> RateHistory:
+def _load_rate_series_cached(path: Path, name: str, stamp: int) -> RateHistory:
     if not path.is_file():
         raise MissingMarketDataError(f"{path}: {name} file not found")
     lo, hi = YIELD_RANGE_PCT

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from xmargin.config import FEDFUNDS_FILE, PAR_YIELDS_FILE, SOFR_FILE, resolve_data_dir
+from xmargin.config import FEDFUNDS_FILE, PAR_YIELDS_FILE, SOFR_FILE, file_stamp, resolve_data_dir
 from xmargin.market.curve import ZeroCurves, bootstrap
 from xmargin.market.history import (
     TENOR_MONTHS,
@@ -81,8 +82,17 @@ def load_snapshot(
     data_dir: str | Path | None = None,
     previous_business_day: bool = False,
 ) -> MarketSnapshot:
-    """Load the market on ``as_of`` from the data directory (see :mod:`xmargin.config`)."""
-    root = resolve_data_dir(data_dir)
+    """Load the market on ``as_of`` from the data directory (see :mod:`xmargin.config`).
+
+    Cached per (directory, date, option): the same snapshot object comes back, so what is
+    keyed on it downstream (scenario sets, SPAN calibration) is computed once per process.
+    """
+    root = resolve_data_dir(data_dir).resolve()
+    return _load_snapshot_cached(root, as_of, previous_business_day, file_stamp(root / PAR_YIELDS_FILE))
+
+
+@lru_cache(maxsize=16)
+def _load_snapshot_cached(root: Path, as_of: date, previous_business_day: bool, stamp: int) -> MarketSnapshot:
     history = load_par_yields(root / PAR_YIELDS_FILE)
     curve_date, yields_pct = history.curve(as_of, previous_business_day=previous_business_day)
     published = ~np.isnan(yields_pct)

@@ -55,14 +55,27 @@ def _rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
             raise InputError(f"not valid JSON: {exc.msg} at line {exc.lineno}", source=path, row=exc.lineno) from None
         if isinstance(data, dict) and "accounts" in data:
             n = 0
+            if not isinstance(data["accounts"], list):
+                raise InputError("'accounts' must be a list", source=path, field="accounts")
             for acc in data["accounts"]:
                 if not isinstance(acc, dict):
                     raise InputError("each account must be an object", source=path)
+                if not isinstance(acc.get("positions", []), list):
+                    raise InputError(f"'positions' of account {acc.get('account')!r} must be a list",
+                                     source=path, field="positions")
                 for pos in acc.get("positions", []):
                     n += 1
                     if not isinstance(pos, dict):
                         raise InputError("each position must be an object", source=path, row=n)
-                    yield n, {**{k: v for k, v in acc.items() if k != "positions"}, **pos}
+                    clash = [k for k in pos if k in acc and k != "positions" and pos[k] != acc[k]]
+                    if clash:
+                        raise InputError(
+                            f"position disagrees with its enclosing account on '{clash[0]}'",
+                            source=path,
+                            row=n,
+                            field=clash[0],
+                        )
+                    yield n, {**pos, **{k: v for k, v in acc.items() if k != "positions"}}
         elif isinstance(data, list):
             for n, obj in enumerate(data, start=1):
                 if not isinstance(obj, dict):
@@ -103,6 +116,8 @@ def _text(row: Mapping[str, Any], key: str, path: Path, n: int) -> str:
 
 def _number(row: Mapping[str, Any], key: str, path: Path, n: int) -> float:
     raw = row.get(key)
+    if isinstance(raw, bool):  # JSON true/false would otherwise read as 1/0
+        raise InputError(f"'{raw}' is not a number", source=path, row=n, field=key)
     try:
         value = float(raw)  # type: ignore[arg-type]
     except (TypeError, ValueError):

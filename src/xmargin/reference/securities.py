@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xmargin.config import AUCTIONS_FILE, FEDINVEST_GLOB, PAR_YIELDS_FILE
+from xmargin.config import AUCTIONS_FILE, FEDINVEST_GLOB, PAR_YIELDS_FILE, file_stamp
 from xmargin.errors import (
     InputError,
     MissingMarketDataError,
@@ -209,11 +209,13 @@ def _par_yield_at(history_dates: np.ndarray, yields_pct: np.ndarray, months: np.
 
 def load_master(data_dir: str | Path) -> SecuritiesMaster:
     """Build the securities master from the data directory (cached per directory)."""
-    return _load_master_cached(Path(data_dir).resolve())
+    root = Path(data_dir).resolve()
+    stamps = tuple(file_stamp(p) for p in [root / AUCTIONS_FILE, *sorted(root.glob(FEDINVEST_GLOB))])
+    return _load_master_cached(root, stamps)
 
 
 @lru_cache(maxsize=4)
-def _load_master_cached(data_dir: Path) -> SecuritiesMaster:
+def _load_master_cached(data_dir: Path, stamps: tuple[int, ...]) -> SecuritiesMaster:
     from xmargin.market.history import TENOR_MONTHS, load_par_yields
 
     path = data_dir / AUCTIONS_FILE
