@@ -9,7 +9,8 @@ step; margins for any number of accounts are then cheap array arithmetic on it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, fields, replace
 from datetime import date
 from functools import lru_cache
 
@@ -27,7 +28,7 @@ from xmargin.pricing.revalue import InstrumentUniverse, sensitivities
 from xmargin.pricing.scenario_pnl import InstrumentPnL, instrument_pnl
 from xmargin.reference.eligibility import CME, EligibilityRules, clearinghouse, load_eligibility
 from xmargin.reference.futures import TreasuryFuture
-from xmargin.reference.lookup import Instrument
+from xmargin.reference.lookup import Instrument, instrument_id
 from xmargin.reference.repo import Repo
 from xmargin.reference.securities import SecuritiesMaster
 from xmargin.reference.stir import RateFuture
@@ -86,12 +87,33 @@ class MarginContext:
     def failures(self) -> dict[str, str]:
         return {**self.ficc_pnl.failures, **self.cme_pnl.failures}
 
-    def extended(self, instruments: list[Instrument]) -> MarginContext:
-        """The same context over a larger universe (new rows priced, old rows reused)."""
-        bigger = self.universe.extended(instruments)
-        if len(bigger) == len(self.universe):
+    def extended(self, instruments: Iterable[Instrument]) -> MarginContext:
+        """This context over its universe plus ``instruments``, pricing only the new rows.
+
+        Every per-instrument figure (scenario P&L, DV01, floor weight, SPAN root) depends on
+        its own row only, so the new rows are priced on their own (the scenario sets and the
+        SPAN calibration are shared through the caches) and appended; if the caches no longer
+        hold this context's objects the whole context is rebuilt instead.
+        """
+        new = [i for i in instruments if instrument_id(i) not in self.universe._index]
+        new = list(InstrumentUniverse.of(new).instruments)
+        if not new:
             return self
-        return build_context(self.snapshot, self.master, bigger, self.params, self.eligibility)
+        bigger = self.universe.extended(new)
+        small = build_context(self.snapshot, self.master, InstrumentUniverse.of(new), self.params, self.eligibility)
+        if (small.ficc_scenarios is not self.ficc_scenarios or small.cme_scenarios is not self.cme_scenarios
+                or small.span is not self.span):
+            return build_context(self.snapshot, self.master, bigger, self.params, self.eligibility)
+
+        def stacked(a: InstrumentPnL, b: InstrumentPnL) -> InstrumentPnL:
+            return InstrumentPnL(bigger, np.concatenate([a.base_values, b.base_values]), np.vstack([a.pnl, b.pnl]),
+                                 {**a.failures, **b.failures})
+
+        a, b = self.attributes, small.attributes
+        attrs = InstrumentAttributes(**{f.name: np.concatenate([getattr(a, f.name), getattr(b, f.name)])
+                                        for f in fields(InstrumentAttributes)})
+        return replace(self, universe=bigger, ficc_pnl=stacked(self.ficc_pnl, small.ficc_pnl),
+                       cme_pnl=stacked(self.cme_pnl, small.cme_pnl), attributes=attrs)
 
 
 def _attributes(

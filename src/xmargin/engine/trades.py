@@ -1,0 +1,423 @@
+"""Trade files and streams: the input of ``xmargin ingest`` and ``xmargin watch``.
+
+One row per event, CSV (header required, any column order) or JSON lines (one object per
+line).  The columns follow the portfolio file contract (:mod:`xmargin.portfolio.io`) plus the
+trade's identity and time::
+
+    trade_id,account,member,account_type,instrument,quantity,time
+      [,cross_margin][,archetype][,repo_start,repo_end,repo_rate,cash_amount][,action][,source]
+
+* ``action`` (optional, default ``trade``):
+
+  - ``trade``: ``quantity`` is the signed change of the position (buy / repo positive), in
+    the portfolio file's units (face dollars for cash and repo, whole contracts for futures);
+  - ``cancel``: cancels the earlier trade ``trade_id`` (only ``trade_id`` and ``time`` are
+    read; the position change is reversed);
+  - ``collateral``: a collateral movement into (``quantity`` > 0) or out of (< 0) the
+    account; ``instrument`` is ``CASH`` (dollars) or a Treasury identifier (face dollars);
+    ``trade_id`` is the movement's id.
+
+* ``time``: ISO 8601 (``2025-10-31T14:30:00Z``); a time without an offset is UTC.
+* ``source`` (optional): ``FICC`` or ``CME``; by default the clearinghouse of the instrument
+  (collateral: ``FICC``, which holds the cross-margining account's collateral).
+* repo rows fill all four repo fields; ``cross_margin`` defaults to ``true``.
+
+Rows are validated one by one; every problem raises :class:`~xmargin.errors.InputError`
+naming the file, the row (CSV: line number, header = 1; JSON lines: line number) and the
+field.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from xmargin.errors import InputError
+from xmargin.portfolio.book import ACCOUNT_TYPES, Account
+from xmargin.reference.eligibility import clearinghouse
+from xmargin.reference.futures import TreasuryFuture
+from xmargin.reference.lookup import Instrument, parse_instrument
+from xmargin.reference.repo import make_repo
+from xmargin.reference.securities import SecuritiesMaster
+from xmargin.reference.stir import RateFuture
+from xmargin.reference.treasuries import TreasuryBill, TreasuryBond
+
+REQUIRED = ("trade_id", "account", "member", "account_type", "instrument", "quantity", "time")
+REPO_FIELDS = ("repo_start", "repo_end", "repo_rate", "cash_amount")
+OPTIONAL = ("cross_margin", "archetype", *REPO_FIELDS, "action", "source")
+ACTIONS = ("trade", "cancel", "collateral")
+SOURCES = ("FICC", "CME")
+CASH = "CASH"
+_TRUE = {"true", "yes", "y", "1", "xm"}
+_FALSE = {"false", "no", "n", "0"}
+
+
+def format_time(t: datetime) -> str:
+    """Canonical UTC text of a time, fixed width so text order is time order."""
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str, *, source: str = "time", row: int | None = None, field: str = "time") -> datetime:
+    try:
+        t = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InputError(f"'{text}' is not an ISO 8601 time (e.g. 2025-10-31T14:30:00Z)",
+                         source=source, row=row, field=field) from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return t.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class Trade:
+    """A trade: a signed change of one account's position in one instrument."""
+
+    trade_id: str
+    account: str
+    member: str
+    account_type: str
+    instrument: str
+    quantity: float
+    time: datetime
+    source: str
+    cross_margin: bool = True
+    archetype: str = ""
+    repo_start: date | None = None
+    repo_end: date | None = None
+    repo_rate: float | None = None
+    cash_amount: float | None = None
+
+    @property
+    def account_info(self) -> Account:
+        return Account(self.account, self.member, self.account_type, self.cross_margin, self.archetype)
+
+    @property
+    def is_repo(self) -> bool:
+        return self.repo_start is not None
+
+    def payload(self) -> dict[str, Any]:
+        """Plain data for the ledger (see :mod:`xmargin.ledger.hashing` for the encoding)."""
+        out: dict[str, Any] = {
+            "trade_id": self.trade_id,
+            "account": self.account,
+            "member": self.member,
+            "account_type": self.account_type,
+            "cross_margin": self.cross_margin,
+            "instrument": self.instrument,
+            "quantity": self.quantity,
+            "time": format_time(self.time),
+        }
+        if self.archetype:
+            out["archetype"] = self.archetype
+        if self.is_repo:
+            out |= {
+                "repo_start": self.repo_start.isoformat(),  # type: ignore[union-attr]
+                "repo_end": self.repo_end.isoformat(),  # type: ignore[union-attr]
+                "repo_rate": self.repo_rate,
+                "cash_amount": self.cash_amount,
+            }
+        return out
+
+    @classmethod
+    def from_payload(cls, data: Mapping[str, Any], source: str) -> Trade:
+        repo = "repo_start" in data
+        return cls(
+            trade_id=data["trade_id"],
+            account=data["account"],
+            member=data["member"],
+            account_type=data["account_type"],
+            instrument=data["instrument"],
+            quantity=float(data["quantity"]),
+            time=parse_time(data["time"]),
+            source=source,
+            cross_margin=bool(data["cross_margin"]),
+            archetype=data.get("archetype", ""),
+            repo_start=date.fromisoformat(data["repo_start"]) if repo else None,
+            repo_end=date.fromisoformat(data["repo_end"]) if repo else None,
+            repo_rate=float(data["repo_rate"]) if repo else None,
+            cash_amount=float(data["cash_amount"]) if repo else None,
+        )
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """Cancellation of an earlier trade."""
+
+    trade_id: str
+    time: datetime
+    source: str = ""  # filled from the cancelled trade when empty
+
+    def payload(self) -> dict[str, Any]:
+        return {"trade_id": self.trade_id, "time": format_time(self.time)}
+
+
+@dataclass(frozen=True)
+class CollateralMovement:
+    """Collateral into (``amount`` > 0) or out of an account: ``CASH`` dollars or Treasury face."""
+
+    movement_id: str
+    account: str
+    asset: str
+    amount: float
+    time: datetime
+    source: str = "FICC"
+
+    def payload(self) -> dict[str, Any]:
+        return {"movement_id": self.movement_id, "account": self.account, "asset": self.asset,
+                "amount": self.amount, "time": format_time(self.time)}
+
+    @classmethod
+    def from_payload(cls, data: Mapping[str, Any], source: str) -> CollateralMovement:
+        return cls(data["movement_id"], data["account"], data["asset"], float(data["amount"]),
+                   parse_time(data["time"]), source)
+
+
+Event = Trade | Cancel | CollateralMovement
+
+
+# ----------------------------------------------------------------------------- rows
+
+
+def _text(row: Mapping[str, Any], key: str, src: str, n: int) -> str:
+    value = row.get(key)
+    text = "" if value is None else str(value).strip()
+    if not text:
+        raise InputError("is missing or empty", source=src, row=n, field=key)
+    return text
+
+
+def _number(row: Mapping[str, Any], key: str, src: str, n: int) -> float:
+    raw = row.get(key)
+    if isinstance(raw, bool):
+        raise InputError(f"'{raw}' is not a number", source=src, row=n, field=key)
+    try:
+        value = float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise InputError(f"'{raw}' is not a number", source=src, row=n, field=key) from None
+    if not math.isfinite(value):
+        raise InputError(f"'{raw}' is not a finite number", source=src, row=n, field=key)
+    return value
+
+
+def _bool(row: Mapping[str, Any], key: str, src: str, n: int, default: bool) -> bool:
+    raw = row.get(key)
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return default
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise InputError(f"'{raw}' is not true/false", source=src, row=n, field=key)
+
+
+def _date(row: Mapping[str, Any], key: str, src: str, n: int) -> date:
+    text = _text(row, key, src, n)
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InputError(f"'{text}' is not a date (YYYY-MM-DD)", source=src, row=n, field=key) from None
+
+
+def _source(row: Mapping[str, Any], src: str, n: int, default: str) -> str:
+    raw = str(row.get("source") or "").strip().upper()
+    if not raw:
+        return default
+    if raw not in SOURCES:
+        raise InputError(f"'{raw}' is not one of {SOURCES}", source=src, row=n, field="source")
+    return raw
+
+
+def parse_row(
+    row: Mapping[str, Any],
+    *,
+    as_of: date,
+    master: SecuritiesMaster,
+    src: str,
+    n: int,
+) -> tuple[Event, Instrument | None]:
+    """One validated event, with its resolved instrument (trades and collateral)."""
+    action = str(row.get("action") or "trade").strip().lower()
+    if action not in ACTIONS:
+        raise InputError(f"'{action}' is not one of {ACTIONS}", source=src, row=n, field="action")
+    trade_id = _text(row, "trade_id", src, n)
+    when = parse_time(_text(row, "time", src, n), source=src, row=n)
+    if action == "cancel":
+        return Cancel(trade_id, when, _source(row, src, n, "")), None
+    account = _text(row, "account", src, n)
+    qty = _number(row, "quantity", src, n)
+    if qty == 0:
+        raise InputError("quantity is zero: nothing to record", source=src, row=n, field="quantity")
+    inst_text = _text(row, "instrument", src, n).upper()
+    if action == "collateral":
+        inst: Instrument | None = None
+        if inst_text != CASH:
+            inst = parse_instrument(inst_text, as_of=as_of, master=master, source=src, row=n)
+            if not isinstance(inst, TreasuryBill | TreasuryBond):
+                raise InputError("collateral is CASH or a Treasury security", source=src, row=n, field="instrument")
+        return CollateralMovement(trade_id, account, inst_text, qty, when, _source(row, src, n, "FICC")), inst
+    member = _text(row, "member", src, n)
+    kind = _text(row, "account_type", src, n).lower()
+    if kind not in ACCOUNT_TYPES:
+        raise InputError(f"'{kind}' is not one of {ACCOUNT_TYPES}", source=src, row=n, field="account_type")
+    xm = _bool(row, "cross_margin", src, n, True)
+    inst = parse_instrument(inst_text, as_of=as_of, master=master, source=src, row=n)
+    repo_given = [f for f in REPO_FIELDS if str(row.get(f) if row.get(f) is not None else "").strip()]
+    repo: dict[str, Any] = {}
+    if repo_given:
+        missing = [f for f in REPO_FIELDS if f not in repo_given]
+        if missing:
+            raise InputError(f"a repo row needs all of {list(REPO_FIELDS)}", source=src, row=n, field=missing[0])
+        if not isinstance(inst, TreasuryBill | TreasuryBond):
+            raise InputError("repo collateral must be a Treasury security", source=src, row=n, field="instrument")
+        repo = {
+            "repo_start": _date(row, "repo_start", src, n),
+            "repo_end": _date(row, "repo_end", src, n),
+            "repo_rate": _number(row, "repo_rate", src, n),
+            "cash_amount": _number(row, "cash_amount", src, n),
+        }
+        inst = make_repo(inst, start=repo["repo_start"], end=repo["repo_end"], rate_pct=repo["repo_rate"],
+                         cash_amount=repo["cash_amount"], face=qty, as_of=as_of, source=src, row=n)
+    elif isinstance(inst, TreasuryFuture | RateFuture) and qty != round(qty):
+        raise InputError(f"{qty} is not a whole number of contracts", source=src, row=n, field="quantity")
+    trade = Trade(
+        trade_id=trade_id,
+        account=account,
+        member=member,
+        account_type=kind,
+        instrument=inst_text,
+        quantity=qty,
+        time=when,
+        source=_source(row, src, n, clearinghouse(inst)),
+        cross_margin=xm,
+        archetype=str(row.get("archetype") or "").strip(),
+        **repo,
+    )
+    return trade, inst
+
+
+def resolve_instrument(trade: Trade, *, as_of: date, master: SecuritiesMaster) -> Instrument:
+    """The instrument of a (valid) trade, as :func:`parse_row` built it."""
+    inst: Instrument = parse_instrument(trade.instrument, as_of=as_of, master=master,
+                                        source=f"trade {trade.trade_id}")
+    if trade.is_repo:
+        assert isinstance(inst, TreasuryBill | TreasuryBond)
+        inst = make_repo(inst, start=trade.repo_start, end=trade.repo_end,  # type: ignore[arg-type]
+                         rate_pct=trade.repo_rate, cash_amount=trade.cash_amount,  # type: ignore[arg-type]
+                         face=trade.quantity, as_of=as_of, source=f"trade {trade.trade_id}")
+    return inst
+
+
+def iter_rows(lines: Iterable[str], src: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(row number, fields)`` of a CSV (with header) or JSON lines stream, read lazily.
+
+    The format is told by the first non-blank line: ``{`` starts JSON lines, anything else
+    is a CSV header.
+    """
+    it = iter(lines)
+    first = None
+    n = 0
+    for line in it:
+        n += 1
+        if line.strip():
+            first = line
+            break
+    if first is None:
+        return
+    if first.lstrip().startswith("{"):
+        yield from _json_lines(first, n, it, src)
+    else:
+        yield from _csv_rows(first, n, it, src)
+
+
+def _json_lines(first: str, n: int, it: Iterator[str], src: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    line: str | None = first
+    while line is not None:
+        if line.strip():
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"not valid JSON: {exc.msg}", source=src, row=n) from None
+            if not isinstance(obj, dict):
+                raise InputError("each line must be a JSON object", source=src, row=n)
+            unknown = sorted(k for k in obj if k not in REQUIRED and k not in OPTIONAL)
+            if unknown:
+                raise InputError(f"unknown field(s) {unknown}", source=src, row=n, field=unknown[0])
+            yield n, obj
+        line = next(it, None)
+        n += 1
+
+
+def _csv_rows(first: str, n: int, it: Iterator[str], src: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    header = [h.strip() for h in next(csv.reader([first.lstrip("\ufeff")]))]
+    for needed in ("trade_id", "time"):
+        if needed not in header:
+            raise InputError(f"missing column '{needed}'; expected {list(REQUIRED)}", source=src, row=n, field=needed)
+    unknown = [c for c in header if c not in REQUIRED and c not in OPTIONAL]
+    if unknown:
+        raise InputError(f"unknown column(s) {unknown}", source=src, row=n, field=unknown[0])
+    start = n
+    reader = csv.reader(it)
+    for cells in reader:
+        row_n = start + reader.line_num
+        if not any(c.strip() for c in cells):
+            continue
+        if len(cells) > len(header):
+            raise InputError("more fields than the header has", source=src, row=row_n)
+        yield row_n, dict(zip(header, cells, strict=False))
+
+
+def stream_rows(lines: Iterable[str], src: str) -> Iterator[tuple[int, dict[str, Any] | InputError]]:
+    """Like :func:`iter_rows` for a live stream: one CSV row per line, and a bad line yields its
+    :class:`InputError` instead of ending the stream (a bad CSV header still raises)."""
+    it = iter(lines)
+    n = 0
+    header: list[str] | None = None
+    is_json: bool | None = None
+    for line in it:
+        n += 1
+        if not line.strip():
+            continue
+        if is_json is None:
+            is_json = line.lstrip().startswith("{")
+            if not is_json:
+                for _ in _csv_rows(line, n, iter(()), src):  # validates the header (raises if bad)
+                    pass
+                header = [h.strip() for h in next(csv.reader([line.lstrip("\ufeff")]))]
+                continue
+        try:
+            if is_json:
+                yield next(_json_lines(line, n, iter(()), src))
+            else:
+                assert header is not None
+                cells = next(csv.reader([line]))
+                if len(cells) > len(header):
+                    raise InputError("more fields than the header has", source=src, row=n)
+                yield n, dict(zip(header, cells, strict=False))
+        except InputError as exc:
+            yield n, exc
+
+
+def read_events(
+    path: str | Path, *, as_of: date, master: SecuritiesMaster
+) -> list[tuple[int, Event, Instrument | None]]:
+    """Every row of a trades file, validated (nothing is returned unless all rows are valid)."""
+    path = Path(path)
+    try:
+        fh = path.open(encoding="utf-8", newline="")
+    except OSError as exc:
+        raise InputError(f"cannot read trades file: {exc.strerror}", source=path) from None
+    with fh:
+        out = []
+        for n, row in iter_rows(fh, str(path)):
+            event, inst = parse_row(row, as_of=as_of, master=master, src=str(path), n=n)
+            out.append((n, event, inst))
+    return out

@@ -1,0 +1,188 @@
+"""Collateral per account, its haircut value, and margin calls and excess.
+
+Collateral is cash (dollars, no haircut) and Treasury securities (face dollars), valued at
+their dirty price off the snapshot's curve less a haircut by remaining maturity
+(:class:`HaircutSchedule`; **choice**, default below, configurable with a TOML file)::
+
+    [haircuts]
+    cash = 0.0
+    table = [[1, 0.005], [3, 0.01], [5, 0.02], [10, 0.03], [20, 0.05], ["inf", 0.06]]
+
+(``[max years to maturity, haircut]``, upper bounds inclusive, like the FICC floor table.)
+
+After each change of an account's requirement (``total_after``) or collateral,
+:meth:`CollateralBook.assess` compares requirement ``R`` with collateral value ``V``:
+
+* ``R > V``: a **margin call** for ``R - V`` when the account has no call outstanding or the
+  deficit has grown beyond the last call (a smaller deficit issues no new call; what is due
+  is always the current deficit, see ``LedgerSession.status``);
+* ``V >= R``: the call, if any, is met; an **excess** ``V - R`` (that may be returned) is
+  recorded when the account moves into excess (from a call or from nothing).
+
+Amounts are dollars; differences under half a cent are ignored.  An account whose
+requirement cannot be computed (NaN) is not assessed.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xmargin.engine.trades import CASH, CollateralMovement
+from xmargin.errors import InputError
+from xmargin.market.snapshot import MarketSnapshot
+from xmargin.pricing.revalue import InstrumentUniverse, unit_values
+from xmargin.reference.lookup import parse_instrument
+from xmargin.reference.securities import SecuritiesMaster
+from xmargin.reference.treasuries import TreasuryBill, TreasuryBond
+
+HALF_CENT = 0.005
+
+DEFAULT_HAIRCUTS: tuple[tuple[float, float], ...] = (
+    (1.0, 0.005),
+    (3.0, 0.01),
+    (5.0, 0.02),
+    (10.0, 0.03),
+    (20.0, 0.05),
+    (float("inf"), 0.06),
+)
+
+
+@dataclass(frozen=True)
+class HaircutSchedule:
+    table: tuple[tuple[float, float], ...] = DEFAULT_HAIRCUTS
+    cash: float = 0.0
+
+    def __post_init__(self) -> None:
+        bounds = [b for b, _ in self.table]
+        if not self.table or bounds != sorted(bounds) or bounds[-1] != float("inf"):
+            raise InputError("haircut table must be sorted by maturity and end with an open bucket ('inf')",
+                             field="haircuts.table")
+        for _, h in (*self.table, (0.0, self.cash)):
+            if not 0.0 <= h < 1.0:
+                raise InputError(f"haircut {h} is outside [0, 1)", field="haircuts")
+
+    def haircut(self, years_to_maturity: float) -> float:
+        bounds = np.array([b for b, _ in self.table])
+        i = min(int(np.searchsorted(bounds, years_to_maturity, side="left")), len(self.table) - 1)
+        return self.table[i][1]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cash": self.cash, "table": [[None if b == float("inf") else b, h] for b, h in self.table]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> HaircutSchedule:
+        table = tuple((float("inf") if b in (None, "inf") else float(b), float(h)) for b, h in data["table"])
+        return cls(table, float(data.get("cash", 0.0)))
+
+    @classmethod
+    def load(cls, path: str | Path | None) -> HaircutSchedule:
+        if path is None:
+            return cls()
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text())["haircuts"]
+            return cls.from_dict({"table": data.get("table", [[None if b == math.inf else b, h]
+                                                               for b, h in DEFAULT_HAIRCUTS]),
+                                  "cash": data.get("cash", 0.0)})
+        except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, InputError):
+                raise InputError(exc.reason, source=path, field=exc.field) from None
+            raise InputError(f"cannot read haircut schedule ({exc!r}); expected [haircuts] table = [[years, haircut], ...]",
+                             source=path) from None
+
+
+@dataclass
+class _Status:
+    kind: str | None = None  # "margin_call" | "excess" | None
+    amount: float = 0.0
+
+
+@dataclass
+class CollateralBook:
+    """Collateral held per account and the call / excess status of each."""
+
+    snapshot: MarketSnapshot
+    master: SecuritiesMaster
+    schedule: HaircutSchedule = field(default_factory=HaircutSchedule)
+    holdings: dict[str, dict[str, float]] = field(default_factory=dict)
+    status: dict[str, _Status] = field(default_factory=dict)
+    _price: dict[str, tuple[float, float]] = field(default_factory=dict)  # asset -> (dirty per $1 face, years)
+
+    def set_snapshot(self, snapshot: MarketSnapshot) -> None:
+        self.snapshot = snapshot
+        self._price.clear()
+
+    def _unit(self, asset: str) -> tuple[float, float]:
+        if asset not in self._price:
+            inst = parse_instrument(asset, as_of=self.snapshot.as_of, master=self.master, source="collateral")
+            if not isinstance(inst, TreasuryBill | TreasuryBond):
+                raise InputError(f"{asset} is not a Treasury security", source="collateral", field="instrument")
+            price = float(unit_values(InstrumentUniverse.of([inst]), self.snapshot, self.snapshot.curve,
+                                      self.master)[0, 0])
+            years = (inst.maturity - self.snapshot.as_of).days / 365.25
+            self._price[asset] = (price, years)
+        return self._price[asset]
+
+    def check(self, move: CollateralMovement) -> None:
+        """Refuse a withdrawal of more than the account holds (nothing changes)."""
+        held = self.holdings.get(move.account, {}).get(move.asset, 0.0)
+        if move.amount < 0 and held + move.amount < -1e-9 * max(1.0, abs(held)):
+            raise InputError(f"collateral {move.movement_id}: account {move.account} holds {held:,.2f} of "
+                             f"{move.asset}, cannot withdraw {-move.amount:,.2f}", field="quantity")
+        if move.asset != CASH:
+            self._unit(move.asset)
+
+    def apply(self, move: CollateralMovement) -> None:
+        self.check(move)
+        acc = self.holdings.setdefault(move.account, {})
+        left = acc.get(move.asset, 0.0) + move.amount
+        if abs(left) <= 1e-9 * max(1.0, abs(move.amount)):
+            acc.pop(move.asset, None)
+        else:
+            acc[move.asset] = left
+
+    def value(self, account: str) -> float:
+        """Collateral value after haircuts (dollars)."""
+        total = 0.0
+        for asset, amount in sorted(self.holdings.get(account, {}).items()):
+            if asset == CASH:
+                total += amount * (1.0 - self.schedule.cash)
+            else:
+                price, years = self._unit(asset)
+                total += amount * price * (1.0 - self.schedule.haircut(years))
+        return total
+
+    def assess(self, account: str, requirement: float) -> tuple[str, dict[str, Any]] | None:
+        """``(kind, data)`` of the margin call or excess event due now, or None (see module)."""
+        if not math.isfinite(requirement):
+            return None
+        value = self.value(account)
+        st = self.status.setdefault(account, _Status())
+        deficit = requirement - value
+        if deficit > HALF_CENT:
+            if st.kind == "margin_call" and deficit <= st.amount + HALF_CENT:
+                return None
+            st.kind, st.amount = "margin_call", deficit
+            return "margin_call", {"account": account, "requirement": requirement, "collateral_value": value,
+                                   "amount_due": deficit}
+        if st.kind == "excess":  # still in excess: nothing new (the status keeps the recorded amount)
+            return None
+        if st.kind is None and -deficit <= HALF_CENT:
+            return None
+        met = st.kind == "margin_call"
+        st.kind, st.amount = "excess", -deficit
+        return "excess", {"account": account, "requirement": requirement, "collateral_value": value,
+                          "excess": max(-deficit, 0.0), "call_met": met}
+
+    def restore(self, kind: str, data: Mapping[str, Any]) -> None:
+        """Take a recorded margin call / excess as the account's status (replay)."""
+        st = self.status.setdefault(data["account"], _Status())
+        st.kind = kind
+        st.amount = float(data["amount_due"] if kind == "margin_call" else data["excess"])
