@@ -91,7 +91,7 @@ def margin(
             for name, ex in r.get("explain", {}).items():
                 console.print(f"[bold]{escape(r['account'])} {name}[/]: VaR scenario {ex['var_scenario']['window']} "
                               f"P&L {ex['var_scenario']['pnl']:,.0f}; largest contributors: "
-                              + ", ".join(f"{c['instrument']} {c['pnl_in_var_scenario']:,.0f}"
+                              + ", ".join(f"{c['instrument']} {c['pnl_in_var_scenario']:,.0f} (incremental {c.get('incremental_margin') or 0:,.0f})"
                                           for c in ex["largest_contributors"]))
 
 
