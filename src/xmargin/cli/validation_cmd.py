@@ -165,9 +165,9 @@ def procyclicality(
 
     periods = tuple(period or DEFAULT_PERIODS)
     opts = ApcOptions(base_lookback, floor_lookback, stress_weight, buffer)
-    from xmargin.scenarios.historical import _named_period
+    from xmargin.scenarios.historical import named_period
 
-    env = _env(_named_period(periods[0])[0], data_dir, config, eligibility)
+    env = _env(named_period(periods[0])[0], data_dir, config, eligibility)
     if portfolio is None:
         accounts, legs_for = par_note_book(env.snapshot.data_dir, tenor_years=tenor, hedge_root=hedge or None)
     else:

@@ -116,7 +116,7 @@ class MarginContext:
                        cme_pnl=stacked(self.cme_pnl, small.cme_pnl), attributes=attrs)
 
 
-def _attributes(
+def instrument_attributes(
     universe: InstrumentUniverse,
     snapshot: MarketSnapshot,
     master: SecuritiesMaster,
@@ -182,6 +182,6 @@ def build_context(
     span = _span(snapshot, master, params.cme)
     ficc_pnl = instrument_pnl(universe, snapshot, master, ficc_set.curves)
     cme_pnl = instrument_pnl(universe, snapshot, master, cme_set.curves)
-    attributes = _attributes(universe, snapshot, master, params, eligibility, span, ficc_pnl.base_values)
+    attributes = instrument_attributes(universe, snapshot, master, params, eligibility, span, ficc_pnl.base_values)
     return MarginContext(snapshot, master, params, eligibility, universe, ficc_set, cme_set, ficc_pnl, cme_pnl,
                          span, attributes)

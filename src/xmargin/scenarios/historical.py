@@ -89,7 +89,7 @@ class ScenarioSet:
 
 
 @lru_cache(maxsize=4)
-def _filled(history: ParYieldHistory) -> FloatArray:
+def filled_history(history: ParYieldHistory) -> FloatArray:
     """The history on all 13 tenors, gaps filled by linear interpolation in maturity."""
     months = np.array(TENOR_MONTHS, dtype=float)
     out = history.yields_pct.copy()
@@ -103,7 +103,7 @@ def _filled(history: ParYieldHistory) -> FloatArray:
 _PERIOD_RE = re.compile(r"^(\d{4})(?:-(\d{2}))?$")
 
 
-def _named_period(text: str) -> tuple[date, date]:
+def named_period(text: str) -> tuple[date, date]:
     if ":" in text:
         a, b = text.split(":", 1)
         try:
@@ -132,7 +132,7 @@ def _named_period(text: str) -> tuple[date, date]:
 def most_severe_window(history: ParYieldHistory, horizon_days: int, window_days: int,
                        until: date) -> tuple[int, int]:
     """Row range ``[i, j)`` of window start days with the largest mean squared change."""
-    y = _filled(history)
+    y = filled_history(history)
     last = int(np.searchsorted(history.dates, np.datetime64(until, "D"), side="right"))
     change = y[horizon_days:last] - y[: last - horizon_days]
     score = (change**2).sum(axis=1)
@@ -147,7 +147,7 @@ def most_severe_window(history: ParYieldHistory, horizon_days: int, window_days:
 def build_scenarios(history: ParYieldHistory, snapshot: MarketSnapshot, spec: ScenarioSpec) -> ScenarioSet:
     """The scenario set for ``snapshot.as_of`` (see the module docstring)."""
     h = spec.horizon_days
-    y = _filled(history)
+    y = filled_history(history)
     cols = [TENORS.index(t) for t in snapshot.tenors]
     end_row = int(np.searchsorted(history.dates, np.datetime64(snapshot.as_of, "D"), side="right"))
     start_day = np.datetime64(snapshot.as_of, "D") - np.timedelta64(int(round(spec.lookback_years * 365.25)), "D")
@@ -164,7 +164,7 @@ def build_scenarios(history: ParYieldHistory, snapshot: MarketSnapshot, spec: Sc
             i, j = most_severe_window(history, h, spec.stress_window_days, snapshot.as_of)
             stress_rows = np.arange(i, min(j, end_row - h))
         else:
-            lo, hi = _named_period(spec.stress)
+            lo, hi = named_period(spec.stress)
             i = int(np.searchsorted(history.dates, np.datetime64(lo, "D"), side="left"))
             j = int(np.searchsorted(history.dates, np.datetime64(hi, "D"), side="right"))
             stress_rows = np.arange(i, min(j, end_row - h))

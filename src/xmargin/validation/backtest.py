@@ -59,7 +59,7 @@ from xmargin.margin.calculator import margins_for_positions
 from xmargin.margin.calibration import calibrate_span
 from xmargin.margin.context import (  # the context's own per-instrument inputs
     MarginContext,
-    _attributes,
+    instrument_attributes,
 )
 from xmargin.margin.params import CmeParams, MarginParams
 from xmargin.margin.span import SpanParameters
@@ -78,9 +78,9 @@ from xmargin.reference.stir import RateFuture
 from xmargin.scenarios.historical import (
     ScenarioSet,
     ScenarioSpec,
-    _filled,
-    _named_period,
+    filled_history,
     most_severe_window,
+    named_period,
 )
 from xmargin.validation import (
     Leg,
@@ -131,7 +131,7 @@ def _is_futures(inst: Instrument | None) -> TypeGuard[TreasuryFuture | RateFutur
 def scenario_par(history: ParYieldHistory, snapshot: MarketSnapshot, spec: ScenarioSpec) -> tuple[FloatArray, npt.NDArray[np.int64], npt.NDArray[np.bool_], tuple[date, date] | None]:
     """``(par S x n, window start rows, is_stress, stress period)``: the scenario par curves of
     :func:`build_scenarios` without bootstrapping them (same rows, same order)."""
-    h, y = spec.horizon_days, _filled(history)
+    h, y = spec.horizon_days, filled_history(history)
     cols = [TENORS.index(t) for t in snapshot.tenors]
     as_of = np.datetime64(snapshot.as_of, "D")
     end_row = int(np.searchsorted(history.dates, as_of, side="right"))
@@ -142,7 +142,7 @@ def scenario_par(history: ParYieldHistory, snapshot: MarketSnapshot, spec: Scena
         i, j = most_severe_window(history, h, spec.stress_window_days, snapshot.as_of)
         stress = np.arange(i, min(j, end_row - h))
     elif spec.stress != "none":
-        lo, hi = _named_period(spec.stress)
+        lo, hi = named_period(spec.stress)
         i = int(np.searchsorted(history.dates, np.datetime64(lo, "D"), side="left"))
         stress = np.arange(i, min(int(np.searchsorted(history.dates, np.datetime64(hi, "D"), side="right")), end_row - h))
     period = (history.dates[stress[0]].astype(date), history.dates[stress[-1]].astype(date)) if len(stress) else None
@@ -224,7 +224,7 @@ def day_context(spec: EngineSpec, row: int, nearby: Sequence[int]) -> DayContext
     specs = {"ficc": p.ficc.scenarios, "cme": p.cme.var_scenarios}
     built = {name: scenario_par(history, snap, specs[name]) for name in spec.sets}
     cols = [TENORS.index(t) for t in snap.tenors]
-    realised_par = _filled(history)[row + h, cols][None, :] / 100.0
+    realised_par = filled_history(history)[row + h, cols][None, :] / 100.0
     pars = [built[n][0] for n in spec.sets]
     sizes = np.cumsum([0, *[len(x) for x in pars]])
     all_par = np.vstack(pars) if pars else np.zeros((0, len(cols)))
@@ -261,7 +261,7 @@ def day_context(spec: EngineSpec, row: int, nearby: Sequence[int]) -> DayContext
     cme = sets.get("cme", ficc)
     assert ficc is not None and cme is not None
     span = _span_for(spec, day, history)
-    attributes = _attributes(universe, snap, master, p, spec.eligibility, span, exact.base_values)
+    attributes = instrument_attributes(universe, snap, master, p, spec.eligibility, span, exact.base_values)
     context = MarginContext(snap, master, p, spec.eligibility, universe, ficc[0], cme[0], ficc[1], cme[1], span,
                             attributes)
     return DayContext(day, context, q, realised)

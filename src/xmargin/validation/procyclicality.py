@@ -42,7 +42,7 @@ from xmargin.margin.params import MarginParams
 from xmargin.margin.var import historical_var, var_with_stress
 from xmargin.portfolio.book import Account
 from xmargin.reference.eligibility import EligibilityRules
-from xmargin.scenarios.historical import _named_period
+from xmargin.scenarios.historical import named_period
 from xmargin.validation import Leg
 from xmargin.validation.backtest import DayContext, EngineSpec, run_days
 
@@ -164,7 +164,7 @@ def procyclicality(
     p = with_params(params, lookback_years=lookback)
     out = []
     for text in periods:
-        lo, hi = _named_period(text)
+        lo, hi = named_period(text)
         spec = EngineSpec(data_dir, p, eligibility, tuple(accounts), tuple(legs_for(lo)), lo,
                           p.ficc.scenarios.horizon_days, ("ficc",), "none")
         cb = (lambda d, t, text=text: progress(text, d, t)) if progress else None
