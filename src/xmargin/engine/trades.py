@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -39,23 +38,26 @@ from pathlib import Path
 from typing import Any
 
 from xmargin.errors import InputError
-from xmargin.portfolio.book import ACCOUNT_TYPES, Account
+from xmargin.portfolio.book import Account
+from xmargin.portfolio.fields import (
+    REPO_FIELDS,
+    account_type_field,
+    bool_field,
+    number_field,
+    position_instrument,
+    text_field,
+)
 from xmargin.reference.eligibility import clearinghouse
-from xmargin.reference.futures import TreasuryFuture
 from xmargin.reference.lookup import Instrument, parse_instrument
 from xmargin.reference.repo import make_repo
 from xmargin.reference.securities import SecuritiesMaster
-from xmargin.reference.stir import RateFuture
 from xmargin.reference.treasuries import TreasuryBill, TreasuryBond
 
 REQUIRED = ("trade_id", "account", "member", "account_type", "instrument", "quantity", "time")
-REPO_FIELDS = ("repo_start", "repo_end", "repo_rate", "cash_amount")
 OPTIONAL = ("cross_margin", "archetype", *REPO_FIELDS, "action", "source")
 ACTIONS = ("trade", "cancel", "collateral")
 SOURCES = ("FICC", "CME")
 CASH = "CASH"
-_TRUE = {"true", "yes", "y", "1", "xm"}
-_FALSE = {"false", "no", "n", "0"}
 
 
 def format_time(t: datetime) -> str:
@@ -179,52 +181,10 @@ class CollateralMovement:
 
 
 Event = Trade | Cancel | CollateralMovement
+_text, _number, _bool = text_field, number_field, bool_field
 
 
 # ----------------------------------------------------------------------------- rows
-
-
-def _text(row: Mapping[str, Any], key: str, src: str, n: int) -> str:
-    value = row.get(key)
-    text = "" if value is None else str(value).strip()
-    if not text:
-        raise InputError("is missing or empty", source=src, row=n, field=key)
-    return text
-
-
-def _number(row: Mapping[str, Any], key: str, src: str, n: int) -> float:
-    raw = row.get(key)
-    if isinstance(raw, bool):
-        raise InputError(f"'{raw}' is not a number", source=src, row=n, field=key)
-    try:
-        value = float(raw)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise InputError(f"'{raw}' is not a number", source=src, row=n, field=key) from None
-    if not math.isfinite(value):
-        raise InputError(f"'{raw}' is not a finite number", source=src, row=n, field=key)
-    return value
-
-
-def _bool(row: Mapping[str, Any], key: str, src: str, n: int, default: bool) -> bool:
-    raw = row.get(key)
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        return default
-    if isinstance(raw, bool):
-        return raw
-    text = str(raw).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise InputError(f"'{raw}' is not true/false", source=src, row=n, field=key)
-
-
-def _date(row: Mapping[str, Any], key: str, src: str, n: int) -> date:
-    text = _text(row, key, src, n)
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise InputError(f"'{text}' is not a date (YYYY-MM-DD)", source=src, row=n, field=key) from None
 
 
 def _source(row: Mapping[str, Any], src: str, n: int, default: str) -> str:
@@ -265,29 +225,9 @@ def parse_row(
                 raise InputError("collateral is CASH or a Treasury security", source=src, row=n, field="instrument")
         return CollateralMovement(trade_id, account, inst_text, qty, when, _source(row, src, n, "FICC")), inst
     member = _text(row, "member", src, n)
-    kind = _text(row, "account_type", src, n).lower()
-    if kind not in ACCOUNT_TYPES:
-        raise InputError(f"'{kind}' is not one of {ACCOUNT_TYPES}", source=src, row=n, field="account_type")
+    kind = account_type_field(row, src, n)
     xm = _bool(row, "cross_margin", src, n, True)
-    inst = parse_instrument(inst_text, as_of=as_of, master=master, source=src, row=n)
-    repo_given = [f for f in REPO_FIELDS if str(row.get(f) if row.get(f) is not None else "").strip()]
-    repo: dict[str, Any] = {}
-    if repo_given:
-        missing = [f for f in REPO_FIELDS if f not in repo_given]
-        if missing:
-            raise InputError(f"a repo row needs all of {list(REPO_FIELDS)}", source=src, row=n, field=missing[0])
-        if not isinstance(inst, TreasuryBill | TreasuryBond):
-            raise InputError("repo collateral must be a Treasury security", source=src, row=n, field="instrument")
-        repo = {
-            "repo_start": _date(row, "repo_start", src, n),
-            "repo_end": _date(row, "repo_end", src, n),
-            "repo_rate": _number(row, "repo_rate", src, n),
-            "cash_amount": _number(row, "cash_amount", src, n),
-        }
-        inst = make_repo(inst, start=repo["repo_start"], end=repo["repo_end"], rate_pct=repo["repo_rate"],
-                         cash_amount=repo["cash_amount"], face=qty, as_of=as_of, source=src, row=n)
-    elif isinstance(inst, TreasuryFuture | RateFuture) and qty != round(qty):
-        raise InputError(f"{qty} is not a whole number of contracts", source=src, row=n, field="quantity")
+    inst, repo = position_instrument(row, qty, as_of=as_of, master=master, source=src, n=n)
     trade = Trade(
         trade_id=trade_id,
         account=account,

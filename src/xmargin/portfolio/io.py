@@ -23,27 +23,30 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from collections.abc import Iterator, Mapping
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from xmargin.errors import InputError
-from xmargin.portfolio.book import ACCOUNT_TYPES, Account, Book, build_book
+from xmargin.portfolio.book import Account, Book, build_book
+from xmargin.portfolio.fields import (
+    FALSE_WORDS,
+    REPO_FIELDS,
+    TRUE_WORDS,
+    account_type_field,
+    bool_field,
+    date_field,
+    number_field,
+    position_instrument,
+    text_field,
+)
 from xmargin.reference.eligibility import EligibilityRules, clearinghouse
-from xmargin.reference.futures import TreasuryFuture
-from xmargin.reference.lookup import Instrument, parse_instrument
-from xmargin.reference.repo import make_repo
+from xmargin.reference.lookup import Instrument
 from xmargin.reference.securities import SecuritiesMaster
-from xmargin.reference.stir import RateFuture
-from xmargin.reference.treasuries import TreasuryBill, TreasuryBond
 
 REQUIRED = ("account", "member", "account_type", "instrument", "quantity")
-REPO_FIELDS = ("repo_start", "repo_end", "repo_rate", "cash_amount")
 OPTIONAL = ("cross_margin", "archetype", *REPO_FIELDS)
-_TRUE = {"true", "yes", "y", "1", "xm"}
-_FALSE = {"false", "no", "n", "0", ""}
 
 
 def _rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
@@ -106,49 +109,6 @@ def _rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
             yield n, row
 
 
-def _text(row: Mapping[str, Any], key: str, path: Path, n: int) -> str:
-    value = row.get(key)
-    text = "" if value is None else str(value).strip()
-    if not text:
-        raise InputError("is empty", source=path, row=n, field=key)
-    return text
-
-
-def _number(row: Mapping[str, Any], key: str, path: Path, n: int) -> float:
-    raw = row.get(key)
-    if isinstance(raw, bool):  # JSON true/false would otherwise read as 1/0
-        raise InputError(f"'{raw}' is not a number", source=path, row=n, field=key)
-    try:
-        value = float(raw)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise InputError(f"'{raw}' is not a number", source=path, row=n, field=key) from None
-    if not math.isfinite(value):
-        raise InputError(f"'{raw}' is not a finite number", source=path, row=n, field=key)
-    return value
-
-
-def _bool(row: Mapping[str, Any], key: str, path: Path, n: int, default: bool) -> bool:
-    raw = row.get(key)
-    if raw is None:
-        return default
-    if isinstance(raw, bool):
-        return raw
-    text = str(raw).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return default if text == "" else False
-    raise InputError(f"'{raw}' is not true/false", source=path, row=n, field=key)
-
-
-def _date(row: Mapping[str, Any], key: str, path: Path, n: int) -> date:
-    text = _text(row, key, path, n)
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise InputError(f"'{text}' is not a date (YYYY-MM-DD)", source=path, row=n, field=key) from None
-
-
 def read_portfolio(
     path: str | Path,
     *,
@@ -165,12 +125,10 @@ def read_portfolio(
     holdings: list[tuple[int, Instrument, float]] = []
     warnings: list[str] = []
     for n, row in _rows(path):
-        name = _text(row, "account", path, n)
-        member = _text(row, "member", path, n)
-        kind = _text(row, "account_type", path, n).lower()
-        if kind not in ACCOUNT_TYPES:
-            raise InputError(f"'{kind}' is not one of {ACCOUNT_TYPES}", source=path, row=n, field="account_type")
-        xm = _bool(row, "cross_margin", path, n, True)
+        name = text_field(row, "account", path, n)
+        member = text_field(row, "member", path, n)
+        kind = account_type_field(row, path, n)
+        xm = bool_field(row, "cross_margin", path, n, True)
         archetype = str(row.get("archetype") or "").strip()
         if name in index:
             i, first = index[name]
@@ -186,38 +144,24 @@ def read_portfolio(
         else:
             index[name] = (len(accounts), n)
             accounts.append(Account(name, member, kind, xm, archetype))
-        qty = _number(row, "quantity", path, n)
-        inst_text = _text(row, "instrument", path, n)
-        inst: Instrument = parse_instrument(inst_text, as_of=as_of, master=master, source=str(path), row=n)
-        repo_given = [f for f in REPO_FIELDS if str(row.get(f) or "").strip()]
-        if repo_given:
-            missing = [f for f in REPO_FIELDS if f not in repo_given]
-            if missing:
-                raise InputError(f"a repo row needs all of {list(REPO_FIELDS)}", source=path, row=n, field=missing[0])
-            if not isinstance(inst, TreasuryBill | TreasuryBond):
-                raise InputError("repo collateral must be a Treasury security", source=path, row=n, field="instrument")
-            inst = make_repo(
-                inst,
-                start=_date(row, "repo_start", path, n),
-                end=_date(row, "repo_end", path, n),
-                rate_pct=_number(row, "repo_rate", path, n),
-                cash_amount=_number(row, "cash_amount", path, n),
-                face=qty,
-                as_of=as_of,
-                source=str(path),
-                row=n,
-            )
-        elif isinstance(inst, TreasuryFuture | RateFuture) and qty != round(qty):
-            raise InputError(f"{qty} is not a whole number of contracts", source=path, row=n, field="quantity")
+        qty = number_field(row, "quantity", path, n)
+        inst, _ = position_instrument(row, qty, as_of=as_of, master=master, source=path, n=n)
         if qty == 0:
             continue
         acc = accounts[index[name][0]]
         if acc.cross_margin and not eligibility.is_eligible(inst):
             warnings.append(
-                f"{path}, row {n}: {inst_text} is not cross-margin eligible at {clearinghouse(inst)}; "
+                f"{path}, row {n}: {row.get('instrument')} is not cross-margin eligible at {clearinghouse(inst)}; "
                 f"margined stand-alone in account {name}"
             )
         holdings.append((index[name][0], inst, qty))
     if not accounts:
         raise InputError("no positions", source=path)
     return build_book(accounts, holdings, source=str(path), warnings=warnings)
+
+
+# Temporary aliases for the Parquet reader (to be switched to xmargin.portfolio.fields).
+_TRUE = set(TRUE_WORDS)
+_FALSE = set(FALSE_WORDS) | {""}
+_date = date_field
+_number = number_field
