@@ -13,6 +13,7 @@ from datetime import date
 from typing import Any
 
 from xmargin.errors import InputError
+from xmargin.portfolio.book import ACCOUNT_TYPES
 from xmargin.reference.futures import TreasuryFuture
 from xmargin.reference.lookup import Instrument, parse_instrument
 from xmargin.reference.repo import make_repo
@@ -21,7 +22,6 @@ from xmargin.reference.stir import RateFuture
 from xmargin.reference.treasuries import TreasuryBill, TreasuryBond
 
 REPO_FIELDS = ("repo_start", "repo_end", "repo_rate", "cash_amount")
-from xmargin.portfolio.book import ACCOUNT_TYPES
 
 TRUE_WORDS = frozenset({"true", "yes", "y", "1", "xm"})
 FALSE_WORDS = frozenset({"false", "no", "n", "0"})
