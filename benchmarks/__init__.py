@@ -1,1 +1,6 @@
-"""Benchmarks for xmargin (run as modules, e.g. ``python -m benchmarks.bench_pricing``)."""
+"""Benchmarks for xmargin.
+
+Each ``bench_*.py`` runs alone (``python -m benchmarks.bench_batch``) and exposes ``run(...)``
+returning its rows; ``python -m benchmarks`` (or ``xmargin bench``) runs them all side by side
+and prints one table of ratios against each baseline (see ``benchmarks/__main__.py``).
+"""

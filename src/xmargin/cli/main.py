@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from xmargin.cli import demo_cmd, ledger_cmd, margin_cmd, validation_cmd
+from xmargin.cli import batch_cmd, demo_cmd, ledger_cmd, margin_cmd, validation_cmd
 from xmargin.cli.common import (
     AsOfOption,
     DataDirOption,
@@ -41,6 +41,7 @@ margin_cmd.register(app)
 demo_cmd.register(app)
 ledger_cmd.register(app)
 validation_cmd.register(app)
+batch_cmd.register(app)
 
 
 def _snapshot(as_of: str | None, data_dir: Path | None, previous_business_day: bool):  # type: ignore[no-untyped-def]

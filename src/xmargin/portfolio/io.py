@@ -11,6 +11,8 @@ CSV columns (header required, any order)::
 * ``cross_margin`` (optional, default ``true``): the account's election;
 * repo rows fill all four repo fields (dates YYYY-MM-DD, rate in percent, cash in dollars).
 
+Parquet (``.parquet``, needs pyarrow): the same columns, see :mod:`xmargin.portfolio.parquet`.
+
 JSON: either a list of objects with the same fields, or
 ``{"accounts": [{"account", "member", "account_type", "cross_margin", "positions": [{...}]}]}``.
 
@@ -31,12 +33,9 @@ from typing import Any
 from xmargin.errors import InputError
 from xmargin.portfolio.book import Account, Book, build_book
 from xmargin.portfolio.fields import (
-    FALSE_WORDS,
     REPO_FIELDS,
-    TRUE_WORDS,
     account_type_field,
     bool_field,
-    date_field,
     number_field,
     position_instrument,
     text_field,
@@ -120,6 +119,10 @@ def read_portfolio(
     path = Path(path)
     if not path.is_file():
         raise InputError("portfolio file not found", source=path)
+    if path.suffix.lower() == ".parquet":
+        from xmargin.portfolio.parquet import read_parquet
+
+        return read_parquet(path, as_of=as_of, master=master, eligibility=eligibility)
     accounts: list[Account] = []
     index: dict[str, tuple[int, int]] = {}  # account -> (index, first row)
     holdings: list[tuple[int, Instrument, float]] = []
@@ -159,9 +162,3 @@ def read_portfolio(
         raise InputError("no positions", source=path)
     return build_book(accounts, holdings, source=str(path), warnings=warnings)
 
-
-# Temporary aliases for the Parquet reader (to be switched to xmargin.portfolio.fields).
-_TRUE = set(TRUE_WORDS)
-_FALSE = set(FALSE_WORDS) | {""}
-_date = date_field
-_number = number_field
