@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from xmargin.errors import MissingMarketDataError, UnknownInstrumentError
-from xmargin.market.curve import ZeroCurves
+from xmargin.market.curve import ZeroCurves, projection_curves
 from xmargin.market.history import RateHistory
 from xmargin.market.snapshot import MarketSnapshot, load_snapshot
 from xmargin.pricing.stir import rate_future_prices, rate_future_rates
@@ -108,11 +108,14 @@ def test_sr1_past_month_carries_rates_over_weekends(data_dir: Path) -> None:
 
 def test_zq_partly_realised_on_a_flat_curve(data_dir: Path) -> None:
     """ZQN24 on 2024-07-15: July 1-14 from dff.csv, July 15-31 projected.  On a flat curve the
-    forward over a business-day segment of n days is (exp((z + spread) n / 365) - 1) 360 / n."""
+    forward over a business-day segment of n days is (exp((z + spread) n / 365) - 1) 360 / n
+    (a flat curve is its own Nelson-Siegel projection; the spread is the latest fixing over
+    the projection of the day's real curve)."""
     snap = load_snapshot(date(2024, 7, 15), data_dir=data_dir)
     z = 0.05
     flat = ZeroCurves(snap.as_of, snap.curve.tenors, snap.curve.node_times, z * snap.curve.node_times[None, :])
-    spread = snap.overnight_spread("fedfunds")
+    spread = snap.overnight_spread("fedfunds", projection_curves(snap.curve))
+    assert np.allclose(projection_curves(flat).node_logdf, flat.node_logdf, atol=1e-15)
     realised = [r / 100.0 for d, r in _series(data_dir, "fedfunds") if date(2024, 7, 1) <= d < date(2024, 7, 15)]
     cuts = [d for d in (date(2024, 7, 15) + timedelta(days=k) for k in range(17)) if is_business_day(d)]
     cuts.append(date(2024, 8, 1))

@@ -1,7 +1,11 @@
 """SPAN parameters calibrated from the real history with the engine's own revaluation.
 
-For each futures root, its two nearest listed contracts are fully revalued under every
-one-day historical curve change of the look-back (no stress overlay) and:
+For each futures root, its two nearest contracts not yet in their delivery month (Treasury
+futures) or reference period (SOFR, Fed Funds) are fully revalued under every one-day
+historical curve change of the look-back (no stress overlay).  Contracts already in delivery
+or partly fixed converge to the cash market: real SPAN charges them a spot-month charge,
+which is not modelled here (**choice**), and pairing one with the next contract would make
+the calendar "spread" an outright.  Then:
 
 * scanning range = the 99% one-day loss of one contract, long or short, the larger, over
   both contracts (SPAN: the range covers at least 99% of one-day moves);
@@ -57,6 +61,13 @@ def listed_contracts(root: str, as_of: date, count: int = 2) -> list[TreasuryFut
     return out
 
 
+def _in_delivery(contract: TreasuryFuture | RateFuture, as_of: date) -> bool:
+    """In its delivery month (Treasury futures) or reference period (rate futures)."""
+    if isinstance(contract, TreasuryFuture):
+        return contract.first_delivery_day <= as_of
+    return contract.reference_start <= as_of
+
+
 def _two_sided_var(pnl: np.ndarray, confidence: float) -> float:
     """Larger of the long and the short VaR of one P&L series."""
     return float(max(historical_var(pnl[None, :], confidence)[0], historical_var(-pnl[None, :], confidence)[0]))
@@ -71,7 +82,8 @@ def calibrate_span(
     skipped: dict[str, str] = {}
     for root in roots:
         try:
-            listed = listed_contracts(root, snapshot.as_of)
+            listed = [c for c in listed_contracts(root, snapshot.as_of, count=4)
+                      if not _in_delivery(c, snapshot.as_of)][:2]
             sensitivities(InstrumentUniverse.of(listed), snapshot, master)  # priceable?
             contracts[root] = listed
         except XMarginError as exc:

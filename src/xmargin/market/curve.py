@@ -233,6 +233,37 @@ class ZeroCurves:
         return ZeroCurves(self.as_of, self.tenors, self.node_times, self.node_logdf[np.atleast_1d(rows)])
 
 
+#: Projection curve for overnight-rate futures (documented choice): a Nelson-Siegel fit with
+#: a fixed decay, least squares on the node zero rates up to ``PROJECTION_MAX_YEARS``.
+PROJECTION_DECAY_YEARS = 1.5
+PROJECTION_MAX_YEARS = 10.0
+
+
+def projection_curves(curves: ZeroCurves) -> ZeroCurves:
+    """Smoothed curves for projecting overnight rates (SOFR, fed funds), one per input curve.
+
+    The exact curve fits every bill to the basis point, and day-to-day noise in single bill
+    yields then shows up, through the interpolated forwards, as implausible moves between
+    adjacent quarters (one-day P&L correlations of 0.3-0.6 between neighbouring SOFR
+    contracts, negative between neighbouring Fed Funds months).  Futures on overnight rates
+    price off a smooth projection curve instead: Nelson-Siegel (level, slope, curvature) with
+    the decay fixed at 1.5 years, fitted by least squares to the continuously compounded zero
+    rates of the nodes up to 10 years, evaluated at the same nodes.  With the decay fixed the
+    fit is linear, one matrix product for all ``S`` curves; a parallel shift of the input
+    shifts the output by exactly the same amount.  On the 2024-06-26 curve the largest node
+    misfit is about 10 bp; the overnight spread to SOFR is measured against this curve, so
+    the front end stays anchored to the fixings.
+    """
+    t = curves.node_times
+    use = t <= PROJECTION_MAX_YEARS + 1e-9
+    x = t / PROJECTION_DECAY_YEARS
+    slope = (1.0 - np.exp(-x)) / x
+    basis = np.stack([np.ones_like(t), slope, slope - np.exp(-x)], axis=1)  # n x 3
+    zero = curves.node_logdf / t
+    beta = zero[:, use] @ np.linalg.pinv(basis[use]).T  # S x 3
+    return ZeroCurves(curves.as_of, curves.tenors, t, (beta @ basis.T) * t)
+
+
 @dataclass(frozen=True)
 class _ParInstruments:
     node_times: FloatArray

@@ -57,10 +57,10 @@ class MarketSnapshot:
         """Zero curves for par curves (decimal, ``S x n``) on this snapshot's nodes."""
         return bootstrap(self.as_of, self.tenors, self.tenor_months, par_yields)
 
-    def overnight_spread(self, series: str) -> float:
+    def overnight_spread(self, series: str, curve: ZeroCurves | None = None) -> float:
         """Latest fixing known at the as-of close (the previous business day's: a day's SOFR and
         EFFR are published the next morning) of ``series`` ("sofr" or "fedfunds") minus the
-        curve's overnight rate.
+        overnight rate of ``curve`` (default: the snapshot's curve).
 
         Decimal, continuously compounded basis; 0 when the series is not available.  Used to
         project SOFR and fed funds from the Treasury curve (see :mod:`xmargin.pricing.stir`).
@@ -71,7 +71,7 @@ class MarketSnapshot:
         # the as-of day's own fixing is published the next morning: use the previous day's
         _, fixing_pct = history.on_or_before(preceding(self.as_of - timedelta(days=1)))
         one_day = 1.0 / 365.0
-        curve_overnight = float(self.curve.log_discount([one_day])[0, 0]) / one_day
+        curve_overnight = float((curve or self.curve).log_discount([one_day])[0, 0]) / one_day
         fixing_cc = np.log1p(fixing_pct / 100.0 / 360.0) * 365.0
         return float(fixing_cc - curve_overnight)
 

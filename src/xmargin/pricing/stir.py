@@ -13,11 +13,12 @@ yet known):
   ``start`` (the rate in effect, e.g. when the reference quarter starts on a holiday).
   SR1/ZQ: every calendar day takes the latest fixing on or before it (weekends and holidays
   carry the previous business day's rate).
-* **Projected, ``[p, end)``**, from the curve: the period is cut at U.S. government bond
-  market business days into segments ``[a, b)`` (a business day to the next, the last one
-  cut at ``end``), and each segment's rate is the simple ACT/360 forward of the Treasury
-  zero curve plus the snapshot's overnight spread ``sigma`` (continuously compounded,
-  ACT/365, held constant; :meth:`MarketSnapshot.overnight_spread`):
+* **Projected, ``[p, end)``**, from the projection curve (the Treasury zero curve smoothed
+  by :func:`xmargin.market.curve.projection_curves`): the period is cut at U.S. government
+  bond market business days into segments ``[a, b)`` (a business day to the next, the last
+  one cut at ``end``), and each segment's rate is the simple ACT/360 forward of that curve
+  plus the overnight spread ``sigma`` of the latest fixing over the projection curve
+  (continuously compounded, ACT/365, held constant; :meth:`MarketSnapshot.overnight_spread`):
 
       1 + r_ab * (b - a) / 360 = DF(a) / DF(b) * exp(sigma * (b - a) / 365).
 
@@ -44,7 +45,7 @@ import numpy as np
 import numpy.typing as npt
 
 from xmargin.errors import MissingMarketDataError
-from xmargin.market.curve import ZeroCurves
+from xmargin.market.curve import ZeroCurves, projection_curves
 from xmargin.market.history import RateHistory
 from xmargin.market.snapshot import MarketSnapshot
 from xmargin.reference.calendar import add_business_days, is_business_day
@@ -130,6 +131,8 @@ def rate_future_rates(
 ) -> FloatArray:
     """Contract rates in percent, ``(n, S)`` (price = 100 - rate)."""
     out = np.empty((len(contracts), curves.n_curves))
+    projection = projection_curves(curves)
+    base_projection = projection_curves(snapshot.curve)
     spreads: dict[str, float] = {}
     for k, contract in enumerate(contracts):
         start, end = contract.reference_start, contract.reference_end
@@ -139,8 +142,8 @@ def rate_future_rates(
             realised_segments(contract, _history(snapshot, contract), p) if p > start else (np.zeros(0), np.zeros(0))
         )
         if contract.series not in spreads:
-            spreads[contract.series] = snapshot.overnight_spread(contract.series)
-        growth, days = projected_growth(projected_boundaries(p, end), curves, spreads[contract.series])
+            spreads[contract.series] = snapshot.overnight_spread(contract.series, base_projection)
+        growth, days = projected_growth(projected_boundaries(p, end), projection, spreads[contract.series])
         if contract.averaging == "compounded":
             realised = float(np.prod(1.0 + real_rates * real_days / 360.0))
             factor = realised * np.prod(growth, axis=1)
