@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ORDER = ("pricing", "margin", "batch", "live", "dask", "ore")
+ORDER = ("pricing", "margin", "batch", "live", "service", "dask", "ore")
 
 
 # --------------------------------------------------------------------------- running

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from xmargin.cli import batch_cmd, demo_cmd, ledger_cmd, margin_cmd, validation_cmd
+from xmargin.cli import batch_cmd, demo_cmd, ledger_cmd, margin_cmd, serve_cmd, validation_cmd
 from xmargin.cli.common import (
     AsOfOption,
     DataDirOption,
@@ -40,6 +40,7 @@ app.add_typer(data_app, name="data")
 margin_cmd.register(app)
 demo_cmd.register(app)
 ledger_cmd.register(app)
+serve_cmd.register(app)
 validation_cmd.register(app)
 batch_cmd.register(app)
 

@@ -209,6 +209,10 @@ class LiveEngine:
                 raise RuntimeError("extending the universe changed the scenario sets")  # pragma: no cover
             self._set_context(ctx)
 
+    def add_instruments(self, instruments: Sequence[Instrument]) -> None:
+        """Price ``instruments`` into the universe now (one extension instead of one per trade)."""
+        self._grow(instruments)
+
     @property
     def context(self) -> MarginContext:
         return self._ctx

@@ -48,43 +48,47 @@ REQUIRED = ("account", "member", "account_type", "instrument", "quantity")
 OPTIONAL = ("cross_margin", "archetype", *REPO_FIELDS)
 
 
+def _json_rows(data: Any, path: Path | str) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    """Rows of a parsed JSON portfolio (either form), numbered by position."""
+    if isinstance(data, dict) and "accounts" in data:
+        n = 0
+        if not isinstance(data["accounts"], list):
+            raise InputError("'accounts' must be a list", source=path, field="accounts")
+        for acc in data["accounts"]:
+            if not isinstance(acc, dict):
+                raise InputError("each account must be an object", source=path)
+            if not isinstance(acc.get("positions", []), list):
+                raise InputError(f"'positions' of account {acc.get('account')!r} must be a list",
+                                 source=path, field="positions")
+            for pos in acc.get("positions", []):
+                n += 1
+                if not isinstance(pos, dict):
+                    raise InputError("each position must be an object", source=path, row=n)
+                clash = [k for k in pos if k in acc and k != "positions" and pos[k] != acc[k]]
+                if clash:
+                    raise InputError(
+                        f"position disagrees with its enclosing account on '{clash[0]}'",
+                        source=path,
+                        row=n,
+                        field=clash[0],
+                    )
+                yield n, {**pos, **{k: v for k, v in acc.items() if k != "positions"}}
+    elif isinstance(data, list):
+        for n, obj in enumerate(data, start=1):
+            if not isinstance(obj, dict):
+                raise InputError("each row must be an object", source=path, row=n)
+            yield n, obj
+    else:
+        raise InputError("expected a list of positions or an object with 'accounts'", source=path)
+
+
 def _rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
-    suffix = path.suffix.lower()
-    if suffix == ".json":
+    if path.suffix.lower() == ".json":
         try:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise InputError(f"not valid JSON: {exc.msg} at line {exc.lineno}", source=path, row=exc.lineno) from None
-        if isinstance(data, dict) and "accounts" in data:
-            n = 0
-            if not isinstance(data["accounts"], list):
-                raise InputError("'accounts' must be a list", source=path, field="accounts")
-            for acc in data["accounts"]:
-                if not isinstance(acc, dict):
-                    raise InputError("each account must be an object", source=path)
-                if not isinstance(acc.get("positions", []), list):
-                    raise InputError(f"'positions' of account {acc.get('account')!r} must be a list",
-                                     source=path, field="positions")
-                for pos in acc.get("positions", []):
-                    n += 1
-                    if not isinstance(pos, dict):
-                        raise InputError("each position must be an object", source=path, row=n)
-                    clash = [k for k in pos if k in acc and k != "positions" and pos[k] != acc[k]]
-                    if clash:
-                        raise InputError(
-                            f"position disagrees with its enclosing account on '{clash[0]}'",
-                            source=path,
-                            row=n,
-                            field=clash[0],
-                        )
-                    yield n, {**pos, **{k: v for k, v in acc.items() if k != "positions"}}
-        elif isinstance(data, list):
-            for n, obj in enumerate(data, start=1):
-                if not isinstance(obj, dict):
-                    raise InputError("each row must be an object", source=path, row=n)
-                yield n, obj
-        else:
-            raise InputError("expected a list of positions or an object with 'accounts'", source=path)
+        yield from _json_rows(data, path)
         return
     try:
         fh = path.open(newline="", encoding="utf-8-sig")
@@ -115,7 +119,7 @@ def read_portfolio(
     master: SecuritiesMaster,
     eligibility: EligibilityRules,
 ) -> Book:
-    """Read and validate a portfolio file into a :class:`Book`."""
+    """Read and validate a portfolio file (CSV, JSON or Parquet) into a :class:`Book`."""
     path = Path(path)
     if not path.is_file():
         raise InputError("portfolio file not found", source=path)
@@ -123,11 +127,34 @@ def read_portfolio(
         from xmargin.portfolio.parquet import read_parquet
 
         return read_parquet(path, as_of=as_of, master=master, eligibility=eligibility)
+    return _book_from_rows(_rows(path), path, as_of=as_of, master=master, eligibility=eligibility)
+
+
+def read_portfolio_data(
+    data: Any,
+    *,
+    as_of: date,
+    master: SecuritiesMaster,
+    eligibility: EligibilityRules,
+    source: str = "request body",
+) -> Book:
+    """A portfolio already parsed from JSON (either form), validated like a file."""
+    return _book_from_rows(_json_rows(data, source), source, as_of=as_of, master=master, eligibility=eligibility)
+
+
+def _book_from_rows(
+    rows: Iterator[tuple[int, Mapping[str, Any]]],
+    path: Path | str,
+    *,
+    as_of: date,
+    master: SecuritiesMaster,
+    eligibility: EligibilityRules,
+) -> Book:
     accounts: list[Account] = []
     index: dict[str, tuple[int, int]] = {}  # account -> (index, first row)
     holdings: list[tuple[int, Instrument, float]] = []
     warnings: list[str] = []
-    for n, row in _rows(path):
+    for n, row in rows:
         name = text_field(row, "account", path, n)
         member = text_field(row, "member", path, n)
         kind = account_type_field(row, path, n)

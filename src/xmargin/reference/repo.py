@@ -32,7 +32,7 @@ class Repo:
     def identifier(self) -> str:
         return (
             f"REPO:{self.collateral.identifier}:{self.start.isoformat()}:{self.end.isoformat()}"
-            f":{self.rate * 100:.6g}:{self.cash_per_100:.10g}"
+            f":{self.rate * 100:.12g}:{self.cash_per_100:.12g}"
         )
 
     @property
@@ -71,4 +71,8 @@ def make_repo(
         raise InputError("cash amount must be positive", source=source, row=row, field="cash_amount")
     if face == 0:
         raise InputError("repo collateral face must not be zero", source=source, row=row, field="quantity")
-    return Repo(collateral, start, end, rate_pct / 100.0, cash_amount / abs(face) * 100.0)
+    # both terms rounded to the 12 significant digits the identifier shows, so that one
+    # identifier always means one set of terms, however the row was read (file, ledger, API)
+    rate = float(f"{rate_pct:.12g}") / 100.0
+    cash_per_100 = float(f"{cash_amount / abs(face) * 100.0:.12g}")
+    return Repo(collateral, start, end, rate, cash_per_100)
