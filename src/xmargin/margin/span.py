@@ -96,7 +96,10 @@ def span_requirement(inputs: SpanInputs, params: SpanParameters) -> SpanResult:
     sign = np.sign(inputs.delta)
     with np.errstate(divide="ignore", invalid="ignore"):
         wfpr = np.where(remaining > 0, scan_by_root / remaining, 0.0)
+    held = (remaining > 0).any(axis=0)  # roots some account holds: other pairs form no spread
     for p, q, rate in params.inter_pairs:
+        if not (held[p] and held[q]):
+            continue
         opposite = sign[:, p] * sign[:, q] < 0
         s = np.where(opposite, np.minimum(remaining[:, p], remaining[:, q]), 0.0)
         credit += rate * s * (wfpr[:, p] + wfpr[:, q])
