@@ -8,10 +8,13 @@ against the real files.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from xmargin.ledger.testing import postgres_required, postgres_url, temporary_database
 
 # Reproducible property tests: same examples on every run and in CI, no wall-clock deadline
 # (QuantLib calls and the first numpy call in a worker can be slow on a loaded machine).
@@ -36,3 +39,19 @@ def data_dir() -> Path:
             pytrace=False,
         )
     return path
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh ledger database: an SQLite file, then a new database on the PostgreSQL server of
+    ``XMARGIN_TEST_POSTGRES_URL`` (skipped without it, failed with ``XMARGIN_REQUIRE_POSTGRES``)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ledger.db'}"
+        return
+    url, why = postgres_url()
+    if url is None:
+        if postgres_required():
+            pytest.fail(f"XMARGIN_REQUIRE_POSTGRES is set: {why}", pytrace=False)
+        pytest.skip(why)
+    with temporary_database(url) as db:
+        yield db

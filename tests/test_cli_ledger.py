@@ -21,7 +21,6 @@ from xmargin.engine.trades import read_events
 from xmargin.errors import InputError
 from xmargin.ledger import AccountView, Ledger, LedgerSession, verify_ledger
 from xmargin.ledger.store import normalize_url
-from xmargin.ledger.testing import postgres_required, postgres_url, temporary_database
 
 AS_OF = date(2025, 10, 31)
 TRADES = """trade_id,account,member,account_type,instrument,quantity,time,cross_margin,repo_start,repo_end,repo_rate,cash_amount
@@ -56,20 +55,6 @@ def run(app, data_dir):
     return invoke
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def any_ledger(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'cli.db'}"
-        return
-    url, why = postgres_url()
-    if url is None:
-        if postgres_required():
-            pytest.fail(f"XMARGIN_REQUIRE_POSTGRES is set: {why}", pytrace=False)
-        pytest.skip(why)
-    with temporary_database(url) as db:
-        yield db
-
-
 def _files(tmp_path: Path) -> tuple[Path, Path]:
     a, b = tmp_path / "trades.csv", tmp_path / "more.jsonl"
     a.write_text(TRADES)
@@ -77,27 +62,27 @@ def _files(tmp_path: Path) -> tuple[Path, Path]:
     return a, b
 
 
-def test_ingest_verify_export_replay(run, any_ledger, tmp_path):
+def test_ingest_verify_export_replay(run, ledger_url, tmp_path):
     trades, more = _files(tmp_path)
-    r = run("ingest", str(trades), "--ledger", any_ledger, "--as-of", "2025-10-31", "--format", "json")
+    r = run("ingest", str(trades), "--ledger", ledger_url, "--as-of", "2025-10-31", "--format", "json")
     assert r.exit_code == 0, r.output
     first = json.loads(r.stdout)
     assert first["recorded"] == 6 and first["duplicates"] == []
     assert {c["kind"] for c in first["calls"]} == {"margin_call"}
-    r = run("ingest", str(more), "--ledger", any_ledger, "--format", "json")
+    r = run("ingest", str(more), "--ledger", ledger_url, "--format", "json")
     assert r.exit_code == 0, r.output
     second = json.loads(r.stdout)
     assert second["recorded"] == 3 and set(second["accounts"]) == {"ACC1", "ACC3"}
     assert "ZNZ25" not in second["accounts"]["ACC1"]
-    r = run("ledger", "verify", "--ledger", any_ledger, data=False)
+    r = run("ledger", "verify", "--ledger", ledger_url, data=False)
     assert r.exit_code == 0 and r.stdout.startswith("ok:"), r.output
     out = tmp_path / "export.jsonl"
-    r = run("ledger", "export", "--ledger", any_ledger, "-o", str(out), data=False)
+    r = run("ledger", "export", "--ledger", ledger_url, "-o", str(out), data=False)
     assert r.exit_code == 0, r.output
     lines = out.read_text().splitlines()
     assert [json.loads(x)["seq"] for x in lines] == list(range(1, len(lines) + 1))
     assert run("ledger", "verify", "--file", str(out), data=False).exit_code == 0
-    r = run("ledger", "replay", "--ledger", any_ledger, "--format", "json")
+    r = run("ledger", "replay", "--ledger", ledger_url, "--format", "json")
     assert r.exit_code == 0, r.output
     rebuilt = json.loads(r.stdout)
     assert rebuilt["identical"] is True and rebuilt["mismatches"] == []
@@ -109,9 +94,9 @@ def test_ingest_verify_export_replay(run, any_ledger, tmp_path):
     assert rebuilt["accounts"]["ACC2"]["total_after"] == first["accounts"]["ACC2"]["total_after"]
     assert rebuilt["accounts"]["ACC1"]["collateral"]["collateral_value"] == 500000.0
     # the same file again: every row is already there
-    r = run("ingest", str(trades), "--ledger", any_ledger)
+    r = run("ingest", str(trades), "--ledger", ledger_url)
     assert r.exit_code == 0 and "recorded 0 row(s)" in r.stdout and "6 already in the ledger" in r.stdout
-    with Ledger(any_ledger, create=False) as lg:
+    with Ledger(ledger_url, create=False) as lg:
         assert lg.count() == len(lines)
 
 

@@ -43,25 +43,10 @@ from xmargin.ledger import (
 from xmargin.ledger.hashing import GENESIS, canonical_json
 from xmargin.ledger.replay import market_data, params_from_dict
 from xmargin.ledger.store import normalize_url
-from xmargin.ledger.testing import postgres_required, postgres_url, temporary_database
 from xmargin.margin.params import MarginParams
 from xmargin.reference.lookup import parse_instrument
 
 AS_OF = date(2025, 10, 31)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def ledger_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'ledger.db'}"
-        return
-    url, why = postgres_url()
-    if url is None:
-        if postgres_required():
-            pytest.fail(f"XMARGIN_REQUIRE_POSTGRES is set: {why}", pytrace=False)
-        pytest.skip(why)
-    with temporary_database(url) as db:
-        yield db
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,6 @@ import pytest
 
 from xmargin.engine.trades import read_events
 from xmargin.ledger import Ledger, LedgerSession, load_market, replay, verify_ledger
-from xmargin.ledger.testing import postgres_required, postgres_url, temporary_database
 
 AS_OF = date(2025, 10, 31)
 CONFIG = """[ficc.scenarios]
@@ -36,20 +35,6 @@ lookback_years = 3
 """
 CASH = ["91282CKN0", "912810QZ4", "91282CJN2", "9128283W8", "912828YS3"]
 FUTURES = ["ZNZ25", "ZBZ25", "ZTZ25", "UBZ25"]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def ledger_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'crash.db'}"
-        return
-    url, why = postgres_url()
-    if url is None:
-        if postgres_required():
-            pytest.fail(f"XMARGIN_REQUIRE_POSTGRES is set: {why}", pytrace=False)
-        pytest.skip(why)
-    with temporary_database(url) as db:
-        yield db
 
 
 def _trades(path: Path, n: int = 60) -> Path:
