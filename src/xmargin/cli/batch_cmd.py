@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from xmargin.cli.common import (
     AsOfOption,
@@ -20,6 +19,7 @@ from xmargin.cli.common import (
     emit_json,
     err_console,
     handle_errors,
+    progress_reporter,
     resolve_as_of,
 )
 from xmargin.cli.margin_cmd import ConfigOption, EligibilityOption, print_margin_table
@@ -56,15 +56,7 @@ def batch(
                            config=config, eligibility=eligibility)
     stats = BatchStats()
     start = time.perf_counter()
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=err_console, transient=True) as bar:
-        tasks: dict[str, Any] = {}
-
-        def progress(label: str, done: int, total: int) -> None:
-            if label not in tasks:
-                tasks[label] = bar.add_task(label, total=total)
-            bar.update(tasks[label], completed=done, total=total)
-
+    with progress_reporter() as progress:
         try:
             payload = batch_job(env, portfolios, scheduler=scheduler, workers=workers, partition_size=partition_size,
                                 retries=retries, explain=explain, progress=progress, stats=stats)

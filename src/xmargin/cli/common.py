@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from xmargin.errors import InputError, XMarginError
@@ -100,3 +102,21 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, 
     for r in rows:
         t.add_row(*[escape(fmt(v, digits)) for v in r])
     return t
+
+
+ProgressCallback = Callable[[str, int, int], None]
+
+
+@contextlib.contextmanager
+def progress_reporter(*, transient: bool = True) -> Iterator[ProgressCallback]:
+    """A Rich progress display on stderr, one bar per label: yields ``progress(label, done, total)``."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=transient) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(label: str, done: int, total: int) -> None:
+            if label not in tasks:
+                tasks[label] = bar.add_task(label, total=total)
+            bar.update(tasks[label], completed=done, total=total)
+
+        yield progress

@@ -17,16 +17,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
+from xmargin.cli.common import progress_reporter
 from xmargin.config import user_cache_dir
 from xmargin.errors import XMarginError
 from xmargin.market.fetch import fetch_all
@@ -60,16 +53,8 @@ def fetch(
     target = dest.expanduser() if dest is not None else user_cache_dir()
     out = Console()
     err = Console(stderr=True)
-    tasks: dict[str, TaskID] = {}
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
-        with Progress(*columns, console=err, transient=False) as bar:
-
-            def progress(label: str, done: int, total: int) -> None:
-                if label not in tasks:
-                    tasks[label] = bar.add_task(label, total=total)
-                bar.update(tasks[label], completed=done, total=total)
-
+        with progress_reporter(transient=False) as progress:
             report = fetch_all(target, start_year=start_year, end_year=end_year, progress=progress)
     except (XMarginError, ValueError) as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from xmargin.cli.common import (
     DataDirOption,
@@ -28,6 +27,7 @@ from xmargin.cli.common import (
     err_console,
     handle_errors,
     parse_date,
+    progress_reporter,
     table,
 )
 from xmargin.cli.margin_cmd import EligibilityOption
@@ -298,15 +298,7 @@ def demo(
     cfg = DemoConfig(members=members, customers_per_member=customers, affiliates_per_member=affiliates, seed=seed,
                      xm_share=xm_share, house_xm=house_xm, repo_haircut=repo_haircut)
     day = parse_date(as_of) if as_of else None
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=err_console, transient=True) as bar:
-        tasks: dict[str, Any] = {}
-
-        def progress(label: str, done: int, total: int) -> None:
-            if label not in tasks:
-                tasks[label] = bar.add_task(label, total=total)
-            bar.update(tasks[label], completed=done, total=total)
-
+    with progress_reporter() as progress:
         run = run_demo(cfg, as_of=day, data_dir=data_dir, previous_business_day=previous_business_day,
                        params=config, eligibility=eligibility,
                        funding_spread_bp=funding_spread_bp, funding_base_pct=funding_base, progress=progress)

@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from xmargin.cli.common import (
     AsOfOption,
@@ -19,6 +18,7 @@ from xmargin.cli.common import (
     emit_json,
     err_console,
     handle_errors,
+    progress_reporter,
     resolve_as_of,
     table,
 )
@@ -72,15 +72,7 @@ def margin(
     day = resolve_as_of(as_of, data_dir)
     env = Environment.load(day, data_dir=data_dir, previous_business_day=previous_business_day,
                            config=config, eligibility=eligibility)
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=err_console, transient=True) as bar:
-        tasks: dict[str, Any] = {}
-
-        def progress(label: str, done: int, total: int) -> None:
-            if label not in tasks:
-                tasks[label] = bar.add_task(label, total=total)
-            bar.update(tasks[label], completed=done, total=total)
-
+    with progress_reporter() as progress:
         payload = margin_job(env, portfolio, explain=explain, progress=progress)
     if format is OutputFormat.json:
         emit_json(payload)

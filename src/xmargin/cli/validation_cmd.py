@@ -21,6 +21,7 @@ from xmargin.cli.common import (
     err_console,
     handle_errors,
     parse_date,
+    progress_reporter,
     resolve_as_of,
     table,
 )
@@ -176,13 +177,7 @@ def procyclicality(
         def legs_for(day: Any) -> Any:
             return legs_of(_env(day, data_dir, config, eligibility).read_book(portfolio))
 
-    with _progress() as bar:
-        tasks: dict[str, Any] = {}
-
-        def progress(label: str, done: int, total: int) -> None:
-            tasks.setdefault(label, bar.add_task(label, total=total))
-            bar.update(tasks[label], completed=done, total=total)
-
+    with progress_reporter() as progress:
         results = run(accounts, legs_for, data_dir=env.snapshot.data_dir, params=env.params,
                       eligibility=env.eligibility, periods=periods, options=opts, workers=_workers(workers),
                       progress=progress)
