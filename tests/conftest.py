@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -55,3 +56,12 @@ def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         pytest.skip(why)
     with temporary_database(url) as db:
         yield db
+
+
+@pytest.fixture(scope="module")
+def client(server: Any) -> Iterator[Any]:
+    """An HTTP client on the module's ``server`` fixture (a real ``xmargin serve`` process)."""
+    import httpx
+
+    with httpx.Client(base_url=server.api, timeout=30) as c:
+        yield c

@@ -52,17 +52,6 @@ def server(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         yield srv
 
 
-@pytest.fixture(scope="module")
-def client(server: ServerProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.api, timeout=30) as c:
-        yield c
-
-
-def head(server: ServerProcess) -> tuple[int, str]:
-    with Ledger(server.ledger, create=False) as lg:
-        return lg.head()
-
-
 def rebuilt(server: ServerProcess, data_dir: Path) -> Any:
     """The engine replayed from the ledger the server wrote (read-only, in this process)."""
     with Ledger(server.ledger, create=False) as lg:
@@ -105,7 +94,7 @@ def test_health_and_readiness(server: ServerProcess, client: httpx.Client, data_
     # 2 members x (house + 1 affiliate + 20 customers), as of the demo's default date
     assert body["status"] == "ready" and body["accounts"] == 2 * 22 and body["members"] == 2
     assert body["as_of"] == default_as_of(data_dir).isoformat()
-    assert body["ledger_seq"] == head(server)[0] > 0
+    assert body["ledger_seq"] == server.ledger_head()[0] > 0
     assert verify_ledger(Ledger(server.ledger, create=False)).ok
 
 
@@ -130,7 +119,7 @@ def test_portfolio_what_if_equals_margin_payload(server: ServerProcess, client: 
     path.write_text(json.dumps(PORTFOLIO))
     env = Environment.load(date.fromisoformat(client.get("/ready").json()["as_of"]), data_dir=data_dir)
     direct = json.loads(json.dumps(margin_job(env, path)))  # the `xmargin margin --format json` document
-    before = head(server)
+    before = server.ledger_head()
     r = client.post("/what-if/portfolio", json=PORTFOLIO, headers=server.headers("CM01"))
     assert r.status_code == 200, r.text
     doc = r.json()
@@ -149,7 +138,7 @@ def test_portfolio_what_if_equals_margin_payload(server: ServerProcess, client: 
                                                                            "cross_margin")})
     r2 = client.post("/what-if/portfolio", json={"accounts": list(accounts.values())}, headers=server.headers("admin"))
     assert r2.status_code == 200 and r2.json()["accounts"] == direct["accounts"]
-    assert head(server) == before  # nothing recorded
+    assert server.ledger_head() == before  # nothing recorded
 
 
 def test_portfolio_what_if_explain(server: ServerProcess, client: httpx.Client) -> None:
@@ -161,7 +150,7 @@ def test_portfolio_what_if_explain(server: ServerProcess, client: httpx.Client) 
 
 
 def test_trade_what_if_equals_batch_margin(server: ServerProcess, client: httpx.Client, data_dir: Path) -> None:
-    before_head = head(server)
+    before_head = server.ledger_head()
     account = client.get("/accounts/CM01-HOUSE", headers=server.headers("CM01")).json()
     r = client.post("/what-if/trade", json={"account": "CM01-HOUSE", "instrument": "ZNZ24", "quantity": -120},
                     headers=server.headers("CM01"))
@@ -176,7 +165,7 @@ def test_trade_what_if_equals_batch_margin(server: ServerProcess, client: httpx.
     assert w["after"]["cme_standalone"] != w["before"]["cme_standalone"]  # the trade mattered
     # nothing applied, nothing recorded
     assert client.get("/accounts/CM01-HOUSE", headers=server.headers("CM01")).json()["figures"] == account["figures"]
-    assert head(server) == before_head
+    assert server.ledger_head() == before_head
     # a new account (member and type given) starts from nothing
     r = client.post("/what-if/trade", json={"account": "CM01-NEW", "account_type": "customer", "instrument": "ZBZ24",
                                             "quantity": 10}, headers=server.headers("CM01"))
@@ -194,7 +183,7 @@ def test_trade_what_if_in_a_new_instrument_leaves_the_engine_alone(server: Serve
     from xmargin.reference.repo import make_repo
 
     terms = {"repo_start": "2024-08-15", "repo_end": "2024-10-15", "repo_rate": 5.31}
-    h = head(server)
+    h = server.ledger_head()
     r = client.post("/what-if/trade", json={"account": "CM01-C0006", "instrument": "91282CKQ3",
                                             "quantity": 10_000_000, "cash_amount": 9_612_345.67, **terms},
                     headers=server.headers("CM01"))
@@ -203,7 +192,7 @@ def test_trade_what_if_in_a_new_instrument_leaves_the_engine_alone(server: Serve
     assert w["instrument"].startswith("REPO:91282CKQ3:2024-08-15:2024-10-15:5.31:")
     state = rebuilt(server, data_dir)
     eng = state.engine
-    assert w["instrument"] not in eng.context.universe.ids and head(server) == h
+    assert w["instrument"] not in eng.context.universe.ids and server.ledger_head() == h
     # expected: the batch calculator on the account's positions plus the repo, priced here
     bond = state.market.master.definition("91282CKQ3")
     repo = make_repo(bond, start=date(2024, 8, 15), end=date(2024, 10, 15), rate_pct=5.31, cash_amount=9_612_345.67,
@@ -228,24 +217,24 @@ def test_trade_what_if_in_a_new_instrument_leaves_the_engine_alone(server: Serve
 
 
 def test_trade_is_recorded_once_and_replayed(server: ServerProcess, client: httpx.Client, data_dir: Path) -> None:
-    h0 = head(server)
+    h0 = server.ledger_head()
     trade = {"trade_id": "api-t1", "account": "CM01-C0001", "instrument": "ZNZ24", "quantity": -15}
     r = client.post("/trades", json=trade, headers=server.headers("CM01"))
     assert r.status_code == 201, r.text
     first = r.json()
     assert first["replayed"] is False and first["member"] == "CM01" and first["source"] == "CME"
-    h1 = head(server)
+    h1 = server.ledger_head()
     assert h1[0] >= h0[0] + 2 and first["ledger_seq"] == h0[0] + 1  # the trade, its margin result (+ call)
     # the same id again: the original result, nothing written
     again = client.post("/trades", json=trade, headers=server.headers("CM01"))
     assert again.status_code == 200
     assert again.json() == {**first, "replayed": True}
-    assert head(server) == h1
+    assert server.ledger_head() == h1
     # the same id with other content, or from another member: 409, nothing written
     for body, who in (({**trade, "quantity": -16}, "CM01"), ({**trade, "account": "CM02-C0001"}, "CM02")):
         c = client.post("/trades", json=body, headers=server.headers(who))
         assert c.status_code == 409 and "trade_id" in c.json()["detail"]
-    assert head(server) == h1
+    assert server.ledger_head() == h1
     # the ledger holds it: chain intact, replay identical, figures = the batch calculator's
     with Ledger(server.ledger, create=False) as lg:
         assert verify_ledger(lg).ok
@@ -301,7 +290,7 @@ def test_bad_input_answers_422_naming_the_field_and_writes_nothing(
         server: ServerProcess, client: httpx.Client, endpoint: str, body: Any, field: str) -> None:
     client.post("/trades", json={"trade_id": "api-anchor", "account": "CM01-C0002", "instrument": "ZNZ24",
                                  "quantity": 1}, headers=server.headers("CM01"))  # a CME trade "now"
-    h = head(server)
+    h = server.ledger_head()
     figures = client.get("/accounts/CM01-C0001", headers=server.headers("CM01")).json()
     if isinstance(body, bytes):
         r = client.post(endpoint, content=body, headers={**server.headers("CM01"), "Content-Type": "application/json"})
@@ -316,12 +305,12 @@ def test_bad_input_answers_422_naming_the_field_and_writes_nothing(
     else:
         assert any(d["loc"][0] == "body" and d["loc"][-1] == field for d in detail), detail
     assert all(d["msg"] for d in detail)
-    assert head(server) == h
+    assert server.ledger_head() == h
     assert client.get("/accounts/CM01-C0001", headers=server.headers("CM01")).json() == figures
 
 
 def test_request_size_limit(server: ServerProcess, client: httpx.Client) -> None:
-    h = head(server)
+    h = server.ledger_head()
     rows = [PORTFOLIO[1]] * 12_000  # about 1.2 MB of JSON
     big = json.dumps(rows).encode()
     assert len(big) > 1 << 20
@@ -332,7 +321,7 @@ def test_request_size_limit(server: ServerProcess, client: httpx.Client) -> None
     r = client.post("/trades", content=iter([big[i:i + 65536] for i in range(0, len(big), 65536)]),
                     headers={**server.headers("CM01"), "Content-Type": "application/json"})
     assert r.status_code == 413
-    assert head(server) == h
+    assert server.ledger_head() == h
     assert client.get("/health").status_code == 200
 
 
@@ -486,14 +475,14 @@ def test_restart_carries_on_from_the_ledger(server: ServerProcess, client: httpx
     trade = {"trade_id": "api-r1", "account": "CM02-C0005", "instrument": "ZTZ24", "quantity": 40}
     first = client.post("/trades", json=trade, headers=server.headers("CM02")).json()
     figures = client.get("/accounts", headers=server.headers("admin")).json()["accounts"]
-    h = head(server)
+    h = server.ledger_head()
     assert server.stop() is not None
     again = ServerProcess(server.workdir, data_dir=data_dir, members=2, customers=20)  # reuses keys.json (--keys)
     with again, httpx.Client(base_url=again.api, timeout=30) as c:
         assert again.keys == server.keys
-        assert head(again) == h  # nothing re-seeded
+        assert again.ledger_head() == h  # nothing re-seeded
         assert c.get("/accounts", headers=again.headers("admin")).json()["accounts"] == figures
         r = c.post("/trades", json=trade, headers=again.headers("CM02"))  # the original result, from the ledger
         assert r.status_code == 200 and r.json() == {**first, "replayed": True}
-        assert head(again) == h
+        assert again.ledger_head() == h
     assert np.isfinite(figures[0]["total_before"])

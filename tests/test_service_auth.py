@@ -23,7 +23,6 @@ import httpx
 import pytest
 
 from xmargin.errors import InputError
-from xmargin.ledger import Ledger
 from xmargin.service.auth import KeyStore, Principal, hash_key, new_key, write_keys
 from xmargin.service.testing import ServerProcess
 
@@ -34,17 +33,6 @@ def server(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
                         write_keys=False)
     with srv:
         yield srv
-
-
-@pytest.fixture(scope="module")
-def client(server: ServerProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.api, timeout=30) as c:
-        yield c
-
-
-def head(server: ServerProcess) -> tuple[int, str]:
-    with Ledger(server.ledger, create=False) as lg:
-        return lg.head()
 
 
 # ----------------------------------------------------------------------------- keys
@@ -190,11 +178,11 @@ def test_missing_or_invalid_key_is_401(server: ServerProcess, client: httpx.Clie
     real = server.keys["admin"]
     headers = {"none": {}, "wrong": {"X-API-Key": new_key()}, "bearer-wrong": {"Authorization": f"Bearer {new_key()}"},
                "basic": {"Authorization": "Basic YWRtaW46YWRtaW4="}, "truncated": {"X-API-Key": real[:-2]}}[presented]
-    h = head(server)
+    h = server.ledger_head()
     r = _call(client, method, path, headers, body)
     assert r.status_code == 401
     assert r.headers.get("www-authenticate") == "Bearer"
-    assert head(server) == h
+    assert server.ledger_head() == h
 
 
 def test_admin_and_member_scopes(server: ServerProcess, client: httpx.Client) -> None:
@@ -213,7 +201,7 @@ def test_admin_and_member_scopes(server: ServerProcess, client: httpx.Client) ->
 
 
 def test_member_cannot_write_for_another_member(server: ServerProcess, client: httpx.Client) -> None:
-    h = head(server)
+    h = server.ledger_head()
     cm01 = server.headers("CM01")
     for body in ({"trade_id": "auth-1", "account": "CM02-C0001", "instrument": "ZNZ24", "quantity": 1},
                  {"trade_id": "auth-2", "account": "CM02-NEW", "member": "CM02", "account_type": "customer",
@@ -222,16 +210,16 @@ def test_member_cannot_write_for_another_member(server: ServerProcess, client: h
                   "quantity": 1}):
         r = client.post("/trades", json=body, headers=cm01)
         assert r.status_code == 404, r.text
-    assert head(server) == h
+    assert server.ledger_head() == h
     # their own trade goes through; the other member cannot replay or even see it
     ok = client.post("/trades", json={"trade_id": "auth-4", "account": "CM01-C0001", "instrument": "ZNZ24",
                                       "quantity": 2}, headers=cm01)
     assert ok.status_code == 201
-    h = head(server)
+    h = server.ledger_head()
     r = client.post("/trades", json={"trade_id": "auth-4", "account": "CM01-C0001", "instrument": "ZNZ24",
                                      "quantity": 2}, headers=server.headers("CM02"))
     assert r.status_code == 409 and "ZNZ24" not in r.text and "CM01-C0001" not in r.text
-    assert head(server) == h
+    assert server.ledger_head() == h
 
 
 def test_security_headers_and_no_cdn(server: ServerProcess, client: httpx.Client) -> None:

@@ -36,7 +36,17 @@ class _In(BaseModel):
 # ----------------------------------------------------------------------------- portfolio
 
 
-class PositionIn(_In):
+class _RepoTermsIn(_In):
+    """The repo fields of a position or trade: all four together make it a repo on the named
+    collateral (``xmargin.portfolio.fields.position_instrument``)."""
+
+    repo_start: date | None = None
+    repo_end: date | None = None
+    repo_rate: RatePct | None = Field(default=None, description="percent")
+    cash_amount: Money | None = None
+
+
+class PositionIn(_RepoTermsIn):
     """One position of the portfolio file contract (``xmargin.portfolio.io``)."""
 
     account: Name
@@ -47,13 +57,9 @@ class PositionIn(_In):
                                            "or contracts (futures)")
     cross_margin: bool = True
     archetype: Archetype = ""
-    repo_start: date | None = None
-    repo_end: date | None = None
-    repo_rate: RatePct | None = Field(default=None, description="percent")
-    cash_amount: Money | None = None
 
 
-class AccountPositionIn(_In):
+class AccountPositionIn(_RepoTermsIn):
     """A position inside an account (the account's fields may be repeated, they must agree)."""
 
     instrument: InstrumentText
@@ -63,10 +69,6 @@ class AccountPositionIn(_In):
     account_type: AccountType | None = None
     cross_margin: bool | None = None
     archetype: Archetype | None = None
-    repo_start: date | None = None
-    repo_end: date | None = None
-    repo_rate: RatePct | None = None
-    cash_amount: Money | None = None
 
 
 class AccountIn(_In):
@@ -145,7 +147,7 @@ class MarginDocument(BaseModel):
 # ----------------------------------------------------------------------------- trades
 
 
-class TradeIn(_In):
+class TradeIn(_RepoTermsIn):
     """A trade: the trade file contract (``xmargin.engine.trades``) as one JSON object.
 
     ``member``, ``account_type`` and ``cross_margin`` default to those of an existing account
@@ -164,13 +166,9 @@ class TradeIn(_In):
     archetype: Archetype | None = None
     time: datetime | None = None
     source: Literal["FICC", "CME"] | None = None
-    repo_start: date | None = None
-    repo_end: date | None = None
-    repo_rate: RatePct | None = None
-    cash_amount: Money | None = None
 
 
-class ProposedTradeIn(_In):
+class ProposedTradeIn(_RepoTermsIn):
     """A proposed trade for the incremental what-if (nothing is applied or recorded)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
@@ -182,10 +180,6 @@ class ProposedTradeIn(_In):
     member: Name | None = None
     account_type: AccountType | None = None
     cross_margin: bool | None = None
-    repo_start: date | None = None
-    repo_end: date | None = None
-    repo_rate: RatePct | None = None
-    cash_amount: Money | None = None
 
 
 class MarginCall(BaseModel):

@@ -48,6 +48,13 @@ class ServerProcess:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def ledger_head(self) -> tuple[int, str]:
+        """``(sequence, hash)`` of the server's last ledger entry: unchanged means nothing written."""
+        from xmargin.ledger import Ledger
+
+        with Ledger(self.ledger, create=False) as lg:
+            return lg.head()
+
     @property
     def api(self) -> str:
         return self.base_url + "/api/v1"
