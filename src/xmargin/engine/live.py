@@ -186,8 +186,8 @@ class LiveEngine:
         self._ctx = context
         a = context.attributes
         p = context.params
-        self._F = np.ascontiguousarray(np.nan_to_num(context.ficc_pnl.pnl))
-        self._C = np.ascontiguousarray(np.nan_to_num(context.cme_pnl.pnl))
+        self._F = np.ascontiguousarray(context.ficc_pnl.filled)
+        self._C = np.ascontiguousarray(context.cme_pnl.filled)
         self._is_cme = a.is_cme.copy()
         self._eligible = a.eligible.copy()
         self._floor_w = a.floor_weight.astype(np.float64)

@@ -181,7 +181,6 @@ class CollateralMovement:
 
 
 Event = Trade | Cancel | CollateralMovement
-_text, _number, _bool = text_field, number_field, bool_field
 
 
 # ----------------------------------------------------------------------------- rows
@@ -208,15 +207,15 @@ def parse_row(
     action = str(row.get("action") or "trade").strip().lower()
     if action not in ACTIONS:
         raise InputError(f"'{action}' is not one of {ACTIONS}", source=src, row=n, field="action")
-    trade_id = _text(row, "trade_id", src, n)
-    when = parse_time(_text(row, "time", src, n), source=src, row=n)
+    trade_id = text_field(row, "trade_id", src, n)
+    when = parse_time(text_field(row, "time", src, n), source=src, row=n)
     if action == "cancel":
         return Cancel(trade_id, when, _source(row, src, n, "")), None
-    account = _text(row, "account", src, n)
-    qty = _number(row, "quantity", src, n)
+    account = text_field(row, "account", src, n)
+    qty = number_field(row, "quantity", src, n)
     if qty == 0:
         raise InputError("quantity is zero: nothing to record", source=src, row=n, field="quantity")
-    inst_text = _text(row, "instrument", src, n).upper()
+    inst_text = text_field(row, "instrument", src, n).upper()
     if action == "collateral":
         inst: Instrument | None = None
         if inst_text != CASH:
@@ -224,9 +223,9 @@ def parse_row(
             if not isinstance(inst, TreasuryBill | TreasuryBond):
                 raise InputError("collateral is CASH or a Treasury security", source=src, row=n, field="instrument")
         return CollateralMovement(trade_id, account, inst_text, qty, when, _source(row, src, n, "FICC")), inst
-    member = _text(row, "member", src, n)
+    member = text_field(row, "member", src, n)
     kind = account_type_field(row, src, n)
-    xm = _bool(row, "cross_margin", src, n, True)
+    xm = bool_field(row, "cross_margin", src, n, True)
     inst, repo = position_instrument(row, qty, as_of=as_of, master=master, source=src, n=n)
     trade = Trade(
         trade_id=trade_id,

@@ -120,8 +120,8 @@ def margins_for_positions(context: MarginContext, q: sp.csr_matrix, xm: npt.NDAr
     """Margin figures for the accounts whose positions are the rows of ``q``."""
     a = context.attributes
     p = context.params
-    ficc_pnl = np.nan_to_num(context.ficc_pnl.pnl)
-    cme_pnl = np.nan_to_num(context.cme_pnl.pnl)
+    ficc_pnl = context.ficc_pnl.filled
+    cme_pnl = context.cme_pnl.filled
     q_e = (sp.diags(xm.astype(np.float64)) @ _scale_columns(q, a.eligible)).tocsr()
     q_r = (q - q_e).tocsr()
     q_ef, q_ec = _scale_columns(q_e, ~a.is_cme), _scale_columns(q_e, a.is_cme)

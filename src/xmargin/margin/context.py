@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from xmargin.config import PAR_YIELDS_FILE
+from xmargin.errors import XMarginError
 from xmargin.margin.calibration import calibrate_span
 from xmargin.margin.ficc import floor_rate, maturity_bucket
 from xmargin.margin.params import CmeParams, MarginParams
@@ -131,12 +132,12 @@ def instrument_attributes(
     eligible = np.array([eligibility.is_eligible(i) for i in insts], dtype=bool)
     try:
         dv01, _ = sensitivities(universe, snapshot, master)
-    except Exception:  # noqa: BLE001 - an unpriceable row: fall back to one by one
+    except XMarginError:  # an unpriceable row: fall back to one by one
         dv01 = np.full(n, np.nan)
         for k, inst in enumerate(insts):
             try:
                 dv01[k] = sensitivities(InstrumentUniverse.of([inst]), snapshot, master)[0][0]
-            except Exception:  # noqa: BLE001
+            except XMarginError:
                 dv01[k] = np.nan
     years = np.array([_years_to_maturity(i, snapshot.as_of) for i in insts])
     table = params.ficc.floor_table

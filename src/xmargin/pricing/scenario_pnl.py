@@ -12,6 +12,7 @@ turn that into an explicit fallback instead of a wrong number.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -37,6 +38,12 @@ class InstrumentPnL:
     @property
     def priced(self) -> npt.NDArray[np.bool_]:
         return np.isfinite(self.base_values)
+
+    @cached_property
+    def filled(self) -> FloatArray:
+        """``pnl`` with the unpriced rows as zeros (computed once): for products with positions,
+        where the accounts holding such rows are flagged separately by ``priced``."""
+        return np.nan_to_num(self.pnl)
 
 
 def _values_or_nan(

@@ -127,7 +127,7 @@ def procyclicality_measures(series: FloatArray, dates: npt.NDArray[np.datetime64
 
 def _reducer(day: DayContext, opts: ApcOptions) -> FloatArray:
     ctx = day.context
-    pnl = np.asarray(day.positions @ np.nan_to_num(ctx.ficc_pnl.pnl))
+    pnl = np.asarray(day.positions @ ctx.ficc_pnl.filled)
     bad = np.asarray(abs(day.positions) @ (~ctx.ficc_pnl.priced).astype(float)).ravel() > 0
     out = apc_margins(pnl, ctx.ficc_scenarios.window_start, ctx.ficc_scenarios.is_stress, day.day,
                       ctx.params.ficc.confidence, opts)
