@@ -1,13 +1,7 @@
-"""The service's state: one ledger session (engine + collateral + ledger), loaded once.
+"""The service's state: one ledger session (engine + collateral + ledger), and what requests do with it.
 
-Loading (:meth:`ServiceState.load`): the ledger is opened and replayed
-(:class:`~xmargin.ledger.LedgerSession`); when it holds no market yet, the end-of-day market of
-the as-of date is recorded (default: the demo's date, :func:`~xmargin.cli.demo_cmd.default_as_of`);
-when it holds no trade yet, the opening book -- the demo book (``DemoConfig``), or a portfolio
-file -- is recorded as opening trades ``open-<account>-<n>`` at the as-of date's midnight,
-each with its margin result, through the same recorder as every later trade, in one
-transaction (an interrupted start leaves no half-recorded book).  A ledger that
-already holds trades is served as it is (a restart carries on where the log ends).
+Loading is :mod:`xmargin.service.loading`; the update stream :mod:`xmargin.service.hub`; the
+contexts of what-ifs in instruments the engine does not hold :mod:`xmargin.service.whatif`.
 
 Every engine access goes through :attr:`ServiceState.lock` (an :class:`asyncio.Lock` taken by
 the request handlers): the engine is not thread-safe.  Cheap reads and what-ifs run on the
@@ -22,38 +16,36 @@ The methods raise :class:`~xmargin.errors.InputError` (answered 422 naming the f
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import math
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import scipy.sparse as sp
 
-from xmargin.engine.live import HEADLINE, MARGIN_FIELDS, LiveEngine, extend_context
+from xmargin.engine.live import HEADLINE, MARGIN_FIELDS, LiveEngine
 from xmargin.engine.trades import Trade, format_time, parse_row
 from xmargin.errors import InputError, XMarginError
-from xmargin.ledger import Ledger, LedgerSession, load_market
+from xmargin.ledger import LedgerSession
 from xmargin.ledger.replay import decode_margins
 from xmargin.margin.calculator import AccountMargins, compute_margins
-from xmargin.margin.context import InstrumentAttributes, MarginContext, build_context
+from xmargin.margin.context import MarginContext
 from xmargin.portfolio.book import Account, Book, build_book
-from xmargin.portfolio.demo import DemoConfig
-from xmargin.portfolio.io import read_portfolio, read_portfolio_data
+from xmargin.portfolio.io import read_portfolio_data
 from xmargin.pricing.revalue import InstrumentUniverse
-from xmargin.pricing.scenario_pnl import InstrumentPnL
 from xmargin.reference.lookup import Instrument, instrument_id
 from xmargin.reports.savings import FundingRate, funding_rate, savings_report
 from xmargin.service.auth import Principal
+from xmargin.service.figures import COMPONENTS, clean, headline
+from xmargin.service.hub import UpdateHub
+from xmargin.service.loading import DEFAULT_LEDGER, ServiceConfig, open_session
+from xmargin.service.whatif import WhatIfInstruments
 from xmargin.workflow import margin_payload
 
-DEFAULT_LEDGER = "sqlite:///xmargin-ledger.db"
+__all__ = ["DEFAULT_LEDGER", "Conflict", "NotFound", "ServiceConfig", "ServiceState", "UpdateHub", "clean",
+           "headline"]
+
 RESULTS_KEPT = 10_000  # trade results answered from memory on a repeated trade_id (older: from the ledger)
-COMPONENTS = tuple(f for f in MARGIN_FIELDS if f not in HEADLINE and f not in ("computable", "fallback"))
 
 
 class NotFound(XMarginError):
@@ -62,129 +54,6 @@ class NotFound(XMarginError):
 
 class Conflict(XMarginError):
     """409: the trade id is already in use with other content."""
-
-
-@dataclass(frozen=True)
-class ServiceConfig:
-    """What ``xmargin serve`` loads (see the module docstring)."""
-
-    ledger: str = DEFAULT_LEDGER
-    data_dir: Path | None = None
-    as_of: date | None = None
-    portfolio: Path | None = None  # opening book from a portfolio file instead of the demo
-    demo: DemoConfig = field(default_factory=DemoConfig)
-    max_body_bytes: int = 1 << 20
-    max_new_instruments: int = 2000  # instruments priced for what-ifs (not traded) kept, at most
-    max_explain_accounts: int = 50
-
-
-def clean(value: Any) -> Any:
-    """JSON-safe: NaN / infinity (a figure that cannot be computed) become null."""
-    if isinstance(value, bool) or value is None or isinstance(value, str | int):
-        return value
-    if isinstance(value, float | np.floating):
-        v = float(value)
-        return v if math.isfinite(v) else None
-    if isinstance(value, Mapping):
-        return {k: clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [clean(v) for v in value]
-    return value
-
-
-def headline(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: clean(row[k]) for k in HEADLINE}
-
-
-def assemble_context(template: MarginContext, universe: InstrumentUniverse,
-                     sources: list[tuple[MarginContext, int]]) -> MarginContext:
-    """A context over ``universe`` whose row ``k`` is row ``sources[k][1]`` of ``sources[k][0]``.
-
-    Every per-instrument figure depends on its own row only (see
-    :meth:`MarginContext.extended`), so rows can be taken from any contexts sharing the
-    template's scenario sets and SPAN calibration: the result is the context
-    :func:`~xmargin.margin.context.build_context` would give for ``universe``, without pricing
-    anything again."""
-    ids = set(universe.ids)
-
-    def rows(name: str) -> InstrumentPnL:
-        parts = [getattr(src, name) for src, _ in sources]
-        failures: dict[str, str] = {}
-        for p in parts:
-            failures |= {k: v for k, v in p.failures.items() if k in ids}
-        return InstrumentPnL(universe, np.array([p.base_values[i] for p, (_, i) in zip(parts, sources, strict=True)]),
-                             np.stack([p.pnl[i] for p, (_, i) in zip(parts, sources, strict=True)]), failures)
-
-    attrs = InstrumentAttributes(**{f: np.stack([getattr(src.attributes, f)[i] for src, i in sources])
-                                    for f in InstrumentAttributes.__dataclass_fields__})
-    return replace(template, universe=universe, ficc_pnl=rows("ficc_pnl"), cme_pnl=rows("cme_pnl"),
-                   attributes=attrs)
-
-
-def _same_model(a: MarginContext, b: MarginContext) -> bool:
-    return (a.ficc_scenarios is b.ficc_scenarios and a.cme_scenarios is b.cme_scenarios and a.span is b.span
-            and a.params == b.params and a.eligibility == b.eligibility and a.snapshot is b.snapshot)
-
-
-def _book_rows(book: Book) -> list[dict[str, str]]:
-    from xmargin.cli.demo_cmd import portfolio_rows
-
-    return portfolio_rows(book)
-
-
-def demo_book(session: LedgerSession, config: DemoConfig) -> Book:
-    """The demo book on the session's market (the steps of :func:`~xmargin.cli.demo_cmd.run_demo`
-    that make the book; its context is the session's)."""
-    from xmargin.margin.calibration import listed_contracts
-    from xmargin.portfolio.demo import DEMO_CONTRACTS, generate_book, prepare_market
-
-    m = session.market
-    contracts = [c for root, n in DEMO_CONTRACTS.items() for c in listed_contracts(root, m.snapshot.as_of, n)]
-    market = prepare_market(m.snapshot, m.master, contracts, haircut=config.repo_haircut)
-    return generate_book(market, config)
-
-
-class UpdateHub:
-    """Fan-out of margin updates to server-sent-event subscribers (event-loop thread only)."""
-
-    def __init__(self, size: int = 512) -> None:
-        self.size = size
-        self._subs: dict[int, tuple[Principal, asyncio.Queue[dict[str, Any] | None]]] = {}
-        self._next = 0
-        self.closed = False
-
-    def subscribe(self, principal: Principal) -> tuple[int, asyncio.Queue[dict[str, Any] | None]]:
-        self._next += 1
-        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(self.size)
-        self._subs[self._next] = (principal, queue)
-        return self._next, queue
-
-    def unsubscribe(self, token: int) -> None:
-        self._subs.pop(token, None)
-
-    @property
-    def subscribers(self) -> int:
-        return len(self._subs)
-
-    def publish(self, event: dict[str, Any]) -> None:
-        member = event.get("member")
-        for token, (principal, queue) in list(self._subs.items()):
-            if member is not None and not principal.sees_member(member):
-                continue
-            try:
-                queue.put_nowait(event)
-            except asyncio.QueueFull:  # a stalled reader: drop it, it reconnects and resyncs
-                self._subs.pop(token, None)
-                with contextlib.suppress(asyncio.QueueFull):
-                    queue.get_nowait()
-                    queue.put_nowait(None)
-
-    def close(self) -> None:
-        self.closed = True
-        for _, queue in self._subs.values():
-            with contextlib.suppress(asyncio.QueueFull):
-                queue.put_nowait(None)
-        self._subs.clear()
 
 
 class ServiceState:
@@ -199,7 +68,7 @@ class ServiceState:
         # trade id -> the result first answered (the latest ones; older ones are rebuilt from the ledger)
         self._results: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._cache: dict[tuple[Any, ...], Any] = {}
-        self._extra: OrderedDict[str, tuple[MarginContext, int]] = OrderedDict()  # priced for what-ifs
+        self._extra = WhatIfInstruments(config.max_new_instruments)  # priced for what-ifs
         m = session.market
         self.as_of: date = m.snapshot.as_of
         try:
@@ -211,60 +80,8 @@ class ServiceState:
 
     @classmethod
     def load(cls, config: ServiceConfig, progress: Callable[[str], None] | None = None) -> ServiceState:
-        def say(text: str) -> None:
-            if progress is not None:
-                progress(text)
-
-        from xmargin.cli.demo_cmd import default_as_of
-
-        ledger = Ledger(config.ledger)
-        say(f"opening ledger {ledger!r}")
-        session = LedgerSession.open(ledger, data_dir=config.data_dir)
-        current = session.state.market
-        if current is None or (config.as_of is not None and config.as_of != current.snapshot.as_of):
-            day = config.as_of or default_as_of(config.data_dir)
-            say(f"recording the market of {day}")
-            market = load_market(day, data_dir=config.data_dir,
-                                 haircuts=current.schedule if current is not None else None)
-            if current is not None:  # keep the ledger's model settings
-                market = replace(market, params=current.params, eligibility=current.eligibility)
-            session.use_market(market)
-        if not session.state.trades:
-            m = session.market
-            if config.portfolio is not None:
-                say(f"reading the opening book {config.portfolio}")
-                book = read_portfolio(config.portfolio, as_of=m.snapshot.as_of, master=m.master,
-                                      eligibility=m.eligibility)
-            else:
-                say(f"generating the demo book ({config.demo.members} members x "
-                    f"{config.demo.customers_per_member} customers)")
-                book = demo_book(session, config.demo)
-            cls._open(session, book, say)
-        return cls(session, config)
-
-    @staticmethod
-    def _open(session: LedgerSession, book: Book, say: Callable[[str], None]) -> None:
-        """Record ``book`` as opening trades (one ledger group each, with its margin result)."""
-        m = session.market
-        day = m.snapshot.as_of
-        counts: dict[str, int] = {}
-        rows = []
-        for n, rec in enumerate(_book_rows(book), start=1):
-            row: dict[str, Any] = {k: v for k, v in rec.items() if v != ""}
-            counts[row["account"]] = counts.get(row["account"], 0) + 1
-            row["trade_id"] = f"open-{row['account']}-{counts[row['account']]}"
-            row["time"] = f"{day.isoformat()}T00:00:00Z"
-            ev, inst = parse_row(row, as_of=day, master=m.master, src="opening book", n=n)
-            rows.append((n, ev, inst))
-        if not session.engine.accounts:
-            # price the universe in one go rather than row by row as the trades arrive, with the
-            # instruments exactly as the trades define them (a repo made from a trade row can
-            # differ from the book's in the last bit): the rows are then bit for bit those a
-            # replay of the ledger prices, so replayed margins equal the recorded ones
-            session.state.engine = LiveEngine(extend_context(session.engine.context,
-                                                             [inst for _, _, inst in rows if inst is not None]))
-        say(f"recording {len(rows):,} opening trades in the ledger")
-        session.ingest(rows, src="opening book", batch_size=max(1, len(rows)))  # one transaction: all or nothing
+        """Open the ledger, record its market and opening book when missing (:mod:`~xmargin.service.loading`)."""
+        return cls(open_session(config, progress), config)
 
     def close(self) -> None:
         self.hub.close()
@@ -472,33 +289,9 @@ class ServiceState:
         m = self.session.market
         return read_portfolio_data(data, as_of=m.snapshot.as_of, master=m.master, eligibility=m.eligibility,
                                    source="request body")
-
     def _what_if_context(self, universe: InstrumentUniverse) -> MarginContext:
-        """The context of a posted portfolio's instruments: rows of the engine's context, and of
-        instruments priced for earlier what-ifs (kept, least recently used first out, up to
-        ``max_new_instruments``); only instruments seen for the first time are priced."""
-        base = self.engine.context
-        index = base.universe._index
-        cache = self._extra
-        new = [inst for inst, i in zip(universe.instruments, universe.ids, strict=True)
-               if i not in index and not (i in cache and _same_model(cache[i][0], base))]
-        if new:
-            priced = build_context(base.snapshot, base.master, InstrumentUniverse.of(new), base.params,
-                                   base.eligibility)
-            if not _same_model(priced, base):  # the caches let go of this market: price it all afresh
-                return build_context(base.snapshot, base.master, universe, base.params, base.eligibility)
-            for k, i in enumerate(priced.universe.ids):
-                cache[i] = (priced, k)
-        sources: list[tuple[MarginContext, int]] = []
-        for i in universe.ids:
-            if i in index:
-                sources.append((base, index[i]))
-            else:
-                cache.move_to_end(i)
-                sources.append(cache[i])
-        while len(cache) > self.config.max_new_instruments:
-            cache.popitem(last=False)
-        return assemble_context(base, universe, sources)
+        """The context of a posted portfolio's instruments (see :mod:`xmargin.service.whatif`)."""
+        return self._extra.context(self.engine.context, universe)
 
     def what_if_portfolio(self, book: Book, explain: bool = False) -> dict[str, Any]:
         """The ``xmargin margin --format json`` document of a posted portfolio (nothing recorded)."""

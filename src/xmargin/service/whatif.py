@@ -1,0 +1,82 @@
+"""Margin contexts for what-ifs in instruments the engine does not hold.
+
+The rows of a posted portfolio's instruments come from the engine's context and from
+instruments priced for earlier what-ifs (:class:`WhatIfInstruments`, kept least recently used
+first out); only instruments seen for the first time are priced, and
+:func:`assemble_context` stacks the rows into one context without pricing anything again.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import replace
+
+import numpy as np
+
+from xmargin.margin.context import InstrumentAttributes, MarginContext, build_context
+from xmargin.pricing.revalue import InstrumentUniverse
+from xmargin.pricing.scenario_pnl import InstrumentPnL
+
+
+def assemble_context(template: MarginContext, universe: InstrumentUniverse,
+                     sources: list[tuple[MarginContext, int]]) -> MarginContext:
+    """A context over ``universe`` whose row ``k`` is row ``sources[k][1]`` of ``sources[k][0]``.
+
+    Every per-instrument figure depends on its own row only (see
+    :meth:`MarginContext.extended`), so rows can be taken from any contexts sharing the
+    template's scenario sets and SPAN calibration: the result is the context
+    :func:`~xmargin.margin.context.build_context` would give for ``universe``, without pricing
+    anything again."""
+    ids = set(universe.ids)
+
+    def rows(name: str) -> InstrumentPnL:
+        parts = [getattr(src, name) for src, _ in sources]
+        failures: dict[str, str] = {}
+        for p in parts:
+            failures |= {k: v for k, v in p.failures.items() if k in ids}
+        return InstrumentPnL(universe, np.array([p.base_values[i] for p, (_, i) in zip(parts, sources, strict=True)]),
+                             np.stack([p.pnl[i] for p, (_, i) in zip(parts, sources, strict=True)]), failures)
+
+    attrs = InstrumentAttributes(**{f: np.stack([getattr(src.attributes, f)[i] for src, i in sources])
+                                    for f in InstrumentAttributes.__dataclass_fields__})
+    return replace(template, universe=universe, ficc_pnl=rows("ficc_pnl"), cme_pnl=rows("cme_pnl"),
+                   attributes=attrs)
+
+
+def _same_model(a: MarginContext, b: MarginContext) -> bool:
+    return (a.ficc_scenarios is b.ficc_scenarios and a.cme_scenarios is b.cme_scenarios and a.span is b.span
+            and a.params == b.params and a.eligibility == b.eligibility and a.snapshot is b.snapshot)
+
+
+class WhatIfInstruments:
+    """Rows of instruments priced for what-ifs (not traded), at most ``limit`` of them kept."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._extra: OrderedDict[str, tuple[MarginContext, int]] = OrderedDict()
+
+    def context(self, base: MarginContext, universe: InstrumentUniverse) -> MarginContext:
+        """The context of ``universe``: rows of ``base`` (the engine's context), and of
+        instruments priced for earlier what-ifs; only instruments seen for the first time are
+        priced."""
+        index = base.universe._index
+        cache = self._extra
+        cache = self._extra
+        new = [inst for inst, i in zip(universe.instruments, universe.ids, strict=True)
+               if i not in index and not (i in cache and _same_model(cache[i][0], base))]
+        if new:
+            priced = build_context(base.snapshot, base.master, InstrumentUniverse.of(new), base.params,
+                                   base.eligibility)
+            if not _same_model(priced, base):  # the caches let go of this market: price it all afresh
+                return build_context(base.snapshot, base.master, universe, base.params, base.eligibility)
+            for k, i in enumerate(priced.universe.ids):
+                cache[i] = (priced, k)
+        sources: list[tuple[MarginContext, int]] = []
+        for i in universe.ids:
+            if i in index:
+                sources.append((base, index[i]))
+            else:
+                cache.move_to_end(i)
+                sources.append(cache[i])
+        while len(cache) > self.limit:
+            cache.popitem(last=False)
