@@ -8,6 +8,10 @@ against the real files.
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +31,12 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile("xmargin")
+
+# The on-disk context cache (xmargin.diskcache): one private, temporary directory per test run
+# (servers started by the tests inherit it), never the user's cache; removed at exit.
+_CACHE = tempfile.mkdtemp(prefix="xmargin-test-cache-")
+os.environ["XMARGIN_CACHE_DIR"] = _CACHE
+atexit.register(shutil.rmtree, _CACHE, True)
 
 
 @pytest.fixture(scope="session")

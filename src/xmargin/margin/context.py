@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from xmargin.config import PAR_YIELDS_FILE
+from xmargin.diskcache import cached, market_files_key, master_files_key, text_hash
 from xmargin.errors import XMarginError
 from xmargin.margin.calibration import calibrate_span
 from xmargin.margin.ficc import floor_rate, maturity_bucket
@@ -38,16 +39,33 @@ from xmargin.scenarios.historical import ScenarioSet, ScenarioSpec, build_scenar
 FloatArray = npt.NDArray[np.float64]
 
 
+CACHED_UNIVERSE_MIN = 64  # universes smaller than this are priced, not cached on disk (cheap, many)
+
+
+def snapshot_key(snapshot: MarketSnapshot) -> dict[str, object]:
+    """What a snapshot is, for the on-disk cache: its data files' checksums, date and curve."""
+    return {"data_dir": str(snapshot.data_dir), "as_of": snapshot.as_of.isoformat(), "tenors": list(snapshot.tenors),
+            "par": text_hash(np.asarray(snapshot.par_yields, dtype=np.float64).tobytes().hex()),
+            "files": market_files_key(snapshot.data_dir)}
+
+
 @lru_cache(maxsize=8)
 def _scenarios(snapshot: MarketSnapshot, spec: ScenarioSpec) -> ScenarioSet:
-    history = load_par_yields(snapshot.data_dir / PAR_YIELDS_FILE)
-    return build_scenarios(history, snapshot, spec)
+    def build() -> ScenarioSet:
+        history = load_par_yields(snapshot.data_dir / PAR_YIELDS_FILE)
+        return build_scenarios(history, snapshot, spec)
+
+    return cached("scenarios", {"snapshot": snapshot_key(snapshot), "spec": repr(spec)}, build)
 
 
 @lru_cache(maxsize=4)
 def _span(snapshot: MarketSnapshot, master: SecuritiesMaster, cme: CmeParams) -> SpanParameters:
-    history = load_par_yields(snapshot.data_dir / PAR_YIELDS_FILE)
-    return calibrate_span(snapshot, master, history, cme)
+    def build() -> SpanParameters:
+        history = load_par_yields(snapshot.data_dir / PAR_YIELDS_FILE)
+        return calibrate_span(snapshot, master, history, cme)
+
+    return cached("span", {"snapshot": snapshot_key(snapshot), "master": master_files_key(snapshot.data_dir),
+                           "cme": repr(cme)}, build)
 
 
 def _years_to_maturity(inst: Instrument, as_of: date) -> float:
@@ -100,6 +118,12 @@ class MarginContext:
         new = list(InstrumentUniverse.of(new).instruments)
         if not new:
             return self
+        if not len(self.universe):  # nothing to stack onto: the new context as built (no copy)
+            small = build_context(self.snapshot, self.master, InstrumentUniverse.of(new), self.params,
+                                  self.eligibility)
+            if (small.ficc_scenarios is self.ficc_scenarios and small.cme_scenarios is self.cme_scenarios
+                    and small.span is self.span):
+                return small
         bigger = self.universe.extended(new)
         small = build_context(self.snapshot, self.master, InstrumentUniverse.of(new), self.params, self.eligibility)
         if (small.ficc_scenarios is not self.ficc_scenarios or small.cme_scenarios is not self.cme_scenarios
@@ -168,6 +192,14 @@ def instrument_attributes(
     return InstrumentAttributes(is_cme, eligible, market_value, floor_weight, dv01, bucket_dv01, span_root, onehot)
 
 
+def _with_universe(pnl: InstrumentPnL, universe: InstrumentUniverse) -> InstrumentPnL:
+    """``pnl`` over the caller's universe object, keeping its filled matrix (no copy)."""
+    out = replace(pnl, universe=universe)
+    if "filled" in pnl.__dict__:
+        out.__dict__["filled"] = pnl.__dict__["filled"]
+    return out
+
+
 def build_context(
     snapshot: MarketSnapshot,
     master: SecuritiesMaster,
@@ -181,8 +213,25 @@ def build_context(
     ficc_set = _scenarios(snapshot, params.ficc.scenarios)
     cme_set = _scenarios(snapshot, params.cme.var_scenarios)
     span = _span(snapshot, master, params.cme)
-    ficc_pnl = instrument_pnl(universe, snapshot, master, ficc_set.curves)
-    cme_pnl = instrument_pnl(universe, snapshot, master, cme_set.curves)
-    attributes = instrument_attributes(universe, snapshot, master, params, eligibility, span, ficc_pnl.base_values)
+
+    def rows() -> tuple[InstrumentPnL, InstrumentPnL, InstrumentAttributes]:
+        ficc_pnl = instrument_pnl(universe, snapshot, master, ficc_set.curves)
+        cme_pnl = instrument_pnl(universe, snapshot, master, cme_set.curves)
+        for p in (ficc_pnl, cme_pnl):  # the filled matrix rides in the cache entry (shared, not per process)
+            p.__dict__["filled"] = p.pnl if not np.isnan(p.pnl).any() else p.filled
+        attributes = instrument_attributes(universe, snapshot, master, params, eligibility, span,
+                                           ficc_pnl.base_values)
+        return ficc_pnl, cme_pnl, attributes
+
+    if len(universe) < CACHED_UNIVERSE_MIN:
+        ficc_pnl, cme_pnl, attributes = rows()
+    else:
+        key = {"snapshot": snapshot_key(snapshot), "master": master_files_key(snapshot.data_dir),
+               "params": repr(params),
+               "eligibility": [sorted(eligibility.ficc_cash), sorted(eligibility.ficc_repo_collateral),
+                               sorted(eligibility.cme_futures)],
+               "universe": text_hash(repr(universe.instruments)), "size": len(universe)}
+        ficc_pnl, cme_pnl, attributes = cached("context-rows", key, rows)
+        ficc_pnl, cme_pnl = _with_universe(ficc_pnl, universe), _with_universe(cme_pnl, universe)
     return MarginContext(snapshot, master, params, eligibility, universe, ficc_set, cme_set, ficc_pnl, cme_pnl,
                          span, attributes)

@@ -88,7 +88,17 @@ def load_snapshot(
     keyed on it downstream (scenario sets, SPAN calibration) is computed once per process.
     """
     root = resolve_data_dir(data_dir).resolve()
-    return _load_snapshot_cached(root, as_of, previous_business_day, file_stamp(root / PAR_YIELDS_FILE))
+    return _snapshot_via_disk(root, as_of, previous_business_day, file_stamp(root / PAR_YIELDS_FILE))
+
+
+@lru_cache(maxsize=16)
+def _snapshot_via_disk(root: Path, as_of: date, previous_business_day: bool, stamp: int) -> MarketSnapshot:
+    """:func:`_load_snapshot_cached` through the on-disk context cache (:mod:`xmargin.diskcache`)."""
+    from xmargin.diskcache import cached, market_files_key
+
+    key = {"data_dir": str(root), "as_of": as_of.isoformat(), "previous_business_day": previous_business_day,
+           "files": market_files_key(root)}
+    return cached("snapshot", key, lambda: _load_snapshot_cached(root, as_of, previous_business_day, stamp))
 
 
 @lru_cache(maxsize=16)

@@ -211,7 +211,16 @@ def load_master(data_dir: str | Path) -> SecuritiesMaster:
     """Build the securities master from the data directory (cached per directory)."""
     root = Path(data_dir).resolve()
     stamps = tuple(file_stamp(p) for p in [root / AUCTIONS_FILE, *sorted(root.glob(FEDINVEST_GLOB))])
-    return _load_master_cached(root, stamps)
+    return _master_via_disk(root, stamps)
+
+
+@lru_cache(maxsize=4)
+def _master_via_disk(root: Path, stamps: tuple[int, ...]) -> SecuritiesMaster:
+    """:func:`_load_master_cached` through the on-disk context cache (:mod:`xmargin.diskcache`)."""
+    from xmargin.diskcache import cached, master_files_key
+
+    return cached("securities-master", {"data_dir": str(root), "files": master_files_key(root)},
+                  lambda: _load_master_cached(root, stamps))
 
 
 @lru_cache(maxsize=4)

@@ -1,0 +1,171 @@
+"""The on-disk context cache (:mod:`xmargin.diskcache`): entries load what was built, arrays come
+back memory-mapped and read-only, and a damaged, stale or foreign entry is rebuilt, never used.
+
+The reference for every "same result" check is the object built without the cache in the same
+test (``XMARGIN_CACHE_DIR=off``), compared element by element.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xmargin import diskcache
+from xmargin.diskcache import cached, entry_path, master_files_key
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "cache"
+    monkeypatch.setenv("XMARGIN_CACHE_DIR", str(root))
+    return root
+
+
+def _counter() -> tuple[list[int], object]:
+    calls: list[int] = []
+
+    def build() -> dict[str, object]:
+        calls.append(1)
+        return {"matrix": np.arange(20_000, dtype=np.float64).reshape(100, 200), "name": "x", "n": len(calls)}
+
+    return calls, build
+
+
+def test_round_trip_is_memory_mapped_and_read_only(cache: Path) -> None:
+    calls, build = _counter()
+    first = cached("t", {"k": 1}, build)
+    second = cached("t", {"k": 1}, build)
+    assert calls == [1]  # built once, then read
+    np.testing.assert_array_equal(second["matrix"], first["matrix"])
+    assert second["n"] == 1
+    m = second["matrix"]
+    assert not m.flags.writeable  # a view into the mapping: shared, not copied
+    base = m
+    while getattr(base, "base", None) is not None and not isinstance(base, memoryview):
+        base = base.base
+    assert isinstance(base, memoryview)
+    assert m.ctypes.data % 64 == 0  # buffers aligned
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "garbage", "empty"])
+def test_damaged_entries_are_rebuilt(cache: Path, damage: str, caplog: pytest.LogCaptureFixture) -> None:
+    calls, build = _counter()
+    cached("t", {"k": 2}, build)
+    path = entry_path("t", {"k": 2}, cache)
+    assert path is not None and path.is_file()
+    raw = bytearray(path.read_bytes())
+    if damage == "flip":
+        raw[-100] ^= 0x01  # one bit of the matrix
+    elif damage == "truncate":
+        raw = raw[: len(raw) // 2]
+    elif damage == "garbage":
+        raw = bytearray(b"not a cache entry at all" * 10)
+    else:
+        raw = bytearray()
+    path.write_bytes(bytes(raw))
+    with caplog.at_level(logging.WARNING, logger="xmargin.cache"):
+        again = cached("t", {"k": 2}, build)
+    assert calls == [1, 1]  # rebuilt, the damaged entry was not used
+    assert again["n"] == 2
+    np.testing.assert_array_equal(again["matrix"], np.arange(20_000, dtype=np.float64).reshape(100, 200))
+    assert "rebuilt" in caplog.text
+    assert cached("t", {"k": 2}, build)["n"] == 2 and calls == [1, 1]  # rewritten whole
+
+
+def test_an_entry_renamed_to_another_key_is_not_trusted(cache: Path) -> None:
+    calls, build = _counter()
+    cached("t", {"k": 3}, build)
+    a, b = entry_path("t", {"k": 3}, cache), entry_path("t", {"k": 4}, cache)
+    assert a is not None and b is not None
+    os.replace(a, b)
+    cached("t", {"k": 4}, build)
+    assert calls == [1, 1]
+
+
+def test_changed_data_file_changes_the_key(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    (root / "securities").mkdir(parents=True)
+    (root / "yields").mkdir()
+    auctions = root / "securities" / "auctions.csv"
+    auctions.write_text("cusip\n912828A00\n")
+    (root / "yields" / "par_yield_curve.csv").write_text("date\n")
+    before = master_files_key(root)
+    auctions.write_text("cusip\n912828A01\n")  # same size, other content
+    after = master_files_key(root)
+    assert before != after
+    (root / "securities" / "fedinvest_prices_2024-06-26.csv").write_text("x\n")  # a new price file
+    assert master_files_key(root) != after
+
+
+def test_cache_off_and_unsafe_directories_write_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls, build = _counter()
+    monkeypatch.setenv("XMARGIN_CACHE_DIR", "off")
+    cached("t", {"k": 5}, build)
+    cached("t", {"k": 5}, build)
+    assert calls == [1, 1]
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # others may write here: they could plant a pickle
+    monkeypatch.setenv("XMARGIN_CACHE_DIR", str(shared))
+    cached("t", {"k": 5}, build)
+    assert list(shared.iterdir()) == []
+
+
+def test_default_location_follows_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("XMARGIN_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert diskcache.cache_dir() == tmp_path / "xdg" / "xmargin" / "context"
+
+
+def test_context_from_cache_equals_context_built(cache: Path, data_dir: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cached context (rows of >= 64 instruments) is the context built without any cache, in
+    a fresh process each (no in-process memo can hide a difference)."""
+    script = (
+        "import sys, numpy as np\n"
+        "from datetime import date\n"
+        "from xmargin.market.snapshot import load_snapshot\n"
+        "from xmargin.reference.securities import load_master\n"
+        "from xmargin.margin.context import build_context\n"
+        "from xmargin.pricing.revalue import InstrumentUniverse\n"
+        "snap = load_snapshot(date(2024, 6, 26), data_dir=sys.argv[1])\n"
+        "master = load_master(snap.data_dir)\n"
+        "recs = master.notes_and_bonds(outstanding_on=snap.as_of)[:80]\n"
+        "u = InstrumentUniverse.of([master.definition(r.cusip) for r in recs])\n"
+        "ctx = build_context(snap, master, u)\n"
+        "np.savez(sys.argv[2], f=ctx.ficc_pnl.pnl, c=ctx.cme_pnl.pnl, dv01=ctx.attributes.dv01,\n"
+        "         fw=ctx.attributes.floor_weight, scen=ctx.ficc_scenarios.par_yields, span=ctx.span.scan_range,\n"
+        "         filled=ctx.ficc_pnl.filled)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    out = {}
+    for run, where in (("off", "off"), ("cold", str(cache)), ("warm", str(cache))):
+        target = cache.parent / f"{run}.npz"
+        subprocess.run([sys.executable, "-c", script, str(data_dir), str(target)], check=True,
+                       env={**env, "XMARGIN_CACHE_DIR": where}, timeout=600)
+        out[run] = np.load(target)
+    names = {p.name.split("-")[0] for p in cache.iterdir()}
+    assert {"context", "scenarios", "span", "snapshot", "securities"} <= names
+    for run in ("cold", "warm"):
+        for k in out["off"].files:
+            np.testing.assert_array_equal(out[run][k], out["off"][k], err_msg=f"{run}: {k}")
+
+
+def test_second_price_command_reads_the_cache(cache: Path, data_dir: Path) -> None:
+    env = {**os.environ, "XMARGIN_CACHE_DIR": str(cache), "XMARGIN_DATA": str(data_dir),
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    cmd = [sys.executable, "-c", "from xmargin.cli.main import main; main()", "price", "ZNU24", "--as-of", date(2024, 6, 26).isoformat(),
+           "--format", "json"]
+    first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=True)
+    stamps = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+    assert any(n.startswith("securities-master") for n in stamps)
+    second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=True)
+    assert second.stdout == first.stdout
+    assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == stamps  # read, nothing rewritten
