@@ -213,27 +213,58 @@ def watch(
 def verify(
     ledger: LedgerOption = DEFAULT_LEDGER,
     file: Annotated[Path | None, typer.Option("--file", help="Check a JSON-lines export instead.")] = None,
+    replay_checkpoints: Annotated[bool, typer.Option("--replay-checkpoints", help="Also replay the log from the "
+                                                     "first entry and compare each checkpoint's saved state.")] = False,
+    data_dir: DataDirOption = None,
     format: FormatOption = OutputFormat.table,
 ) -> None:
-    """Check the whole hash chain; exit 1 naming the first altered, missing or reordered entry."""
+    """Check the whole hash chain and every checkpoint; exit 1 naming the first altered, missing or
+    reordered entry or the checkpoint that disagrees with the log."""
     from xmargin.ledger import Ledger, verify_export, verify_ledger
+    from xmargin.ledger.checkpoint import verify_checkpoints
 
+    checks = []
     if file is not None:
         report = verify_export(file)
     else:
         with Ledger(ledger, create=False) as lg:
             report = verify_ledger(lg)
+            if report.ok:
+                checks = verify_checkpoints(lg, data_dir=data_dir, replay=replay_checkpoints)
+    bad = [c for c in checks if not c.ok]
     if format is OutputFormat.json:
-        emit_json({"ok": report.ok, "entries": report.entries, "last_seq": report.last_seq,
+        emit_json({"ok": report.ok and not bad, "entries": report.entries, "last_seq": report.last_seq,
                    "last_hash": report.last_hash, "problem": report.problem, "seq": report.seq,
-                   "message": report.message})
+                   "message": report.message,
+                   "checkpoints": [{"seq": c.seq, "ok": c.ok, "message": c.message} for c in checks]})
     elif report.ok:
         console.print(f"ok: {report.message}; head {report.last_seq} {report.last_hash}", highlight=False)
+        for c in checks:
+            mark = "ok" if c.ok else "[bold red]FAILED[/]"
+            console.print(f"{mark}: {c.message}", highlight=False, soft_wrap=True)
     else:
         console.print(f"[bold red]FAILED[/] at entry {report.seq} ({report.problem}): {report.message}",
                       highlight=False, soft_wrap=True)
-    if not report.ok:
+    if not report.ok or bad:
         raise typer.Exit(code=1)
+
+
+@ledger_app.command("checkpoint")
+@handle_errors
+def checkpoint_cmd(
+    ledger: LedgerOption = DEFAULT_LEDGER,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Record a checkpoint (the engine state at the head, anchored by a chain entry) so that a
+    restart replays only the entries after it."""
+    from xmargin.ledger import Ledger, LedgerSession
+    from xmargin.ledger.checkpoint import take_checkpoint
+
+    with Ledger(ledger, create=False) as lg:
+        session = LedgerSession.open(lg, data_dir=data_dir, resume=True)
+        info = take_checkpoint(session)
+    console.print(f"checkpoint at entry {info.seq} ({info.entry_hash[:16]}...): {info.accounts:,} accounts, "
+                  f"{info.bytes:,} bytes", highlight=False)
 
 
 @ledger_app.command("replay")

@@ -193,6 +193,7 @@ class ReplayState:
     recorded: dict[str, dict[str, float | bool]] = field(default_factory=dict)  # last margin result per account
     recorded_seq: dict[str, int] = field(default_factory=dict)
     views: dict[str, dict[str, AccountView]] = field(default_factory=dict)
+    earlier_mismatches: list[tuple[str, str, Any, Any]] = field(default_factory=list)  # found at checkpoints
 
     def start_market(self, market: Market, seq: int | None) -> None:
         market = replace(market, snapshot=canonical_snapshot(market.snapshot))
@@ -240,6 +241,10 @@ class ReplayState:
             self.recorded_seq[data["account"]] = e.seq
         elif e.kind in ("margin_call", "excess"):
             self.collateral.restore(e.kind, data)
+        elif e.kind == "checkpoint":
+            from xmargin.ledger.checkpoint import apply_entry
+
+            apply_entry(self, e)
 
     def preload(self, following: list[Entry]) -> None:
         """Extend the engine's universe once with the instruments of the trades that follow, up
@@ -260,7 +265,7 @@ class ReplayState:
     @property
     def mismatches(self) -> list[tuple[str, str, float | bool, float | bool]]:
         """``(account, field, rebuilt, recorded)`` wherever the rebuilt figures differ."""
-        out: list[tuple[str, str, float | bool, float | bool]] = []
+        out: list[tuple[str, str, float | bool, float | bool]] = list(self.earlier_mismatches)
         if self.engine is None:
             return out
         for account, rec in self.recorded.items():

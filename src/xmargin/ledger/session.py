@@ -32,7 +32,14 @@ from xmargin.errors import InputError, XMarginError
 from xmargin.ledger.collateral import CollateralBook
 from xmargin.ledger.hashing import canonical_json
 from xmargin.ledger.reconcile import AccountView, engine_view
-from xmargin.ledger.replay import Market, ReplayState, encode_margins, market_data, replay
+from xmargin.ledger.replay import (
+    Market,
+    ReplayState,
+    decode_margins,
+    encode_margins,
+    market_data,
+    replay,
+)
 from xmargin.ledger.store import Event, Ledger, LedgerError
 from xmargin.reference.lookup import Instrument
 
@@ -51,19 +58,22 @@ class IngestReport:
 class LedgerSession:
     """See the module docstring.  ``ledger`` None: compute only, record nothing (dry run)."""
 
-    def __init__(self, ledger: Ledger | None, state: ReplayState, data_dir: str | Path | None = None) -> None:
+    def __init__(self, ledger: Ledger | None, state: ReplayState, data_dir: str | Path | None = None,
+                 *, resume: bool = False) -> None:
         self.ledger = ledger
         self.state = state
         self.data_dir = data_dir
+        self.resume = resume  # reopen from the latest checkpoint (xmargin.ledger.checkpoint), not the first entry
 
     # -- opening ----------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, ledger: Ledger | None, *, data_dir: str | Path | None = None) -> LedgerSession:
-        """The session where ``ledger`` ends (replayed); give it a market with :meth:`use_market`
-        if the ledger holds none yet."""
-        state = replay(ledger, data_dir=data_dir) if ledger is not None else ReplayState()
-        return cls(ledger, state, data_dir)
+    def open(cls, ledger: Ledger | None, *, data_dir: str | Path | None = None, resume: bool = False) -> LedgerSession:
+        """The session where ``ledger`` ends (replayed; with ``resume``, from its latest checkpoint);
+        give it a market with :meth:`use_market` if the ledger holds none yet."""
+        session = cls(ledger, ReplayState(), data_dir, resume=resume)
+        session._reload()
+        return session
 
     def use_market(self, market: Market, *, label: str = "eod") -> bool:
         """Record ``market`` and recompute everything unless it is the one in force; True if recorded."""
@@ -105,11 +115,25 @@ class LedgerSession:
             self._reload()
             raise LedgerError(f"{len(result.duplicates)} event(s) were recorded by another writer meanwhile; "
                               "the session was rebuilt from the ledger: run again")
+        if result.recorded and result.recorded[0].seq != self.state.entries + 1:
+            self._reload()  # another writer's entries came first: follow the log (xmargin.ledger.follow)
+        else:
+            self.state.entries += len(result.recorded)
+            for e in result.recorded:  # kept as a replay keeps them (checkpoints save them)
+                if e.kind == "margin_result":
+                    data = e.data
+                    self.state.recorded[data["account"]] = decode_margins(data["margins"])
+                    self.state.recorded_seq[data["account"]] = e.seq
         return len(result.recorded), [e.seq for e in result.recorded]
 
     def _reload(self) -> None:
         if self.ledger is not None:
-            self.state = replay(self.ledger, data_dir=self.data_dir)
+            if self.resume:
+                from xmargin.ledger.checkpoint import resume
+
+                self.state = resume(self.ledger, data_dir=self.data_dir)
+            else:
+                self.state = replay(self.ledger, data_dir=self.data_dir)
 
     def _model(self) -> dict[str, Any]:
         m = self.market

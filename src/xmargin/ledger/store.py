@@ -69,6 +69,7 @@ KINDS = (
     "margin_call",
     "excess",
     "position_snapshot",
+    "checkpoint",
 )
 FAILPOINT_ENV = "XMARGIN_LEDGER_FAILPOINT"
 TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")

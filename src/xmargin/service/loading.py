@@ -21,6 +21,7 @@ from typing import Any
 from xmargin.engine.live import LiveEngine, extend_context
 from xmargin.engine.trades import parse_row
 from xmargin.ledger import Ledger, LedgerSession, load_market
+from xmargin.ledger.checkpoint import take_checkpoint
 from xmargin.portfolio.book import Book
 from xmargin.portfolio.demo import DemoConfig
 from xmargin.portfolio.io import read_portfolio
@@ -40,6 +41,7 @@ class ServiceConfig:
     max_body_bytes: int = 1 << 20
     max_new_instruments: int = 2000  # instruments priced for what-ifs (not traded) kept, at most
     max_explain_accounts: int = 50
+    checkpoint_every: int = 10_000  # ledger entries between checkpoints taken by the service (0: none)
 
 def _book_rows(book: Book) -> list[dict[str, str]]:
     from xmargin.cli.demo_cmd import portfolio_rows
@@ -70,7 +72,7 @@ def open_session(config: ServiceConfig, progress: Callable[[str], None] | None =
 
     ledger = Ledger(config.ledger)
     say(f"opening ledger {ledger!r}")
-    session = LedgerSession.open(ledger, data_dir=config.data_dir)
+    session = LedgerSession.open(ledger, data_dir=config.data_dir, resume=True)  # latest checkpoint + tail
     current = session.state.market
     if current is None or (config.as_of is not None and config.as_of != current.snapshot.as_of):
         day = config.as_of or default_as_of(config.data_dir)
@@ -91,6 +93,9 @@ def open_session(config: ServiceConfig, progress: Callable[[str], None] | None =
                 f"{config.demo.customers_per_member} customers)")
             book = demo_book(session, config.demo)
         record_opening_book(session, book, say)
+        if config.checkpoint_every:
+            info = take_checkpoint(session)
+            say(f"checkpoint at entry {info.seq:,} ({info.bytes:,} bytes): a restart replays only what follows")
     return session
 
 
