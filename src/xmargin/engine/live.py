@@ -123,9 +123,16 @@ class LiveEngine:
         return engine
 
     def _set_context(self, context: MarginContext) -> None:
-        self._ctx = context
-        self._k = Arithmetic(context)
+        # one attribute, swapped whole: a reader in another thread sees the old pair or the new one
+        self._pair = (context, Arithmetic(context))
 
+    @property
+    def _ctx(self) -> MarginContext:
+        return self._pair[0]
+
+    @property
+    def _k(self) -> Arithmetic:
+        return self._pair[1]
 
     def _grow(self, instruments: Sequence[Instrument]) -> None:
         ctx = extend_context(self._ctx, instruments)
@@ -137,6 +144,13 @@ class LiveEngine:
     def add_instruments(self, instruments: Sequence[Instrument]) -> None:
         """Price ``instruments`` into the universe now (one extension instead of one per trade)."""
         self._grow(instruments)
+
+    def add_priced(self, rows: MarginContext) -> None:
+        """Add the rows of a context priced elsewhere (e.g. outside a lock: :func:`price_rows`) for
+        the instruments the universe does not hold yet; nothing is priced here."""
+        ctx = self._ctx.with_rows(rows)
+        if ctx is not self._ctx:
+            self._set_context(ctx)
 
     @property
     def context(self) -> MarginContext:
@@ -151,7 +165,7 @@ class LiveEngine:
 
     # -- trades -------------------------------------------------------------------------
 
-    def _resolve_account(self, account: Account | str) -> tuple[AccountState, bool]:
+    def _resolve_account(self, account: Account | str, kern: Arithmetic | None = None) -> tuple[AccountState, bool]:
         if isinstance(account, str):
             state = self._accounts.get(account)
             if state is None:
@@ -160,7 +174,7 @@ class LiveEngine:
             return state, False
         state = self._accounts.get(account.account)
         if state is None:
-            return self._k.fresh_state(account, {}), True
+            return (kern or self._k).fresh_state(account, {}), True
         known = state.account
         if (known.member, known.account_type, known.cross_margin) != (account.member, account.account_type,
                                                                          account.cross_margin):
@@ -176,33 +190,35 @@ class LiveEngine:
         """Evaluate a position change of ``quantity`` without applying it."""
         if not np.isfinite(quantity):
             raise InputError(f"quantity {quantity} is not finite", field="quantity")
+        ctx, kern = self._pair
         if isinstance(instrument, str):
-            j = self._ctx.universe._index.get(instrument)
+            j = ctx.universe._index.get(instrument)
             if j is None:
                 raise InputError(f"instrument {instrument!r} is not in the engine's universe", field="instrument")
             inst_id = instrument
         else:
             inst_id = instrument_id(instrument)
-            if inst_id not in self._ctx.universe._index:
+            if inst_id not in ctx.universe._index:
                 self._grow([instrument])
-            j = self._ctx.universe.index(inst_id)
-        state, new_account = self._resolve_account(account)
+                ctx, kern = self._pair
+            j = ctx.universe.index(inst_id)
+        state, new_account = self._resolve_account(account, kern)
         old = state.positions.get(j, 0.0)
         new = old + quantity
         if abs(new) <= 1e-12 * max(abs(old), abs(quantity)):
             new = 0.0
-        k = self._k.side_of(j, state.account.cross_margin)
+        k = kern.side_of(j, state.account.cross_margin)
         sides = list(state.sides)
-        sides[k] = self._k.moved(state.sides[k], k, j, old, new)
+        sides[k] = kern.moved(state.sides[k], k, j, old, new)
         risks = list(state.risks)
-        risks[k] = self._k.risk(sides[k], k)
-        comb = self._k.combined(sides) if k in (EF, EC) else state.comb
+        risks[k] = kern.risk(sides[k], k)
+        comb = kern.combined(sides) if k in (EF, EC) else state.comb
         positions = dict(state.positions)
         if new == 0.0:
             positions.pop(j, None)
         else:
             positions[j] = new
-        after = self._k.assemble(sides, risks, comb)
+        after = kern.assemble(sides, risks, comb)
         new_state = AccountState(state.account, positions, sides, risks, comb, after, state.version + 1)
         return Pending(state.account.account, inst_id, quantity, state.margins, after, new_state, new_account,
                        state.version)

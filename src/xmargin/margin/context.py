@@ -118,24 +118,34 @@ class MarginContext:
         new = list(InstrumentUniverse.of(new).instruments)
         if not new:
             return self
-        if not len(self.universe):  # nothing to stack onto: the new context as built (no copy)
-            small = build_context(self.snapshot, self.master, InstrumentUniverse.of(new), self.params,
-                                  self.eligibility)
-            if (small.ficc_scenarios is self.ficc_scenarios and small.cme_scenarios is self.cme_scenarios
-                    and small.span is self.span):
-                return small
-        bigger = self.universe.extended(new)
-        small = build_context(self.snapshot, self.master, InstrumentUniverse.of(new), self.params, self.eligibility)
+        return self.with_rows(build_context(self.snapshot, self.master, InstrumentUniverse.of(new), self.params,
+                                            self.eligibility), _fallback=new)
+
+    def with_rows(self, small: MarginContext, _fallback: list[Instrument] | None = None) -> MarginContext:
+        """This context plus the rows of ``small`` (priced on the same market and model, e.g. in
+        another thread) for the instruments this universe does not hold; nothing is priced
+        unless ``small`` no longer shares this context's scenario sets and SPAN calibration
+        (then the whole context is rebuilt)."""
+        keep = [k for k, i in enumerate(small.universe.ids) if i not in self.universe._index]
+        if not keep:
+            return self
+        new = [small.universe.instruments[k] for k in keep]
         if (small.ficc_scenarios is not self.ficc_scenarios or small.cme_scenarios is not self.cme_scenarios
-                or small.span is not self.span):
-            return build_context(self.snapshot, self.master, bigger, self.params, self.eligibility)
+                or small.span is not self.span or small.params != self.params
+                or small.eligibility != self.eligibility or small.snapshot is not self.snapshot):
+            return build_context(self.snapshot, self.master, self.universe.extended(_fallback or new), self.params,
+                                 self.eligibility)
+        if not len(self.universe) and len(keep) == len(small.universe):
+            return small  # nothing to stack onto: the new context as built (no copy)
+        bigger = self.universe.extended(new)
+        rows = np.array(keep, dtype=np.int64)
 
         def stacked(a: InstrumentPnL, b: InstrumentPnL) -> InstrumentPnL:
-            return InstrumentPnL(bigger, np.concatenate([a.base_values, b.base_values]), np.vstack([a.pnl, b.pnl]),
-                                 {**a.failures, **b.failures})
+            return InstrumentPnL(bigger, np.concatenate([a.base_values, b.base_values[rows]]),
+                                 np.vstack([a.pnl, b.pnl[rows]]), {**a.failures, **b.failures})
 
         a, b = self.attributes, small.attributes
-        attrs = InstrumentAttributes(**{f.name: np.concatenate([getattr(a, f.name), getattr(b, f.name)])
+        attrs = InstrumentAttributes(**{f.name: np.concatenate([getattr(a, f.name), getattr(b, f.name)[rows]])
                                         for f in fields(InstrumentAttributes)})
         return replace(self, universe=bigger, ficc_pnl=stacked(self.ficc_pnl, small.ficc_pnl),
                        cme_pnl=stacked(self.cme_pnl, small.cme_pnl), attributes=attrs)

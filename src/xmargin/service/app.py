@@ -16,6 +16,7 @@ endpoint                                   what                                 
 ``GET  /api/v1/stream``                    server-sent events: margin updates               own / all
 ``GET  /api/v1/openapi.json``              the OpenAPI document                             none
 ``GET  /``, ``/static/*``                  the dashboard (vanilla JS, inline SVG charts)    none
+``GET  /metrics``                          Prometheus text format (:mod:`~.metrics`)         none
 =========================================  ===============================================  ============
 
 A member key sees its own house and customer accounts and nothing of another member: another
@@ -25,13 +26,18 @@ every account and the market view.  No or a wrong key: 401.  Bodies over ``max_b
 on a rejected request.
 
 The ledger and the book are loaded in a background thread when the server starts (``/ready``
-says when); the engine is used under one lock (:mod:`xmargin.service.state`).  Run with one
-uvicorn worker: the state lives in the process.
+says when); no lock is held across members (:mod:`xmargin.service.writer`).  Several worker
+processes may serve one ledger (``xmargin serve --workers N``, :mod:`xmargin.service.workers`):
+each follows what the others record.  Every response names the process that answered
+(``X-Xmargin-Worker``).  Shutdown stops accepting, lets requests in flight finish, waits for
+the ledger write in progress and then closes the ledger: no half-written entry.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import os
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -41,16 +47,18 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from xmargin.errors import InputError, XMarginError
 from xmargin.ledger.store import LedgerError
+from xmargin.service import metrics
 from xmargin.service.auth import KeyStore
 from xmargin.service.routes import API_PREFIX, RequestError, input_error, router
 from xmargin.service.state import Conflict, NotFound, ServiceConfig, ServiceState
+from xmargin.service.writer import PricingTimeout
 
 STATIC = Path(str(resources.files("xmargin.service") / "static"))
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -116,7 +124,8 @@ class Guard:
                 hs = list(message.get("headers", []))
                 names = {k.lower() for k, _ in hs}
                 extra = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
-                         (b"x-frame-options", b"DENY"), (b"content-security-policy", CSP.encode())]
+                         (b"x-frame-options", b"DENY"), (b"content-security-policy", CSP.encode()),
+                         (b"x-xmargin-worker", str(os.getpid()).encode())]
                 hs += [(k, v) for k, v in extra if k not in names]
                 message = {**message, "headers": hs}
             await send(message)
@@ -155,7 +164,7 @@ def create_app(
     loaded book and an admin, handed to ``issue_keys`` once loaded (``xmargin serve`` prints or
     writes them)."""
 
-    def load(app: FastAPI) -> None:
+    def load(app: FastAPI, loop: asyncio.AbstractEventLoop) -> None:
         try:
             state = ServiceState.load(config, progress=log)
             store = keys
@@ -167,6 +176,7 @@ def create_app(
             gc.freeze()  # reference data loaded: keep full collections off it (latency)
             app.state.keys = store
             app.state.service = state  # published last: requests see a complete state
+            loop.call_soon_threadsafe(lambda: app.state.tasks.append(loop.create_task(state.recorder.follow())))
             if on_ready is not None:
                 on_ready(state)
         except BaseException as exc:  # noqa: BLE001 - reported through /ready and on_failure
@@ -179,13 +189,18 @@ def create_app(
         app.state.service = None
         app.state.load_error = None
         app.state.keys = KeyStore()
-        loader = threading.Thread(target=load, args=(app,), name="xmargin-load", daemon=True)
+        app.state.tasks = []
+        loader = threading.Thread(target=load, args=(app, asyncio.get_running_loop()), name="xmargin-load",
+                                  daemon=True)
         loader.start()
         try:
             yield
         finally:
+            for task in app.state.tasks:
+                task.cancel()
             state = app.state.service
             if state is not None:
+                await state.recorder.close()  # the write in progress finishes first
                 state.close()
 
     app = FastAPI(
@@ -200,6 +215,17 @@ def create_app(
     )
     app.include_router(router)
     app.add_middleware(Guard, max_body_bytes=config.max_body_bytes)
+    app.add_middleware(metrics.RequestMetrics)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        body, kind = metrics.exposition()
+        return Response(body, media_type=kind)
+
+    @app.exception_handler(PricingTimeout)
+    async def _pricing_timeout(_: Request, exc: PricingTimeout) -> JSONResponse:
+        e = input_error(exc)
+        return JSONResponse({"detail": [{"loc": e.loc, "msg": e.msg, "type": "pricing_timeout"}]}, status_code=422)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

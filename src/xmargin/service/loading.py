@@ -41,6 +41,7 @@ class ServiceConfig:
     max_body_bytes: int = 1 << 20
     max_new_instruments: int = 2000  # instruments priced for what-ifs (not traded) kept, at most
     max_explain_accounts: int = 50
+    pricing_timeout_s: float = 5.0  # a request that needs longer pricing is refused (422)
     checkpoint_every: int = 10_000  # ledger entries between checkpoints taken by the service (0: none)
 
 def _book_rows(book: Book) -> list[dict[str, str]]:

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from xmargin.errors import InputError
+from xmargin.service import metrics
 from xmargin.service import models as m
 from xmargin.service.auth import KeyStore, Principal
 from xmargin.service.state import ServiceState
@@ -99,17 +100,15 @@ async def ready(request: Request) -> JSONResponse:
     if svc is None:
         error = getattr(request.app.state, "load_error", None)
         return JSONResponse({"status": "failed" if error else "loading", "error": error}, status_code=503)
-    async with svc.lock:
-        body = {"status": "ready", "as_of": svc.as_of.isoformat(), "accounts": len(svc.engine.accounts),
-                "members": len(svc.members()), "ledger_seq": svc.ledger_seq()}
+    body = {"status": "ready", "as_of": svc.as_of.isoformat(), "accounts": len(svc.engine.accounts),
+            "members": len(svc.members()), "ledger_seq": svc.ledger_seq()}
     return JSONResponse(body)
 
 
 @router.get("/me", response_model=m.Me, tags=["service"], summary="Who this key is",
             responses={**E401, **E503})
 async def me(who: Who, svc: Svc) -> dict[str, Any]:
-    async with svc.lock:
-        members = svc.members()
+    members = svc.members()
     return {"name": who.name, "scope": who.scope, "member": who.member,
             "members": members if who.is_admin else [x for x in members if x == who.member],
             "as_of": svc.as_of.isoformat()}
@@ -154,8 +153,8 @@ async def what_if_portfolio(
     except InputError as exc:
         raise RequestError(_portfolio_loc(data, exc.row, exc.field),
                            exc.reason if exc.row is None else f"position {exc.row}: {exc.reason}") from None
-    async with svc.lock:
-        doc = svc.what_if_portfolio(book, explain=explain)
+    doc = await svc.recorder.price(svc.what_if_portfolio, book, explain, field="body")  # bounded, no lock
+    metrics.WHAT_IFS.labels("portfolio").inc()
     return _timed(doc, t0)
 
 
@@ -166,24 +165,12 @@ async def what_if_trade(req: m.ProposedTradeIn, who: Who, svc: Svc) -> JSONRespo
     """The account's margin before and after the trade and the change (``LiveEngine.what_if``);
     nothing is applied or recorded.  A new account needs ``member`` and ``account_type``."""
     t0 = time.perf_counter()
-    async with svc.lock:
-        out = svc.what_if_trade(who, req)
+    out = await svc.what_if_trade(who, req)
+    metrics.WHAT_IFS.labels("trade").inc()
     return _timed(out, t0)
 
 
 # ----------------------------------------------------------------------------- trades
-
-
-async def _record(svc: ServiceState, who: Principal, req: m.TradeIn) -> tuple[dict[str, Any], int]:
-    async with svc.lock:
-        replay = svc.replay_of(who, req)
-        if replay is not None:
-            return replay, 200
-        trade, inst = svc.prepare_trade(who, req)
-        result = await asyncio.to_thread(svc.record_trade, trade, inst)
-        event = svc.update_event(result)
-    svc.hub.publish(event)
-    return result, 201
 
 
 @router.post("/trades", response_model=m.TradeResult, status_code=201, tags=["trades"],
@@ -197,9 +184,9 @@ async def post_trade(req: m.TradeIn, who: Who, svc: Svc) -> JSONResponse:
     (one transaction), update the engine and notify ``/stream`` subscribers.  A repeated
     ``trade_id`` answers the original result; nothing is written on a rejected request."""
     t0 = time.perf_counter()
-    # a task of its own: should the client go away, the trade is still recorded and the lock
+    # a task of its own: should the client go away, the trade is still recorded and the locks
     # released only once the ledger and the engine agree
-    result, status = await asyncio.shield(asyncio.ensure_future(_record(svc, who, req)))
+    result, status = await asyncio.shield(asyncio.ensure_future(svc.recorder.record(who, req)))
     return _timed(result, t0, status)
 
 
@@ -209,24 +196,21 @@ async def post_trade(req: m.TradeIn, who: Who, svc: Svc) -> JSONResponse:
 @router.get("/accounts", response_model=m.AccountList, tags=["summaries"],
             summary="The accounts this key may see, with their margin", responses={**E401, **E503})
 async def accounts(who: Who, svc: Svc) -> JSONResponse:
-    async with svc.lock:
-        return JSONResponse(svc.account_list(who))
+    return JSONResponse(svc.account_list(who))
 
 
 @router.get("/accounts/{account}", response_model=m.AccountSummary, tags=["summaries"],
             summary="One account: margin, components, positions, collateral",
             responses={**E401, **E404, **E503})
 async def account(account: AccountName, who: Who, svc: Svc) -> JSONResponse:
-    async with svc.lock:
-        return JSONResponse(svc.account_summary(who, account))
+    return JSONResponse(svc.account_summary(who, account))
 
 
 @router.get("/members/{member}", response_model=m.MemberSummary, tags=["summaries"],
             summary="A clearing member: house, customers (gross) and total, before and after",
             responses={**E401, **E404, **E503})
 async def member(member: MemberName, who: Who, svc: Svc) -> JSONResponse:
-    async with svc.lock:
-        return JSONResponse(svc.member_summary(who, member))
+    return JSONResponse(svc.member_summary(who, member))
 
 
 @router.get("/market", response_model=m.MarketSummary, tags=["summaries"],
@@ -235,8 +219,7 @@ async def member(member: MemberName, who: Who, svc: Svc) -> JSONResponse:
 async def market(who: Who, svc: Svc) -> JSONResponse:
     if not who.is_admin:
         raise HTTPException(403, "the market view needs an admin key")
-    async with svc.lock:
-        return JSONResponse(svc.market_summary())
+    return JSONResponse(svc.market_summary())
 
 
 # ----------------------------------------------------------------------------- stream

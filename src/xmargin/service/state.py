@@ -3,10 +3,9 @@
 Loading is :mod:`xmargin.service.loading`; the update stream :mod:`xmargin.service.hub`; the
 contexts of what-ifs in instruments the engine does not hold :mod:`xmargin.service.whatif`.
 
-Every engine access goes through :attr:`ServiceState.lock` (an :class:`asyncio.Lock` taken by
-the request handlers): the engine is not thread-safe.  Cheap reads and what-ifs run on the
-event loop while holding it; recording a trade (a database transaction) runs in a worker
-thread while the loop keeps serving requests that do not need the engine.
+No lock is taken across members: reads and incremental what-ifs run on the event loop, pricing
+runs in a bounded pool, and a trade waits only for its account and the ledger's writer lock
+(:mod:`xmargin.service.writer`, which also follows what other worker processes record).
 
 The methods raise :class:`~xmargin.errors.InputError` (answered 422 naming the field),
 :class:`NotFound` (404: also for another member's accounts, so existence does not leak) and
@@ -15,7 +14,6 @@ The methods raise :class:`~xmargin.errors.InputError` (answered 422 naming the f
 
 from __future__ import annotations
 
-import asyncio
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -40,6 +38,7 @@ from xmargin.service.figures import COMPONENTS, clean, headline
 from xmargin.service.hub import UpdateHub
 from xmargin.service.loading import DEFAULT_LEDGER, ServiceConfig, open_session
 from xmargin.service.whatif import WhatIfInstruments
+from xmargin.service.writer import Recorder
 from xmargin.workflow import margin_payload
 
 __all__ = ["DEFAULT_LEDGER", "Conflict", "NotFound", "ServiceConfig", "ServiceState", "UpdateHub", "clean",
@@ -62,7 +61,6 @@ class ServiceState:
     def __init__(self, session: LedgerSession, config: ServiceConfig) -> None:
         self.session = session
         self.config = config
-        self.lock = asyncio.Lock()
         self.hub = UpdateHub()
         self.version = 0
         # trade id -> the result first answered (the latest ones; older ones are rebuilt from the ledger)
@@ -75,6 +73,7 @@ class ServiceState:
             self.funding: FundingRate = funding_rate(m.snapshot)
         except InputError:  # no SOFR series: the shortest par yield stands in as the base
             self.funding = funding_rate(None, base_pct=float(m.snapshot.par_yields[0] * 100.0))
+        self.recorder = Recorder(self, pricing_timeout_s=config.pricing_timeout_s)
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -237,14 +236,15 @@ class ServiceState:
 
     # -- incremental what-if ---------------------------------------------------------------
 
-    def what_if_trade(self, principal: Principal, req: Any) -> dict[str, Any]:
+    async def what_if_trade(self, principal: Principal, req: Any) -> dict[str, Any]:
         """Margin impact of one proposed trade (nothing applied, nothing recorded).
 
         In an instrument the engine holds: :meth:`LiveEngine.what_if`, incremental.  In one it
         does not: the batch calculator on the account's positions with and without the trade
         (both figures from it; they agree with the live ones to rounding), so a what-if never
         adds an instrument to the engine -- only recorded trades do, as a replay of the
-        ledger does (a repo's row depends on the trade that first defines it)."""
+        ledger does (a repo's row depends on the trade that first defines it); that runs in the
+        pricing pool, bounded in time (:meth:`Recorder.price`)."""
         acc, existed = self._account_for(principal, req.account, req.member, req.account_type, req.cross_margin)
         row = {**acc, "trade_id": "what-if", "time": format_time(datetime.now(UTC)),
                "instrument": req.instrument, "quantity": req.quantity, **self._repo_fields(req)}
@@ -254,7 +254,7 @@ class ServiceState:
             impact = eng.what_if(trade.account_info, inst, trade.quantity)
             before, after = impact["before"], impact["after"]
         else:
-            before, after = self._what_if_batch(trade, inst, existed)
+            before, after = await self.recorder.price(self._what_if_batch, trade, inst, existed)
         change = {k: after[k] - before[k] for k in HEADLINE}
         return {"account": trade.account, "member": trade.member, "instrument": instrument_id(inst),
                 "quantity": trade.quantity, "new_account": not existed,
@@ -382,7 +382,7 @@ class ServiceState:
         return self._parse(row)
 
     def record_trade(self, trade: Trade, inst: Instrument) -> dict[str, Any]:
-        """Record a validated trade in the ledger with its margin result (worker thread, lock held)."""
+        """Record a validated trade in the ledger with its margin result (worker thread, writer lock held)."""
         report = self.session.ingest([(1, trade, inst)], src="request body", batch_size=1)
         lg = self.session.ledger
         entry = lg.find("trade", trade.trade_id) if lg is not None else None

@@ -8,6 +8,7 @@ first out); only instruments seen for the first time are priced, and
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import replace
 
@@ -54,6 +55,7 @@ class WhatIfInstruments:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._extra: OrderedDict[str, tuple[MarginContext, int]] = OrderedDict()
+        self._lock = threading.Lock()  # pricing threads share the cache (pricing itself runs outside)
 
     def context(self, base: MarginContext, universe: InstrumentUniverse) -> MarginContext:
         """The context of ``universe``: rows of ``base`` (the engine's context), and of
@@ -61,22 +63,27 @@ class WhatIfInstruments:
         priced."""
         index = base.universe._index
         cache = self._extra
-        cache = self._extra
-        new = [inst for inst, i in zip(universe.instruments, universe.ids, strict=True)
-               if i not in index and not (i in cache and _same_model(cache[i][0], base))]
+        with self._lock:
+            new = [inst for inst, i in zip(universe.instruments, universe.ids, strict=True)
+                   if i not in index and not (i in cache and _same_model(cache[i][0], base))]
         if new:
             priced = build_context(base.snapshot, base.master, InstrumentUniverse.of(new), base.params,
                                    base.eligibility)
             if not _same_model(priced, base):  # the caches let go of this market: price it all afresh
                 return build_context(base.snapshot, base.master, universe, base.params, base.eligibility)
-            for k, i in enumerate(priced.universe.ids):
-                cache[i] = (priced, k)
+            with self._lock:
+                for k, i in enumerate(priced.universe.ids):
+                    cache[i] = (priced, k)
         sources: list[tuple[MarginContext, int]] = []
-        for i in universe.ids:
-            if i in index:
-                sources.append((base, index[i]))
-            else:
-                cache.move_to_end(i)
-                sources.append(cache[i])
-        while len(cache) > self.limit:
-            cache.popitem(last=False)
+        with self._lock:
+            for i in universe.ids:
+                if i in index:
+                    sources.append((base, index[i]))
+                else:
+                    if i not in cache:  # evicted by another thread meanwhile: price it again
+                        return build_context(base.snapshot, base.master, universe, base.params, base.eligibility)
+                    cache.move_to_end(i)
+                    sources.append(cache[i])
+            while len(cache) > self.limit:
+                cache.popitem(last=False)
+        return assemble_context(base, universe, sources)
