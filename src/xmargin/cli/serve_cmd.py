@@ -10,6 +10,11 @@ on standard output once the book is loaded; ``--write-keys FILE`` writes them to
 (mode 0600) instead, and ``--keys FILE`` serves the keys of such a file (entries with the key
 or only its SHA-256), so they survive a restart.  The service keeps only SHA-256 hashes.
 
+``--workers N`` runs N server processes on the one port, sharing the memory-mapped market context
+and the ledger (PostgreSQL, or SQLite on one host): see :mod:`xmargin.service.workers`.
+``--log-format json`` writes one JSON object per log line.  SIGINT / SIGTERM stop gracefully:
+requests in flight and the ledger write in progress finish first.
+
 Run as a module too: ``python -m xmargin.cli.serve_cmd serve --port 8000``.
 """
 
@@ -50,6 +55,13 @@ def serve(
                                                 "(413 above).")] = 1 << 20,
     access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="Log every request.")] = False,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "warning",
+    workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Server processes sharing the port, "
+                                         "the market context and the ledger.")] = 1,
+    log_format: Annotated[str, typer.Option("--log-format", help="'text' or 'json' (one object per line).")] = "text",
+    pricing_timeout: Annotated[float, typer.Option("--pricing-timeout", min=0.01, help="Seconds a request may "
+                                                   "spend pricing new instruments (422 beyond).")] = 5.0,
+    checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", min=0, help="Ledger entries between "
+                                                  "checkpoints (0: none).")] = 10_000,
     data_dir: DataDirOption = None,
 ) -> None:
     """Serve the HTTP API (/api/v1) and the web dashboard (/): what-if margin, trades, member
@@ -73,12 +85,26 @@ def serve(
         ledger=ledger, data_dir=data_dir, as_of=parse_date(as_of) if as_of else None, portfolio=portfolio,
         demo=DemoConfig(members=members, customers_per_member=customers, affiliates_per_member=affiliates,
                         seed=seed, xm_share=xm_share),
-        max_body_bytes=max_body_bytes)
+        max_body_bytes=max_body_bytes, pricing_timeout_s=pricing_timeout, checkpoint_every=checkpoint_every)
+    if log_format not in ("text", "json"):
+        raise InputError(f"--log-format {log_format!r}: expected 'text' or 'json'", source="command line",
+                         field="--log-format")
     failures: list[BaseException] = []
     server: dict[str, Any] = {}
+    json_logs = log_format == "json"
+    if json_logs:
+        import logging
+
+        from xmargin.service.logs import configure
+
+        configure("info")
+        logger = logging.getLogger("xmargin.serve")
 
     def log(text: str) -> None:
-        err_console.print(f"[dim]xmargin serve:[/] {text}", highlight=False, soft_wrap=True)
+        if json_logs:
+            logger.info(text)
+        else:
+            err_console.print(f"[dim]xmargin serve:[/] {text}", highlight=False, soft_wrap=True)
 
     def issue(issued: list[dict[str, str]]) -> None:
         if write_keys is not None:
@@ -101,9 +127,18 @@ def serve(
         failures.append(exc)
         server["uvicorn"].should_exit = True
 
+    if workers > 1:
+        _serve_workers(config, store, issue, log, host=host, port=port, workers=workers, log_level=log_level,
+                       access_log=access_log, json_logs=json_logs)
+        return
     app = create_app(config, keys=store, issue_keys=issue, on_ready=ready, on_failure=failed, log=log)
+    extra: dict[str, Any] = {}
+    if json_logs:
+        from xmargin.service.logs import uvicorn_log_config
+
+        extra["log_config"] = uvicorn_log_config(log_level)
     ucfg = uvicorn.Config(app, host=host, port=port, workers=1, log_level=log_level, access_log=access_log,
-                          timeout_graceful_shutdown=3, lifespan="on")
+                          timeout_graceful_shutdown=10, lifespan="on", **extra)
     class Server(uvicorn.Server):
         async def shutdown(self, sockets: Any = None) -> None:
             state = getattr(app.state, "service", None)
@@ -122,6 +157,36 @@ def serve(
         raise InputError(f"could not load: {type(exc).__name__}: {exc}", source="xmargin serve")
     if not server["uvicorn"].started:
         raise InputError(f"could not listen on {host}:{port}", source="xmargin serve", field="--port")
+
+
+def _serve_workers(config: Any, store: Any, issue: Any, log: Any, *, host: str, port: int, workers: int,
+                   log_level: str, access_log: bool, json_logs: bool) -> None:
+    """Prepare the ledger and the keys once, then run the worker supervisor."""
+    from xmargin.errors import InputError
+    from xmargin.service.auth import KeyStore
+    from xmargin.service.loading import open_session
+    from xmargin.service.workers import WorkerSpec, serve_workers
+
+    session = open_session(config, progress=log)
+    eng = session.engine
+    members = sorted({eng.account(a).member for a in eng.accounts})
+    n_accounts, as_of, shown = len(eng.accounts), session.market.snapshot.as_of, repr(session.ledger)
+    if session.ledger is not None:
+        session.ledger.close()
+    del session, eng
+    if store is None:
+        store, issued = KeyStore.generate(members)
+        issue(issued)
+    spec = WorkerSpec(config, store, log_level=log_level, access_log=access_log, json_logs=json_logs)
+    url_host = f"[{host}]" if ":" in host else host
+
+    def listening(actual: int) -> None:
+        log(f"ready: {workers} workers, {n_accounts:,} accounts of {len(members)} members as of {as_of}, "
+            f"ledger {shown}; dashboard http://{url_host}:{actual}/")
+
+    status = serve_workers(spec, host=host, port=port, workers=workers, say=log, on_listening=listening)
+    if status:
+        raise InputError("the workers could not start (see above)", source="xmargin serve", field="--workers")
 
 
 def register(app: typer.Typer) -> None:

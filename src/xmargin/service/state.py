@@ -98,7 +98,8 @@ class ServiceState:
         return sorted({eng.account(a).member for a in eng.accounts})
 
     def ledger_seq(self) -> int:
-        return self.session.ledger.head()[0] if self.session.ledger is not None else 0
+        """The last ledger entry this process has applied (its own and the other workers')."""
+        return self.session.state.entries
 
     def _account(self, principal: Principal, name: str) -> Account:
         """The account if it exists and the key may see it, else :class:`NotFound`."""

@@ -22,9 +22,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from xmargin.errors import InputError, XMarginError
@@ -125,6 +127,8 @@ class Recorder:
             replay = svc.replay_of(principal, req)  # another process may have recorded this id meanwhile
             if replay is not None:
                 return replay, events, True
+            if getattr(req, "time", None) is None:  # stamped now, in the ledger's order (not before the lock)
+                trade = dataclasses.replace(trade, time=datetime.now(UTC))
             if rows is not None:
                 svc.engine.add_priced(rows)
             result = svc.record_trade(trade, inst)
