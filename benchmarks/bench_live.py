@@ -10,7 +10,7 @@ from the engine's own cost.  The heap is frozen after set-up (``gc.freeze()``), 
 service would do after loading its reference data: otherwise a full collection walking the
 loaded securities master lands in the tail now and then.
 
-Target: p99 <= 1 ms for a trade update and for a what-if.  Also reported without a target:
+Targets (issue 14): p99 <= 300 us for a trade update and <= 250 us for a what-if.  Also reported without a target:
 a trade in an instrument not yet in the universe (prices one new row) and a new market
 snapshot (rebuilds the context and the account).
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import platform
 import sys
 import time
@@ -30,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-TARGET_P99_US = 1000.0
+TARGET_P99_US = {"trade update": 300.0, "what-if": 250.0}
 RESULTS = Path(__file__).resolve().parent / "results" / "live.json"
 
 
@@ -58,6 +59,31 @@ def _setup() -> tuple[Any, Any, list[Any], Any]:
     for k, inst in enumerate(futures):
         engine.apply(account, inst, (-1 if k % 2 else 1) * (20.0 + k))
     return engine, market, instruments, account
+
+
+BASELINE = "what-if, batch functions on one row (previous path)"
+
+
+def _batch_path_engine(engine: Any) -> Any:
+    """A twin of ``engine`` whose per-account figures go through the batch margin functions
+    (``var_with_stress``, ``span_requirement`` on 1-row arrays), as the engine did before its
+    one-account kernels: the baseline measured in the same run."""
+    import copy
+
+    from xmargin.margin.span import SpanInputs, span_requirement
+    from xmargin.margin.var import var_with_stress
+
+    twin = copy.copy(engine)
+    twin._accounts = dict(engine._accounts)
+    ctx, kern = engine._pair
+    k2 = copy.copy(kern)
+    p = ctx.params
+    k2._var_f = lambda v: var_with_stress(v[None, :], kern._stress_f, p.ficc.confidence)
+    k2._var_c = lambda v: var_with_stress(v[None, :], kern._stress_c, p.cme.var_confidence)
+    k2._span = lambda n, lo, sh, d: span_requirement(SpanInputs(n[None, :], lo[None, :], sh[None, :], d[None, :]),
+                                                      ctx.span)
+    twin._pair = (ctx, k2)
+    return twin
 
 
 def _stats(wall_ns: list[int], cpu_ns: list[int]) -> dict[str, float]:
@@ -89,25 +115,36 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     gc.collect()
     gc.freeze()
     clock, cpu = time.perf_counter_ns, time.thread_time_ns
-    wall: dict[str, list[int]] = {"what-if": [], "trade update": []}
-    cpus: dict[str, list[int]] = {"what-if": [], "trade update": []}
+    baseline = _batch_path_engine(engine)  # the same engine state through the batch margin functions
+    wall: dict[str, list[int]] = {"what-if": [], "trade update": [], BASELINE: []}
+    cpus: dict[str, list[int]] = {"what-if": [], "trade update": [], BASELINE: []}
     for k in range(n):
         inst, q = instruments[picks[k]], qty[k]
         c0, t0 = cpu(), clock()
         engine.what_if(name, inst, q)
         t1, c1 = clock(), cpu()
-        engine.apply(name, inst, q)
+        baseline.what_if(name, inst, q)  # interleaved: both see the same load
         t2, c2 = clock(), cpu()
+        engine.apply(name, inst, q)
+        t3, c3 = clock(), cpu()
+        baseline._accounts[name] = engine._accounts[name]
         wall["what-if"].append(t1 - t0)
         cpus["what-if"].append(c1 - c0)
-        wall["trade update"].append(t2 - t1)
-        cpus["trade update"].append(c2 - c1)
+        wall[BASELINE].append(t2 - t1)
+        cpus[BASELINE].append(c2 - c1)
+        wall["trade update"].append(t3 - t2)
+        cpus["trade update"].append(c3 - c2)
     gc.unfreeze()
     rows: list[dict[str, Any]] = []
+    base = _stats(wall[BASELINE], cpus[BASELINE])
+    rows.append({"operation": BASELINE, **base, "target_p99_us": None, "ratio": None, "ok": None,
+                 "positions": positions, "scenarios": scenarios})
     for op in ("trade update", "what-if"):
         s = _stats(wall[op], cpus[op])
-        rows.append({"operation": op, **s, "target_p99_us": TARGET_P99_US, "ratio": s["p99_us"] / TARGET_P99_US,
-                     "ok": s["p99_us"] <= TARGET_P99_US, "positions": positions, "scenarios": scenarios})
+        target = TARGET_P99_US[op]
+        rows.append({"operation": op, **s, "target_p99_us": target, "ratio": s["p99_us"] / target,
+                     "ok": s["p99_us"] <= target, "positions": positions, "scenarios": scenarios,
+                     "vs_baseline_p50": s["p50_us"] / base["p50_us"], "vs_baseline_cpu_p99": s["cpu_p99_us"] / base["cpu_p99_us"]})
     # informational: a new instrument (prices one row), a new market snapshot (rebuilds everything)
     master, as_of = market.master, market.snapshot.as_of
     notes = [r.definition for r in master.notes_and_bonds(outstanding_on=as_of)]
@@ -147,12 +184,16 @@ def main(argv: list[str] | None = None) -> int:
                                    "python": platform.python_version(), "rows": rows}, indent=2) + "\n")
     t = Table(title=f"Live engine latency ({rows[0]['positions']} positions, {rows[0]['scenarios']} FICC scenarios)",
               header_style="bold cyan")
-    for col in ("operation", "n", "p50 us", "p99 us", "max us", "CPU p99 us", "target p99 us", "ratio"):
+    for col in ("operation", "n", "p50 us", "p99 us", "max us", "CPU p99 us", "target p99 us", "ratio",
+                "p50 / previous"):
         t.add_column(col, justify="left" if col == "operation" else "right")
     for r in rows:
         t.add_row(r["operation"], str(r["n"]), f"{r['p50_us']:,.0f}", f"{r['p99_us']:,.0f}", f"{r['max_us']:,.0f}",
                   f"{r['cpu_p99_us']:,.0f}", "-" if r["target_p99_us"] is None else f"{r['target_p99_us']:,.0f}",
-                  "-" if r["ratio"] is None else f"{r['ratio']:.2f}")
+                  "-" if r["ratio"] is None else f"{r['ratio']:.2f}",
+                  f"{r['vs_baseline_p50']:.2f}" if "vs_baseline_p50" in r else "-")
+    Console(stderr=True).print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs: wall-clock p99 "
+                               "on a shared machine is preemption; compare CPU p99 and the ratios")
     Console(width=max(Console().width, 120)).print(t)
     Console(stderr=True).print(f"wrote {RESULTS}")
     return 0 if all(r["ok"] is not False for r in rows) else 1

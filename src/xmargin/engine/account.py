@@ -22,6 +22,7 @@ look like a position (the reduction tests ``> 0``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -30,10 +31,9 @@ import numpy.typing as npt
 
 from xmargin.margin.calculator import AccountMargins
 from xmargin.margin.context import MarginContext
-from xmargin.margin.cross import reduction_factors
 from xmargin.margin.ficc import concentration_addon, ficc_requirement
-from xmargin.margin.span import SpanInputs, SpanResult, span_requirement
-from xmargin.margin.var import var_with_stress
+from xmargin.margin.span import SpanParameters, SpanResult
+from xmargin.margin.var import tail_rank, var_with_stress
 from xmargin.portfolio.book import Account
 
 FloatArray = npt.NDArray[np.float64]
@@ -114,6 +114,9 @@ class Arithmetic:
         self._fb = ~(priced_f & priced_c)
         self._stress_f = context.ficc_scenarios.is_stress
         self._stress_c = context.cme_scenarios.is_stress
+        self._var_f = VarOfOne(self._stress_f, p.ficc.confidence)
+        self._var_c = VarOfOne(self._stress_c, p.cme.var_confidence)
+        self._span = SpanOfOne(context.span)
         self.template = Side(self._F.shape[1], self._C.shape[1], self._bucket.shape[1], self._onehot.shape[1])
 
     def side_of(self, j: int, xm: bool) -> int:
@@ -154,23 +157,20 @@ class Arithmetic:
         p = self._ctx.params
         zero = np.zeros(1)
         if k in (EF, RF):
-            var, stress = var_with_stress(side.pnl_f[None, :], self._stress_f, p.ficc.confidence)
+            var, stress = self._var_f(side.pnl_f)
             conc = concentration_addon(side.bucket[None, :], p.ficc.concentration_dv01_threshold,
                                        p.ficc.concentration_cost_bp)
             return Risk(var, stress, np.array([side.floor]), conc, None, zero)
-        span = span_requirement(SpanInputs(side.net[None, :], side.long[None, :], side.short[None, :],
-                                           side.delta[None, :]), self._ctx.span)
+        span = self._span(side.net, side.long, side.short, side.delta)
         if p.cme.standalone_model == "var":
-            cme_var, _ = var_with_stress(side.pnl_c[None, :], self._stress_c, p.cme.var_confidence)
+            cme_var, _ = self._var_c(side.pnl_c)
         else:
             cme_var = zero
         return Risk(zero, np.zeros(1, dtype=bool), zero, zero, span, cme_var)
 
     def combined(self, sides: list[Side]) -> tuple[FloatArray, FloatArray]:
-        p = self._ctx.params
-        f_comb, _ = var_with_stress((sides[EF].pnl_f + sides[EC].pnl_f)[None, :], self._stress_f, p.ficc.confidence)
-        c_comb, _ = var_with_stress((sides[EF].pnl_c + sides[EC].pnl_c)[None, :], self._stress_c,
-                                    p.cme.var_confidence)
+        f_comb, _ = self._var_f(sides[EF].pnl_f + sides[EC].pnl_f)
+        c_comb, _ = self._var_c(sides[EF].pnl_c + sides[EC].pnl_c)
         return f_comb, c_comb
 
     def assemble(self, sides: list[Side], risks: list[Risk], comb: tuple[FloatArray, FloatArray]) -> Row:
@@ -178,7 +178,6 @@ class Arithmetic:
         in the same order, on scalars: IEEE doubles either way)."""
         p = self._ctx.params
         ef, ec, rf, rc = risks
-        var_e_a = ef.var
         var_e, var_r = float(ef.var[0]), float(rf.var[0])
         floor_e, floor_r = float(ef.floor[0]), float(rf.floor[0])
         conc_e, conc_r = float(ef.conc[0]), float(rf.conc[0])
@@ -196,9 +195,8 @@ class Arithmetic:
         f_comb, c_comb = comb
         bad = sum(s.n_bad for s in sides) > 0
         fallback = (sides[EF].n_fb + sides[EC].n_fb > 0) and not bad
-        red = reduction_factors(var_e_a, cme_e_a, f_comb, c_comb, cap=p.cross.reduction_cap,
-                                computable=np.array([not (bad or fallback)]))
-        r = float(red.applied[0])
+        r_f, r_c, r = reduction_of_one(var_e, cme_e, float(f_comb[0]), float(c_comb[0]), p.cross.reduction_cap,
+                                       not (bad or fallback))
         ficc_before = ficc_e + ficc_r
         cme_before = cme_e + cme_r
         topup_e = max(floor_e - var_e, 0.0)
@@ -213,8 +211,8 @@ class Arithmetic:
             "cme_standalone": cme_before + nan,
             "ficc_combined": np.nan if bad or fallback else float(f_comb[0]),
             "cme_combined": np.nan if bad or fallback else float(c_comb[0]),
-            "ficc_reduction_factor": float(red.ficc_factor[0]),
-            "cme_reduction_factor": float(red.cme_factor[0]),
+            "ficc_reduction_factor": r_f,
+            "cme_reduction_factor": r_c,
             "applied_reduction_factor": r,
             "ficc_requirement": ficc_after + nan,
             "cme_requirement": cme_after + nan,
@@ -272,6 +270,86 @@ class Arithmetic:
         state = AccountState(account, {j: q for j, q in positions.items() if q != 0.0}, sides, risks, comb,
                               self.assemble(sides, risks, comb))
         return state
+
+class VarOfOne:
+    """:func:`~xmargin.margin.var.var_with_stress` of one P&L vector, without the batch
+    function's per-call set-up: the same order statistics (exact values, whatever the
+    algorithm), so the same figures."""
+
+    def __init__(self, is_stress: npt.NDArray[np.bool_], confidence: float) -> None:
+        self.is_stress, self.confidence = is_stress, confidence
+        s = len(is_stress)
+        self.n_stress = int(is_stress.sum())
+        self.n_base = s - self.n_stress
+        self.trailing = self.n_stress == 0 or bool(is_stress[self.n_base:].all())
+        self.k_full = tail_rank(s, confidence)
+        self.k_base = tail_rank(self.n_base, confidence) if self.n_base else 0
+        self.m = min(self.k_full, self.n_base)
+        self.kth = sorted({self.k_base - 1, self.m - 1})
+
+    def __call__(self, v: FloatArray) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
+        if not v.any():
+            return np.zeros(1), np.zeros(1, dtype=bool)
+        if not self.trailing or self.n_base == 0:
+            return var_with_stress(v[None, :], self.is_stress, self.confidence)
+        if self.n_stress == 0:
+            x = -float(np.partition(v, self.k_full - 1)[self.k_full - 1])
+            return np.array([x if x > 0.0 else 0.0]), np.zeros(1, dtype=bool)
+        head = np.partition(v[: self.n_base], self.kth)
+        b = -float(head[self.k_base - 1])
+        base = b if b > 0.0 else 0.0
+        pool = np.concatenate([head[: self.m], v[self.n_base:]])
+        f = -float(np.partition(pool, self.k_full - 1)[self.k_full - 1])
+        full = f if f > 0.0 else 0.0
+        return np.array([base if base >= full else full]), np.array([full > base])
+
+
+class SpanOfOne:
+    """:func:`~xmargin.margin.span.span_requirement` of one account, its per-root scenario losses
+    computed once: the same operations on the account's row (sums over roots as NumPy sums
+    them), so the same figures."""
+
+    def __init__(self, params: SpanParameters) -> None:
+        moves, weights = params.scenario_moves()
+        self.params = params
+        self.loss = -(moves * weights)[None, :] * params.scan_range[:, None]  # P x 16, per long contract
+        self.intra_charge = params.intra_charge
+        self.pairs = params.inter_pairs
+
+    def __call__(self, net: FloatArray, long: FloatArray, short: FloatArray, delta: FloatArray) -> SpanResult:
+        scan_by_root = np.maximum((net[:, None] * self.loss).max(axis=1), 0.0)
+        intra = (np.minimum(long, short) * self.intra_charge).sum()
+        remaining = np.abs(delta).tolist()
+        sign = np.sign(delta).tolist()
+        scan_list = scan_by_root.tolist()
+        wfpr = [sc / r if r > 0 else 0.0 for sc, r in zip(scan_list, remaining, strict=True)]
+        credit = 0.0
+        for p, q, rate in self.pairs:
+            if remaining[p] > 0 and remaining[q] > 0 and sign[p] * sign[q] < 0:
+                x = min(remaining[p], remaining[q])
+                credit += rate * x * (wfpr[p] + wfpr[q])
+                remaining[p] -= x
+                remaining[q] -= x
+        scan = scan_by_root.sum()
+        net_req = float(scan + intra - credit)
+        total = net_req if net_req > 0.0 else 0.0
+        return SpanResult(np.array([float(scan)]), np.array([float(intra)]), np.array([credit]), np.array([total]),
+                          scan_by_root[None, :])
+
+
+def reduction_of_one(f_sa: float, c_sa: float, f_comb: float, c_comb: float, cap: float,
+                     computable: bool) -> tuple[float, float, float]:
+    """:func:`~xmargin.margin.cross.reduction_factors` of one account on floats (same formulas):
+    ``(FICC factor, CME factor, applied)``."""
+    ok = f_sa > 0 and c_sa > 0 and math.isfinite(f_comb) and math.isfinite(c_comb) and computable
+    if not ok:
+        return 0.0, 0.0, min(0.0, cap)
+    total = f_sa + c_sa
+    safe = total if total > 0 else 1.0
+    a, b = 1.0 - f_comb / safe, 1.0 - c_comb / safe
+    r_f, r_c = (a if a > 0.0 else 0.0), (b if b > 0.0 else 0.0)
+    return r_f, r_c, min(min(r_f, r_c), cap)
+
 
 def worst(pnl: FloatArray) -> float:
     return max(-float(pnl.min()), 0.0) if pnl.size else 0.0
