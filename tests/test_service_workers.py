@@ -231,3 +231,39 @@ def test_kill_9_of_a_worker_during_a_burst(workers_server: ServerProcess, ledger
             break
         time.sleep(0.1)
     assert str(victim) not in seen and len(seen) >= 2, seen
+
+
+def test_pricing_bound_metrics_and_json_logs(tmp_path: Path, data_dir: Path) -> None:
+    """One process, pricing bounded at 1 ms: a what-if in an instrument the engine does not hold
+    is refused with a 422 naming the field (and counted), one in a held instrument is answered;
+    ``/metrics`` is the Prometheus text format with per-route latency histograms; every log
+    line is a JSON object."""
+    server = ServerProcess(tmp_path, data_dir=data_dir, members=2, customers=3, timeout=400,
+                           extra=["--pricing-timeout", "0.001", "--log-format", "json"])
+    with server, httpx.Client(base_url=server.api, timeout=60) as c:
+        h = server.headers("CM01")
+        held = c.get("/accounts/CM01-HOUSE", headers=h).json()["positions"]
+        inst = next(p["instrument"] for p in held if not p["instrument"].startswith("REPO"))
+        ok = c.post("/what-if/trade", headers=h, json={"account": "CM01-HOUSE", "instrument": inst, "quantity": 1})
+        assert ok.status_code == 200, ok.text
+        held_ids = {p["instrument"] for p in held}
+        universe = {p["instrument"] for a in c.get("/accounts", headers=server.headers("admin")).json()["accounts"]
+                    for p in c.get(f"/accounts/{a['account']}", headers=server.headers("admin")).json()["positions"]}
+        fresh = next(f"UST:{cpn}:2039-05-15" for cpn in ("1.125", "2.375", "3.625", "4.875")
+                     if f"UST:{cpn}:2039-05-15" not in universe | held_ids)
+        r = c.post("/what-if/trade", headers=h, json={"account": "CM01-HOUSE", "instrument": fresh,
+                                                      "quantity": 1_000_000})
+        assert r.status_code == 422, r.text
+        (err,) = r.json()["detail"]
+        assert err["type"] == "pricing_timeout" and err["loc"] == ["body", "instrument"]
+        text = httpx.get(server.base_url + "/metrics").text
+    assert 'xmargin_what_ifs_total{kind="trade"} 1.0' in text
+    assert "xmargin_pricing_refused_total 1.0" in text
+    buckets = [ln for ln in text.splitlines() if ln.startswith("xmargin_request_seconds_bucket")]
+    assert any('route="/api/v1/what-if/trade"' in ln and 'status="422"' in ln for ln in buckets)
+    assert "xmargin_ledger_seq" in text
+    lines = [ln for ln in server.log().splitlines() if ln.strip()]
+    assert lines
+    for ln in lines:
+        rec = json.loads(ln)  # every line is one JSON object
+        assert {"time", "level", "logger", "pid"} <= rec.keys()

@@ -58,7 +58,7 @@ def serve(
     workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Server processes sharing the port, "
                                          "the market context and the ledger.")] = 1,
     log_format: Annotated[str, typer.Option("--log-format", help="'text' or 'json' (one object per line).")] = "text",
-    pricing_timeout: Annotated[float, typer.Option("--pricing-timeout", min=0.01, help="Seconds a request may "
+    pricing_timeout: Annotated[float, typer.Option("--pricing-timeout", min=0.001, help="Seconds a request may "
                                                    "spend pricing new instruments (422 beyond).")] = 5.0,
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", min=0, help="Ledger entries between "
                                                   "checkpoints (0: none).")] = 10_000,

@@ -36,21 +36,21 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(level: str = "info") -> None:
-    """Send xmargin's and uvicorn's logs to stderr as JSON lines."""
+    """Send xmargin's (at info) and uvicorn's (at ``level``) logs to stderr as JSON lines."""
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
     for name in ("xmargin", "uvicorn", "uvicorn.error", "uvicorn.access"):
         lg = logging.getLogger(name)
         lg.handlers = [handler]
         lg.propagate = False
-        lg.setLevel(level.upper())
+        lg.setLevel("INFO" if name == "xmargin" else level.upper())
 
 
 def uvicorn_log_config(level: str = "info") -> dict[str, Any]:
     """A ``logging.config`` dictionary for uvicorn with the JSON formatter."""
     fmt = {"()": "xmargin.service.logs.JsonFormatter"}
     handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
-    loggers = {n: {"handlers": ["json"], "level": level.upper(), "propagate": False}
+    loggers = {n: {"handlers": ["json"], "level": "INFO" if n == "xmargin" else level.upper(), "propagate": False}
                for n in ("xmargin", "uvicorn", "uvicorn.error", "uvicorn.access")}
     return {"version": 1, "disable_existing_loggers": False, "formatters": {"json": fmt},
             "handlers": {"json": handler}, "loggers": loggers}
