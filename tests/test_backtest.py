@@ -25,14 +25,11 @@ import scipy.sparse as sp
 from scipy.stats import binom, chi2
 from typer.testing import CliRunner
 
-from xmargin.config import PAR_YIELDS_FILE
 from xmargin.margin.calculator import margins_for_positions
 from xmargin.margin.context import build_context
-from xmargin.market.history import load_par_yields
 from xmargin.market.snapshot import load_snapshot
 from xmargin.pricing.revalue import unit_values
 from xmargin.reference.futures import TreasuryFuture
-from xmargin.scenarios.historical import ScenarioSpec, build_scenarios
 from xmargin.validation import (
     christoffersen_independence,
     coverage_summary,
@@ -44,7 +41,7 @@ from xmargin.validation import (
     window_zones,
     zone_boundaries,
 )
-from xmargin.validation.backtest import BacktestResult, backtest, scenario_par
+from xmargin.validation.backtest import BacktestResult, backtest
 from xmargin.workflow import Environment
 
 # ---------------------------------------------------------------- statistics
@@ -145,19 +142,6 @@ def test_roll_rule_dates() -> None:
     assert live_contracts("ZN", date(2019, 2, 22), 3, 1)[0] == TreasuryFuture("ZN", 2019, 6)
     assert nearby_index(TreasuryFuture("ZN", 2019, 6), date(2019, 1, 2), 3) == 1
     assert nearby_index(TreasuryFuture("ZN", 2019, 3), date(2019, 2, 25), 3) == 0  # already rolled: front
-
-
-@pytest.mark.parametrize("spec", [ScenarioSpec(horizon_days=3, lookback_years=2.0),
-                                  ScenarioSpec(horizon_days=2, lookback_years=1.0, stress="2020-03", shift="relative")])
-def test_scenario_par_matches_build_scenarios(data_dir: Path, spec: ScenarioSpec) -> None:
-    snap = load_snapshot(date(2022, 10, 19), data_dir=data_dir)  # the 4M tenor is new: 13 tenors
-    history = load_par_yields(data_dir / PAR_YIELDS_FILE)
-    ref = build_scenarios(history, snap, spec)
-    par, rows, stress, period = scenario_par(history, snap, spec)
-    np.testing.assert_array_equal(par, ref.par_yields)
-    np.testing.assert_array_equal(history.dates[rows], ref.window_start)
-    np.testing.assert_array_equal(stress, ref.is_stress)
-    assert period == ref.stress_period
 
 
 BOOK = """account,member,account_type,instrument,quantity,cross_margin

@@ -76,11 +76,10 @@ from xmargin.reference.lookup import Instrument
 from xmargin.reference.securities import SecuritiesMaster, load_master
 from xmargin.reference.stir import RateFuture
 from xmargin.scenarios.historical import (
+    ScenarioRows,
     ScenarioSet,
-    ScenarioSpec,
     filled_history,
-    most_severe_window,
-    named_period,
+    scenario_par,
 )
 from xmargin.validation import (
     Leg,
@@ -128,35 +127,6 @@ def _is_futures(inst: Instrument | None) -> TypeGuard[TreasuryFuture | RateFutur
     return isinstance(inst, TreasuryFuture | RateFuture)
 
 
-def scenario_par(history: ParYieldHistory, snapshot: MarketSnapshot, spec: ScenarioSpec) -> tuple[FloatArray, npt.NDArray[np.int64], npt.NDArray[np.bool_], tuple[date, date] | None]:
-    """``(par S x n, window start rows, is_stress, stress period)``: the scenario par curves of
-    :func:`build_scenarios` without bootstrapping them (same rows, same order)."""
-    h, y = spec.horizon_days, filled_history(history)
-    cols = [TENORS.index(t) for t in snapshot.tenors]
-    as_of = np.datetime64(snapshot.as_of, "D")
-    end_row = int(np.searchsorted(history.dates, as_of, side="right"))
-    first_row = int(np.searchsorted(history.dates, as_of - np.timedelta64(int(round(spec.lookback_years * 365.25)), "D")))
-    starts = np.arange(first_row, end_row - h)
-    stress = np.array([], dtype=np.int64)
-    if spec.stress == "auto":
-        i, j = most_severe_window(history, h, spec.stress_window_days, snapshot.as_of)
-        stress = np.arange(i, min(j, end_row - h))
-    elif spec.stress != "none":
-        lo, hi = named_period(spec.stress)
-        i = int(np.searchsorted(history.dates, np.datetime64(lo, "D"), side="left"))
-        stress = np.arange(i, min(int(np.searchsorted(history.dates, np.datetime64(hi, "D"), side="right")), end_row - h))
-    period = (history.dates[stress[0]].astype(date), history.dates[stress[-1]].astype(date)) if len(stress) else None
-    rows = np.concatenate([starts, stress])
-    before, after = y[rows][:, cols] / 100.0, y[rows + h][:, cols] / 100.0  # the same operations, bit for bit
-    base = snapshot.par_yields[None, :]
-    if spec.shift == "absolute":
-        par = base + (after - before)
-    else:
-        c = spec.relative_displacement_pct / 100.0
-        par = (base + c) * (after + c) / (before + c) - c
-    return par, rows, np.r_[np.zeros(len(starts), bool), np.ones(len(stress), bool)], period
-
-
 def linear_curves(snapshot: MarketSnapshot, par: FloatArray) -> ZeroCurves:
     """Zero curves for scenario par curves, to first order around the snapshot's curve."""
     bumped, _ = bumped_par_curves(snapshot)
@@ -191,17 +161,22 @@ def _subset(pnl: InstrumentPnL, cols: slice | npt.NDArray[np.int64]) -> Instrume
     return InstrumentPnL(pnl.universe, pnl.base_values, pnl.pnl[:, cols], pnl.failures)
 
 
-def _tail_columns(parts: sp.csr_matrix, pnl: FloatArray, is_stress: npt.NDArray[np.bool_], confidence: float,
-                  extra: int) -> npt.NDArray[np.int64]:
+def _tail_columns(parts: sp.csr_matrix, pnl: FloatArray, built: ScenarioRows, confidence: float,
+                  extra: int, weighted: bool = False) -> npt.NDArray[np.int64]:
     """Union over the rows of ``parts`` (account figures) of their VaR scenario and the
-    ``extra`` next worst, with and without the stressed ones, and every column with a
-    non-finite price."""
+    ``extra`` next worst, with and without the stressed ones (and in the unscaled floor
+    scenarios; with a stress weight, the ``extra`` worst beyond the weighted quantile's reach),
+    and every column with a non-finite price."""
     account_pnl = np.asarray(parts @ np.nan_to_num(pnl))
     account_pnl = account_pnl[np.any(account_pnl != 0.0, axis=1)]
     cols = [np.flatnonzero(~np.isfinite(pnl).all(axis=0) & np.isfinite(pnl).any(axis=0))]
-    for mask in (~is_stress, np.ones_like(is_stress)):
+    is_stress, is_floor = built.is_stress, built.is_floor
+    masks = [~is_stress & ~is_floor, ~is_floor]
+    if is_floor.any():
+        masks.append(is_floor)
+    for mask in masks:
         idx = np.flatnonzero(mask)
-        k = min(tail_rank(len(idx), confidence) + extra, len(idx))
+        k = min((1 + weighted) * tail_rank(len(idx), confidence) + extra, len(idx))
         if k and len(account_pnl):
             worst = np.argpartition(account_pnl[:, idx], k - 1, axis=1)[:, :k]
             cols.append(idx[worst.ravel()])
@@ -225,7 +200,7 @@ def day_context(spec: EngineSpec, row: int, nearby: Sequence[int]) -> DayContext
     built = {name: scenario_par(history, snap, specs[name]) for name in spec.sets}
     cols = [TENORS.index(t) for t in snap.tenors]
     realised_par = filled_history(history)[row + h, cols][None, :] / 100.0
-    pars = [built[n][0] for n in spec.sets]
+    pars = [built[n].par for n in spec.sets]
     sizes = np.cumsum([0, *[len(x) for x in pars]])
     all_par = np.vstack(pars) if pars else np.zeros((0, len(cols)))
     if spec.exact or not len(all_par):
@@ -238,7 +213,8 @@ def day_context(spec: EngineSpec, row: int, nearby: Sequence[int]) -> DayContext
         elig = np.array([spec.eligibility.is_eligible(i) for i in universe.instruments], dtype=float)
         parts = sp.vstack([q, q @ sp.diags(fut), q @ sp.diags(1.0 - fut), q @ sp.diags(elig)]).tocsr()
         conf = {"ficc": p.ficc.confidence, "cme": p.cme.var_confidence}
-        tails = [sizes[k] + _tail_columns(parts, pnl[:, sizes[k]:sizes[k + 1]], built[n][2], conf[n], spec.refine)
+        tails = [sizes[k] + _tail_columns(parts, pnl[:, sizes[k]:sizes[k + 1]], built[n], conf[n], spec.refine,
+                                          specs[n].stress_weight > 0)
                  for k, n in enumerate(spec.sets)] if spec.refine is not None else []
         redo = np.unique(np.concatenate([np.zeros(0, np.int64), *tails]))
         exact = instrument_pnl(universe, snap, master, snap.curves_from_par(np.vstack([realised_par, all_par[redo]])))
@@ -247,10 +223,11 @@ def day_context(spec: EngineSpec, row: int, nearby: Sequence[int]) -> DayContext
     full = InstrumentPnL(universe, exact.base_values, pnl, exact.failures)
     sets: dict[str, tuple[ScenarioSet, InstrumentPnL]] = {}
     for k, name in enumerate(spec.sets):
-        par, rows, stress, period = built[name]
+        b = built[name]
         curves = ZeroCurves(snap.as_of, snap.tenors, snap.curve.node_times, np.zeros((0, len(cols))))  # not kept: use par
-        sset = ScenarioSet(day, specs[name], snap.tenors, par, history.dates[rows],
-                           history.dates[rows + specs[name].horizon_days], stress, period, curves)
+        sset = ScenarioSet(day, specs[name], snap.tenors, b.par, history.dates[b.rows],
+                           history.dates[b.rows + specs[name].horizon_days], b.is_stress, b.stress_period, curves,
+                           b.is_floor)
         sets[name] = (sset, _subset(full, slice(sizes[k], sizes[k + 1])))
     if not sets:  # SPAN only: one zero scenario keeps the VaR parts at zero
         zero = np.array([np.datetime64(day, "D")])

@@ -39,7 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 from xmargin.margin.params import MarginParams
-from xmargin.margin.var import historical_var, var_with_stress
+from xmargin.margin.var import historical_var, var_with_stress, weighted_var
 from xmargin.portfolio.book import Account
 from xmargin.reference.eligibility import EligibilityRules
 from xmargin.scenarios.historical import named_period
@@ -64,16 +64,6 @@ class ApcOptions:
     long_lookback_years: float = 10.0
     stress_weight: float = 0.25
     buffer: float = 0.25
-
-
-def weighted_var(pnl: FloatArray, weights: FloatArray, confidence: float) -> FloatArray:
-    """VaR (dollars, >= 0) of each row of ``pnl`` (``A x S``) with scenario ``weights`` (``S``,
-    summing to 1; zero-weight scenarios ignored): the loss of the first scenario, worst first,
-    at which the cumulative weight reaches ``1 - confidence``."""
-    order = np.argsort(pnl, axis=1, kind="stable")
-    cum = np.cumsum(weights[order], axis=1)
-    idx = np.argmax(cum >= round(1.0 - confidence, 12) - 1e-12, axis=1)
-    return np.maximum(-np.take_along_axis(pnl, order, axis=1)[np.arange(len(pnl)), idx], 0.0)
 
 
 def apc_margins(pnl: FloatArray, window_start: npt.NDArray[np.datetime64], is_stress: npt.NDArray[np.bool_],
