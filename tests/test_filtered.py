@@ -150,3 +150,41 @@ def test_scenario_settings_load(tmp_path: Path) -> None:
     assert p.ficc.scenarios.mode == "filtered" and p.ficc.scenarios.decay == 0.94 and p.ficc.scenarios.floor
     assert p.ficc.scenarios.buffer == 0.25 and p.ficc.scenarios.stress_weight == 0.25
     assert p.cme.var_scenarios.mode == "filtered"
+
+
+def test_five_day_increase_by_hand() -> None:
+    from xmargin.validation.procyclicality import procyclicality_measures
+
+    s = np.array([100.0, 110.0, 130.0, 120.0, 80.0, 90.0, 200.0])
+    m = procyclicality_measures(s, np.arange("2020-03-02", "2020-03-09", dtype="datetime64[D]"))
+    assert m["max_5d_increase_pct"] == pytest.approx((200 / 110 - 1) * 100)  # day 6 vs day 1; day 5 vs 0 falls
+
+
+def test_procyclicality_filtered_model_series_is_the_margin_var(data_dir: Path) -> None:
+    """With ``[ficc.scenarios] mode = "filtered", floor = true`` the ``model`` series on
+    2020-03-16 equals the FICC VaR of the production context built with those parameters;
+    the tools never lower the base series, and the floor is the unscaled 10-year VaR."""
+    from dataclasses import replace
+
+    from xmargin.margin.calculator import compute_margins
+    from xmargin.margin.context import build_context
+    from xmargin.portfolio.book import build_book
+    from xmargin.validation import instrument_on
+    from xmargin.validation.procyclicality import par_note_book, procyclicality
+    from xmargin.workflow import Environment
+
+    env = Environment.load(date(2020, 3, 16), data_dir=data_dir)
+    spec = replace(env.params.ficc.scenarios, mode="filtered", floor=True)
+    params = replace(env.params, ficc=replace(env.params.ficc, scenarios=spec))
+    accounts, legs_for = par_note_book(data_dir, hedge_root=None)
+    res = procyclicality(accounts, legs_for, data_dir=data_dir, params=params, eligibility=env.eligibility,
+                         periods=["2020-03-16:2020-03-16"])[0]
+    note = instrument_on(legs_for(date(2020, 3, 16))[0], 0, env.snapshot, 3)
+    book = build_book([accounts[0]], [(0, note, 1e8)])
+    ctx = build_context(env.snapshot, env.master, book.universe, params, env.eligibility)
+    assert res.margins["model"][0, 0] == pytest.approx(compute_margins(ctx, book).ficc_var[0], rel=1e-9)
+    plain = build_context(env.snapshot, env.master, book.universe, env.params, env.eligibility)
+    unscaled_10y = historical_var(np.asarray(book.positions @ plain.ficc_pnl.filled)[:, ~plain.ficc_scenarios.is_stress], 0.99)
+    assert res.margins["floor"][0, 0] == pytest.approx(max(res.margins["base"][0, 0], unscaled_10y[0]), rel=1e-9)
+    for v in ("floor", "stress_weight", "buffer", "all"):
+        assert np.all(res.margins[v] >= res.margins["base"] - 1e-6)

@@ -187,11 +187,11 @@ def procyclicality(
         return
     for per in payload["periods"]:
         rows = [[a["account"], v, m[v].get("mean"), m[v].get("peak"), m[v].get("trough"), m[v].get("peak_to_trough"),
-                 m[v].get("max_1d_increase_pct"), m[v].get("max_30d_increase_pct")]
+                 m[v].get("max_1d_increase_pct"), m[v].get("max_5d_increase_pct"), m[v].get("max_30d_increase_pct")]
                 for a in per["accounts"] for m in [a["measures"]] for v in VARIANTS]
         console.print(table(f"Procyclicality {per['period']} ({per['from']}..{per['to']}), VaR margin in dollars",
                             ["account", "variant", "mean", "peak", "trough", "peak/trough", "max 1d rise %",
-                             "max 30d rise %"], rows, digits=2))
+                             "max 5d rise %", "max 30d rise %"], rows, digits=2))
 
 
 def optimise(
