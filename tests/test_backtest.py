@@ -197,10 +197,10 @@ def test_margin_equals_production_full_revaluation(runs, production) -> None:  #
     ficc = margins_for_positions(ctx, (q @ sp.diags((~is_cme).astype(float))).tocsr(), ~xm).ficc_standalone
     cme = margins_for_positions(ctx, (q @ sp.diags(is_cme.astype(float))).tocsr(), ~xm).cme_standalone
     for model, ref in (("combined", combined), ("ficc", ficc), ("cme", cme)):
-        got = runs[model].margin[:, _column(runs[model], CHECK)]
+        got = runs[model].components["model_margin"][:, _column(runs[model], CHECK)]
         np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-6)
     assert combined[0] < 0.5 * ficc[0]  # the basis trade is cross-margined
-    plain = runs["plain"].margin[:, 0]  # first-order curves only, no exact tail
+    plain = runs["plain"].components["model_margin"][:, 0]  # first-order curves only, no exact tail
     np.testing.assert_allclose(plain, combined, rtol=0.02)
 
 
@@ -251,6 +251,52 @@ def test_cli_backtest(env: tuple[Environment, Path], tmp_path: Path) -> None:
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     bad = CliRunner().invoke(app, ["backtest", str(path), "--from", "2019-03-01", "--to", "2019-03-04", "--model", "x"])
     assert bad.exit_code == 2
+    # --daily: one row per account and day with the components; the JSON keeps its fields
+    daily = tmp_path / "daily.csv"
+    res = CliRunner().invoke(app, [*args[:-2], "--workers", "1", "--daily", str(daily)])
+    assert res.exit_code == 0, res.output
+    again = json.loads(res.stdout[res.stdout.index("{"):])
+    assert again["accounts"][0]["exceptions"] == payload["accounts"][0]["exceptions"]
+    assert {"observations", "exceptions", "kupiec", "zones"} <= set(again["accounts"][0])
+    import csv
+
+    rows = list(csv.DictReader(daily.open()))
+    assert len(rows) == 2 * payload["accounts"][0]["observations"]
+    r0 = rows[0]
+    total = float(r0["model_margin"]) + float(r0["portfolio_differential"]) + float(r0["backtesting_charge"])
+    assert float(r0["margin"]) == pytest.approx(total)
+    assert float(r0["ficc_var"]) > 0 and r0["date"] == "2019-03-01"
+    # a range outside the data: an error naming the date, nothing written
+    late = tmp_path / "late.csv"
+    res = CliRunner().invoke(app, ["backtest", str(path), "--from", "2019-03-01", "--to", "2031-01-02",
+                                   "--data-dir", str(e.snapshot.data_dir), "--daily", str(late)])
+    assert res.exit_code == 2 and "2031-01-02" in res.output and "--to" in res.output and not late.exists()
+    res = CliRunner().invoke(app, ["backtest", str(path), "--from", "1991-03-01", "--to", "1991-03-04",
+                                   "--data-dir", str(e.snapshot.data_dir)])
+    assert res.exit_code == 2 and "1991-03-01" in res.output and "--from" in res.output
+
+
+def test_portfolio_differential_by_hand() -> None:
+    """VaR 100, 120, 110, 150 with decay 0.5: increases 0, 20, 0, 40;
+    PD = 0, 0.5 x 20 = 10, 0.5 x 10 = 5, 0.5 x 5 + 0.5 x 40 = 22.5."""
+    from xmargin.margin.ficc_addons import portfolio_differential
+
+    np.testing.assert_allclose(portfolio_differential(np.array([[100.0, 120.0, 110.0, 150.0]]), 0.5)[0],
+                               [0.0, 10.0, 5.0, 22.5])
+
+
+def test_backtesting_charge_by_hand() -> None:
+    """Window 10 days, target 90% (k = floor(0.1 x n) + 1), horizon 1.  Deficiencies
+    (loss - margin) 0,5,0,0,3,0,0,0,0,0: known on day t are days <= t - 1.  Day 2 knows days 0-1,
+    one miss of 2 -> coverage 50% < 90%, k = floor(0.2) + 1 = 1: charge 5.  Day 5 knows 0-4,
+    2 misses in 5 -> 60%, k = 1: 5.  Day 10 knows 0-9: 2 misses in 10 -> 80% < 90%,
+    k = floor(1) + 1 = 2: the 2nd largest, 3.  Day 1 knows day 0 only (no miss): 0."""
+    from xmargin.margin.ficc_addons import backtesting_charge
+
+    margin = np.full((1, 11), 10.0)
+    loss = np.array([0.0, 15.0, 0.0, 0.0, 13.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    out = backtesting_charge(margin, -loss[None, :], 1, target=0.9, window=10)[0]
+    assert out[1] == 0.0 and out[2] == 5.0 and out[5] == 5.0 and out[10] == 3.0
 
 
 # ---------------------------------------------------------------- procyclicality

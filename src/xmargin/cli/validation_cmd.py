@@ -47,6 +47,26 @@ def _env(day: Any, data_dir: Path | None, config: Path | None, eligibility: Path
     return Environment.load(day, data_dir=data_dir, previous_business_day=True, config=config, eligibility=eligibility)
 
 
+def write_daily_csv(result: Any, path: Path) -> Path:
+    """Margin components per account and day (dollars) as CSV, written to a temporary file
+    and renamed, so a failure leaves no half-written file."""
+    import csv
+
+    rows = result.daily_rows()
+    fields = list(rows[0]) if rows else ["date", "account", "pnl", "margin", "exception"]
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with tmp.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise InputError(f"cannot write the daily file: {exc}", source=str(path), field="--daily") from None
+    return path
+
+
 def plot_backtest(result: Any, i: int, path: str | Path) -> Path:
     """PNG (matplotlib, Agg) of account ``i`` of a :class:`~xmargin.validation.backtest.BacktestResult`:
     minus the margin (the loss threshold) and the realised P&L, in $ million, exceptions in red."""
@@ -83,6 +103,7 @@ def backtest(
     chart: Annotated[Path | None, typer.Option("--chart", help="Write a PNG per account: FILE, FILE-2.png, ...")] = None,
     exact: Annotated[bool, typer.Option("--exact", help="Bootstrap every scenario curve (slow; for checks).")] = False,
     span: Annotated[str, typer.Option("--span", help="SPAN recalibration: monthly, once or daily.")] = "monthly",
+    daily: Annotated[Path | None, typer.Option("--daily", help="Write margin components per account and day (CSV).")] = None,
     workers: WorkersOption = 0,
     data_dir: DataDirOption = None,
     format: FormatOption = OutputFormat.table,
@@ -107,6 +128,9 @@ def backtest(
                      eligibility=env.eligibility, model=model, horizon_days=horizon or None, exact=exact, span=span,
                      workers=_workers(workers), progress=lambda d, t: bar.update(task, completed=d, total=t))
     payload = result.to_dict()
+    if daily is not None:
+        write_daily_csv(result, daily)
+        payload["daily"] = str(daily)
     if chart is not None:
         paths = [plot_backtest(result, i, chart if i == 0 else chart.with_name(f"{chart.stem}-{i + 1}{chart.suffix}"))
                  for i in range(len(result.accounts))]

@@ -55,12 +55,14 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from xmargin.config import PAR_YIELDS_FILE
+from xmargin.errors import InputError
 from xmargin.margin.calculator import margins_for_positions
 from xmargin.margin.calibration import calibrate_span
 from xmargin.margin.context import (  # the context's own per-instrument inputs
     MarginContext,
     instrument_attributes,
 )
+from xmargin.margin.ficc_addons import backtesting_charge, portfolio_differential
 from xmargin.margin.params import CmeParams, MarginParams
 from xmargin.margin.span import SpanParameters
 from xmargin.margin.var import tail_rank
@@ -291,8 +293,16 @@ def model_horizon(params: MarginParams, model: str) -> int:
     return {"ficc": ficc_h, "cme": cme_h, "combined": max(ficc_h, params.cme.var_scenarios.horizon_days)}[model]
 
 
-def _backtest_reducer(day: DayContext, model: str, elected: tuple[bool, ...]) -> tuple[FloatArray, FloatArray]:
-    """``(margin A, realised P&L A)`` of one day under ``model`` (``elected``: cross-margin flags)."""
+#: Margin components recorded per account and day (``--daily``), from
+#: :class:`~xmargin.margin.calculator.AccountMargins`.
+DAILY_COMPONENTS = ("ficc_var", "ficc_floor_topup", "ficc_concentration", "span_scan_risk", "span_intra_spread_charge",
+                    "span_inter_spread_credit", "cme_var", "applied_reduction_factor", "ficc_requirement",
+                    "cme_requirement")
+
+
+def _backtest_reducer(day: DayContext, model: str, elected: tuple[bool, ...]) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """``(margin A, realised P&L A, components C x A)`` of one day under ``model``
+    (``elected``: cross-margin flags; components in :data:`DAILY_COMPONENTS` order)."""
     ctx, q = day.context, day.positions
     is_cme = ctx.attributes.is_cme
     if model == "combined":
@@ -304,7 +314,8 @@ def _backtest_reducer(day: DayContext, model: str, elected: tuple[bool, ...]) ->
     qm = (q @ sp.diags(mask.astype(float))).tocsr()
     m = margins_for_positions(ctx, qm, xm)
     margin = {"ficc": m.ficc_standalone, "cme": m.cme_standalone, "combined": m.total_after}[model]
-    return margin, np.asarray(qm @ day.realised).ravel()
+    comps = np.array([getattr(m, c) for c in DAILY_COMPONENTS], dtype=float)
+    return margin, np.asarray(qm @ day.realised).ravel(), comps
 
 
 @dataclass(frozen=True, eq=False)
@@ -320,6 +331,21 @@ class BacktestResult:
     pnl: FloatArray
     method: str
     notes: tuple[str, ...] = field(default=())
+    #: name -> ``A x D`` dollars: the model's margin before FICC's path-dependent add-ons
+    #: (``model_margin``), ``portfolio_differential``, ``backtesting_charge`` and
+    #: :data:`DAILY_COMPONENTS`; ``margin`` is ``model_margin`` plus the two add-ons.
+    components: dict[str, FloatArray] = field(default_factory=dict)
+
+    def daily_rows(self) -> list[dict[str, Any]]:
+        """One record per account and day: date, account, P&L, margin, exception, components."""
+        out = []
+        for i, acc in enumerate(self.accounts):
+            for j, d in enumerate(self.dates):
+                rec: dict[str, Any] = {"date": str(d), "account": acc, "pnl": float(self.pnl[i, j]),
+                                       "margin": float(self.margin[i, j]), "exception": bool(self.exceptions[i, j])}
+                rec.update({k: float(v[i, j]) for k, v in self.components.items()})
+                out.append(rec)
+        return out
 
     @property
     def exceptions(self) -> npt.NDArray[np.bool_]:
@@ -364,10 +390,42 @@ def backtest(
     spec = EngineSpec(data_dir, params, eligibility, book.accounts, legs_of(book), start, h, sets,
                       span if needs_span else "none", exact, refine)
     reducer = partial(_backtest_reducer, model=model, elected=tuple(a.cross_margin for a in book.accounts))
+    check_range(data_dir, params, start, end, h)
     dates, out = run_days(spec, start, end, reducer, workers=workers, progress=progress)
-    margin = np.array([m for m, _ in out]).T.reshape(len(book.accounts), len(dates))
-    pnl = np.array([x for _, x in out]).T.reshape(len(book.accounts), len(dates))
+    n_acc = len(book.accounts)
+    base = np.array([m for m, _, _ in out]).T.reshape(n_acc, len(dates))
+    pnl = np.array([x for _, x, _ in out]).T.reshape(n_acc, len(dates))
+    comps = np.stack([c for _, _, c in out], axis=2) if out else np.zeros((len(DAILY_COMPONENTS), n_acc, 0))
+    components = {"model_margin": base, **{name: comps[k] for k, name in enumerate(DAILY_COMPONENTS)}}
+    margin = base.copy()
+    f = params.ficc
+    if model != "cme" and f.portfolio_differential:
+        components["portfolio_differential"] = portfolio_differential(components["ficc_var"], f.pd_decay)
+        margin = margin + components["portfolio_differential"]
+    if model != "cme" and f.backtesting_charge:
+        components["backtesting_charge"] = backtesting_charge(margin, pnl, h, target=f.backtesting_target,
+                                                              window=f.backtesting_window_days)
+        margin = margin + components["backtesting_charge"]
     conf = params.ficc.confidence if model != "cme" else (params.cme.span_confidence if standalone_span else params.cme.var_confidence)
     return BacktestResult(model, conf, h, tuple(a.account for a in book.accounts), dates, margin, pnl,
                           "exact" if exact else "linearised bootstrap" + ("" if refine is None else f", VaR tail + {refine} exact"),
-                          tuple(roll_notes(spec.legs, start, h, dates)))
+                          tuple(roll_notes(spec.legs, start, h, dates)), components)
+
+
+def check_range(data_dir: Path, params: MarginParams, start: date, end: date, horizon_days: int) -> None:
+    """Raise :class:`InputError` naming the date when ``[start, end]`` leaves the history: the
+    first day needs a full look-back before it, the last its ``horizon_days`` after it."""
+    history, _ = _market(data_dir)
+    years = max(params.ficc.scenarios.lookback_years, params.cme.var_scenarios.lookback_years,
+                params.cme.span_lookback_years)
+    first = history.dates[0] + np.timedelta64(int(round(years * 365.25)), "D")
+    last = history.dates[-1 - horizon_days] if len(history.dates) > horizon_days else history.dates[0]
+    if np.datetime64(start, "D") < first:
+        raise InputError(f"backtest start {start} is before {first}, the first day with a {years:g}-year look-back "
+                         f"in the history ({history.dates[0]}..{history.dates[-1]})", source="command line",
+                         field="--from")
+    if np.datetime64(end, "D") > last:
+        raise InputError(f"backtest end {end} is after {last}, the last day whose {horizon_days}-day P&L is in the "
+                         f"history (ends {history.dates[-1]})", source="command line", field="--to")
+    if end < start:
+        raise InputError(f"backtest end {end} is before its start {start}", source="command line", field="--to")
