@@ -25,8 +25,10 @@ import scipy.sparse as sp
 from scipy.stats import binom, chi2
 from typer.testing import CliRunner
 
+from xmargin.config import PAR_YIELDS_FILE
 from xmargin.margin.calculator import margins_for_positions
 from xmargin.margin.context import build_context
+from xmargin.market.history import load_par_yields
 from xmargin.market.snapshot import load_snapshot
 from xmargin.pricing.revalue import unit_values
 from xmargin.reference.futures import TreasuryFuture
@@ -350,3 +352,45 @@ def test_procyclicality_model_variant_is_the_ficc_var(data_dir: Path) -> None:
     for v in ("floor", "stress_weight", "buffer"):
         assert np.all(res.margins[v] >= res.margins["base"] - 1e-6)
     assert np.all(res.margins["model"][1] < 0.5 * res.margins["model"][0])  # the ZN hedge cuts the VaR
+
+
+def test_one_pass_three_models_equals_separate_runs(runs, env) -> None:  # type: ignore[no-untyped-def]
+    """``backtest_models`` (one pass, second-order P&L ranking, exact VaR tail) gives the same
+    margin as three single-model backtests (full revaluation on first-order curves, exact tail)
+    on every day, and the same realised P&L for the 3-day models; SPAN is per root, so the
+    CME margin is unchanged by the 3-day roll rule."""
+    from xmargin.validation.multi import backtest_models
+
+    e, path = env
+    book = e.read_book(path)
+    kw = {"data_dir": e.snapshot.data_dir, "params": e.params, "eligibility": e.eligibility}
+    multi = backtest_models(book, START, END, span_curves="exact", **kw)
+    fast = backtest_models(book, START, END, models=("cme",), **kw)  # SPAN on first-order curves
+    np.testing.assert_allclose(fast["cme"].margin, runs["cme"].margin, rtol=5e-3)
+    for m in ("ficc", "cme", "combined"):
+        np.testing.assert_allclose(multi[m].components["model_margin"], runs[m].components["model_margin"],
+                                   rtol=1e-9, atol=1e-6)
+        assert multi[m].horizon_days == runs[m].horizon_days
+    for m in ("ficc", "combined"):
+        np.testing.assert_allclose(multi[m].pnl, runs[m].pnl, rtol=1e-9, atol=1e-6)
+
+
+def test_span_recalibration_trigger(data_dir: Path) -> None:
+    """Monthly: the first business day of the month; with a trigger, the last day the 10-year
+    yield's EWMA volatility (decay 0.94) moved more than the trigger from the calibration in
+    force (March 2020: volatility more than doubled within days)."""
+    from xmargin.scenarios.historical import factor_volatility
+    from xmargin.validation.backtest import recalibration_day
+
+    history = load_par_yields(data_dir / PAR_YIELDS_FILE)
+    assert recalibration_day(history, date(2020, 3, 31), 0.0) == date(2020, 3, 2)
+    assert recalibration_day(history, date(2020, 3, 31), 100.0) == date(2020, 3, 2)
+    day = recalibration_day(history, date(2020, 3, 31), 0.25)
+    assert date(2020, 3, 2) < day <= date(2020, 3, 31)
+    vol = factor_volatility(history, 0.94, False, 1.0)[:, 10]
+    dates = [d.astype(date) for d in history.dates]
+    calib = dates.index(date(2020, 3, 2))
+    for t in range(calib + 1, dates.index(date(2020, 3, 31)) + 1):  # the chain, written out
+        if abs(vol[t] / vol[calib] - 1.0) > 0.25:
+            calib = t
+    assert day == dates[calib]

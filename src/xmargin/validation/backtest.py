@@ -55,7 +55,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from xmargin.config import PAR_YIELDS_FILE
-from xmargin.errors import InputError
+from xmargin.errors import InputError, XMarginError
 from xmargin.margin.calculator import margins_for_positions
 from xmargin.margin.calibration import calibrate_span
 from xmargin.margin.context import (  # the context's own per-instrument inputs
@@ -70,7 +70,12 @@ from xmargin.market.curve import ZeroCurves
 from xmargin.market.history import TENORS, ParYieldHistory, load_par_yields
 from xmargin.market.snapshot import MarketSnapshot, load_snapshot
 from xmargin.portfolio.book import Account, Book
-from xmargin.pricing.revalue import InstrumentUniverse, bumped_par_curves
+from xmargin.pricing.revalue import (
+    InstrumentUniverse,
+    bumped_par_curves,
+    linear_curves,
+    unit_values,
+)
 from xmargin.pricing.scenario_pnl import InstrumentPnL, instrument_pnl
 from xmargin.reference.eligibility import EligibilityRules
 from xmargin.reference.futures import TreasuryFuture
@@ -80,6 +85,7 @@ from xmargin.reference.stir import RateFuture
 from xmargin.scenarios.historical import (
     ScenarioRows,
     ScenarioSet,
+    factor_volatility,
     filled_history,
     scenario_par,
 )
@@ -113,6 +119,12 @@ class EngineSpec:
     span: str = "monthly"  # "none", "once", "monthly", "daily"
     exact: bool = False
     refine: int | None = 16  # None: no exact tail
+    #: ``"curves"``: full revaluation on first-order scenario curves; ``"taylor"``: key-rate
+    #: delta and diagonal gamma from the day's +-1 bp par bumps (no scenario curve at all).
+    #: Either way the VaR tail is then revalued exactly (``refine``).
+    approx: str = "curves"
+    other_horizons: tuple[int, ...] = ()  # realised P&L also over these (shorter) horizons
+    span_curves: str = "exact"  # SPAN calibration curves: "exact" or "linear" (calibrate_span)
 
 
 @dataclass(frozen=True, eq=False)
@@ -123,18 +135,34 @@ class DayContext:
     context: MarginContext
     positions: sp.csr_matrix  # A x N
     realised: FloatArray  # N: dollars per unit over the horizon (NaN: unpriceable)
+    realised_at: dict[int, FloatArray] = field(default_factory=dict)  # other horizons (EngineSpec)
 
 
 def _is_futures(inst: Instrument | None) -> TypeGuard[TreasuryFuture | RateFuture]:
     return isinstance(inst, TreasuryFuture | RateFuture)
 
 
-def linear_curves(snapshot: MarketSnapshot, par: FloatArray) -> ZeroCurves:
-    """Zero curves for scenario par curves, to first order around the snapshot's curve."""
-    bumped, _ = bumped_par_curves(snapshot)
-    jac = (bumped.node_logdf[3::2] - bumped.node_logdf[2::2]) / (2 * ONE_BP)  # tenors x nodes
-    base = snapshot.curve
-    return ZeroCurves(base.as_of, base.tenors, base.node_times, base.node_logdf + (par - snapshot.par_yields) @ jac)
+def taylor_pnl(universe: InstrumentUniverse, snap: MarketSnapshot, master: SecuritiesMaster,
+               par: FloatArray) -> FloatArray | None:
+    """``N x S`` second-order P&L per unit for scenario par curves ``par`` (``S x n``):
+    ``delta . dy + 1/2 gamma (w . dy)^2`` with the key-rate deltas from central +-1 bp par
+    bumps, the parallel gamma ``gamma`` and ``w = delta / sum(delta)`` (convexity on the
+    delta-weighted shift: per-tenor 1 bp second differences are dominated by the curve
+    interpolation and useless).  ``None`` if a row cannot be priced (the caller revalues)."""
+    bumped, _ = bumped_par_curves(snap)
+    try:
+        values = unit_values(universe, snap, bumped, master)
+        base = unit_values(universe, snap, snap.curve, master)[:, 0]
+    except XMarginError:
+        return None
+    if not np.isfinite(values).all() or not np.isfinite(base).all():
+        return None
+    delta = (values[:, 3::2] - values[:, 2::2]) / (2.0 * ONE_BP)  # N x n, per unit of par (decimal)
+    gamma = (values[:, 0] + values[:, 1] - 2.0 * base) / ONE_BP**2  # N
+    d = par - snap.par_yields[None, :]
+    total = delta.sum(axis=1)
+    w = np.divide(delta, total[:, None], out=np.zeros_like(delta), where=total[:, None] != 0)
+    return delta @ d.T + 0.5 * gamma[:, None] * (w @ d.T) ** 2
 
 
 @lru_cache(maxsize=2)
@@ -143,20 +171,39 @@ def _market(data_dir: Path) -> tuple[ParYieldHistory, SecuritiesMaster]:
 
 
 @lru_cache(maxsize=8)
-def _span_on(data_dir: Path, day: date, cme: CmeParams) -> SpanParameters:
+def _span_on(data_dir: Path, day: date, cme: CmeParams, curves: str = "exact") -> SpanParameters:
     history, master = _market(data_dir)
-    return calibrate_span(load_snapshot(day, data_dir=data_dir), master, history, cme)
+    return calibrate_span(load_snapshot(day, data_dir=data_dir), master, history, cme, curves=curves)
+
+
+#: EWMA decay of the volatility that triggers an unscheduled SPAN recalibration (RiskMetrics daily).
+TRIGGER_DECAY = 0.94
+
+
+def recalibration_day(history: ParYieldHistory, day: date, trigger: float) -> date:
+    """The SPAN calibration date in force on ``day``: the first business day of its month, or
+    the last later day on which the 10-year par yield's EWMA volatility (decay 0.94) had moved
+    more than ``trigger`` (a fraction) from its level at the calibration then in force."""
+    first = int(np.searchsorted(history.dates, np.datetime64(day.replace(day=1), "D")))
+    today = int(np.searchsorted(history.dates, np.datetime64(day, "D")))
+    calib = first
+    if trigger > 0 and today > first:
+        vol = factor_volatility(history, TRIGGER_DECAY, False, 1.0)[:, TENORS.index("10Y")]
+        for t in range(first + 1, today + 1):
+            if abs(vol[t] / vol[calib] - 1.0) > trigger:
+                calib = t
+    return history.dates[calib].astype(date)
 
 
 def _span_for(spec: EngineSpec, day: date, history: ParYieldHistory) -> SpanParameters:
     if spec.span == "none":
         return SpanParameters((), np.zeros(0), np.zeros(0), ())
-    if spec.span == "monthly":  # the first business day of the month in the history
-        first = np.datetime64(day.replace(day=1), "D")
-        day = history.dates[int(np.searchsorted(history.dates, first))].astype(date)
+    curves = spec.span_curves
+    if spec.span == "monthly":  # the first business day of the month, or a volatility trigger since
+        day = recalibration_day(history, day, spec.params.cme.span_vol_trigger)
     elif spec.span == "once":
         day = history.dates[int(np.searchsorted(history.dates, np.datetime64(spec.start, "D")))].astype(date)
-    return _span_on(spec.data_dir, day, spec.params.cme)
+    return _span_on(spec.data_dir, day, spec.params.cme, curves)
 
 
 def _subset(pnl: InstrumentPnL, cols: slice | npt.NDArray[np.int64]) -> InstrumentPnL:
@@ -201,16 +248,19 @@ def day_context(spec: EngineSpec, row: int, nearby: Sequence[int]) -> DayContext
     specs = {"ficc": p.ficc.scenarios, "cme": p.cme.var_scenarios}
     built = {name: scenario_par(history, snap, specs[name]) for name in spec.sets}
     cols = [TENORS.index(t) for t in snap.tenors]
-    realised_par = filled_history(history)[row + h, cols][None, :] / 100.0
+    horizons = (h, *spec.other_horizons)
+    realised_par = filled_history(history)[[row + x for x in horizons]][:, cols] / 100.0
+    nr = len(horizons)
     pars = [built[n].par for n in spec.sets]
     sizes = np.cumsum([0, *[len(x) for x in pars]])
     all_par = np.vstack(pars) if pars else np.zeros((0, len(cols)))
     if spec.exact or not len(all_par):
         exact = instrument_pnl(universe, snap, master, snap.curves_from_par(np.vstack([realised_par, all_par])))
-        realised, pnl = exact.pnl[:, 0], exact.pnl[:, 1:]
+        realised, pnl = exact.pnl[:, 0], exact.pnl[:, nr:]
     else:
-        approx = instrument_pnl(universe, snap, master, linear_curves(snap, all_par))
-        pnl = approx.pnl.copy()
+        pnl = taylor_pnl(universe, snap, master, all_par) if spec.approx == "taylor" else None
+        if pnl is None:
+            pnl = instrument_pnl(universe, snap, master, linear_curves(snap, all_par)).pnl.copy()
         fut = np.array([_is_futures(i) for i in universe.instruments], dtype=float)
         elig = np.array([spec.eligibility.is_eligible(i) for i in universe.instruments], dtype=float)
         parts = sp.vstack([q, q @ sp.diags(fut), q @ sp.diags(1.0 - fut), q @ sp.diags(elig)]).tocsr()
@@ -221,7 +271,7 @@ def day_context(spec: EngineSpec, row: int, nearby: Sequence[int]) -> DayContext
         redo = np.unique(np.concatenate([np.zeros(0, np.int64), *tails]))
         exact = instrument_pnl(universe, snap, master, snap.curves_from_par(np.vstack([realised_par, all_par[redo]])))
         realised = exact.pnl[:, 0]
-        pnl[:, redo] = exact.pnl[:, 1:]
+        pnl[:, redo] = exact.pnl[:, nr:]
     full = InstrumentPnL(universe, exact.base_values, pnl, exact.failures)
     sets: dict[str, tuple[ScenarioSet, InstrumentPnL]] = {}
     for k, name in enumerate(spec.sets):
@@ -243,7 +293,7 @@ def day_context(spec: EngineSpec, row: int, nearby: Sequence[int]) -> DayContext
     attributes = instrument_attributes(universe, snap, master, p, spec.eligibility, span, exact.base_values)
     context = MarginContext(snap, master, p, spec.eligibility, universe, ficc[0], cme[0], ficc[1], cme[1], span,
                             attributes)
-    return DayContext(day, context, q, realised)
+    return DayContext(day, context, q, realised, {x: exact.pnl[:, k] for k, x in enumerate(horizons)})
 
 
 def _run_rows(spec: EngineSpec, rows: Sequence[int], nearby: Sequence[int], reducer: Callable[[DayContext], T]) -> list[T]:
@@ -392,6 +442,15 @@ def backtest(
     reducer = partial(_backtest_reducer, model=model, elected=tuple(a.cross_margin for a in book.accounts))
     check_range(data_dir, params, start, end, h)
     dates, out = run_days(spec, start, end, reducer, workers=workers, progress=progress)
+    method = "exact" if exact else "linearised bootstrap" + ("" if refine is None else f", VaR tail + {refine} exact")
+    return assemble(model, book, params, h, dates, out, method, tuple(roll_notes(spec.legs, start, h, dates)))
+
+
+def assemble(model: str, book: Book, params: MarginParams, h: int, dates: npt.NDArray[np.datetime64],
+             out: Sequence[tuple[FloatArray, FloatArray, FloatArray]], method: str,
+             notes: tuple[str, ...]) -> BacktestResult:
+    """A :class:`BacktestResult` from the daily reducer outputs, with FICC's path-dependent
+    add-ons (:mod:`xmargin.margin.ficc_addons`) on the FICC and combined models."""
     n_acc = len(book.accounts)
     base = np.array([m for m, _, _ in out]).T.reshape(n_acc, len(dates))
     pnl = np.array([x for _, x, _ in out]).T.reshape(n_acc, len(dates))
@@ -406,10 +465,10 @@ def backtest(
         components["backtesting_charge"] = backtesting_charge(margin, pnl, h, target=f.backtesting_target,
                                                               window=f.backtesting_window_days)
         margin = margin + components["backtesting_charge"]
+    standalone_span = params.cme.standalone_model == "span"
     conf = params.ficc.confidence if model != "cme" else (params.cme.span_confidence if standalone_span else params.cme.var_confidence)
-    return BacktestResult(model, conf, h, tuple(a.account for a in book.accounts), dates, margin, pnl,
-                          "exact" if exact else "linearised bootstrap" + ("" if refine is None else f", VaR tail + {refine} exact"),
-                          tuple(roll_notes(spec.legs, start, h, dates)), components)
+    return BacktestResult(model, conf, h, tuple(a.account for a in book.accounts), dates, margin, pnl, method, notes,
+                          components)
 
 
 def check_range(data_dir: Path, params: MarginParams, start: date, end: date, horizon_days: int) -> None:
