@@ -36,7 +36,9 @@ class FiccParams:
     """FICC-style historical-simulation VaR (cash Treasuries and repo)."""
 
     confidence: float = 0.99  # public (DTCC)
-    scenarios: ScenarioSpec = field(default_factory=lambda: ScenarioSpec(horizon_days=3))  # 3-day: public
+    #: 3-day horizon: public.  Filtered historical simulation: choice, backtest-justified
+    #: (docs/methodology.md section 4.1, docs/validation.md).
+    scenarios: ScenarioSpec = field(default_factory=lambda: ScenarioSpec(horizon_days=3, mode="filtered"))
     floor_table: tuple[tuple[float, float], ...] = DEFAULT_FLOOR_TABLE  # choice
     #: Concentration add-on (our stand-in for FICC's Margin Liquidity Adjustment), **choice**:
     #: net DV01 per maturity bucket beyond ``concentration_dv01_threshold`` dollars per bp is
@@ -60,7 +62,7 @@ class CmeParams:
 
     standalone_model: str = "span"  # "span" (default) or "var"
     var_confidence: float = 0.99  # choice (public: 99% for SPAN coverage)
-    var_scenarios: ScenarioSpec = field(default_factory=lambda: ScenarioSpec(horizon_days=2))  # choice: 2 days
+    var_scenarios: ScenarioSpec = field(default_factory=lambda: ScenarioSpec(horizon_days=2, mode="filtered"))  # choice: 2 days, FHS
     span_confidence: float = 0.99  # public: scanning range covers >= 99% of 1-day moves
     span_lookback_years: float = 10.0  # choice
     #: Short window of the SPAN calibration: each parameter is the larger of the short- and
