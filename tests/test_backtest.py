@@ -394,3 +394,26 @@ def test_span_recalibration_trigger(data_dir: Path) -> None:
         if abs(vol[t] / vol[calib] - 1.0) > 0.25:
             calib = t
     assert day == dates[calib]
+
+
+def test_validation_report_on_a_few_days(data_dir: Path, tmp_path: Path) -> None:
+    """The report's per-year row of each book equals the statistics recomputed from the
+    backtest result (exceptions, zone by the Basel rule, mean margin); the file and chart
+    are written."""
+    from xmargin.validation import traffic_light
+    from xmargin.validation.report import BOOKS, run_years, write_report
+
+    env = Environment.load(date(2022, 1, 3), data_dir=data_dir)
+    runs = run_years([2022], data_dir=data_dir, params=env.params, eligibility=env.eligibility,
+                     until=date(2022, 1, 7))
+    res = runs[0].results["combined"]
+    assert len(res.dates) == 5 and res.accounts == BOOKS
+    out = write_report(runs, env.params, tmp_path / "validation.md", "xmargin validation-report")
+    text = out.read_text()
+    assert (tmp_path / "validation.png").read_bytes()[:4] == b"\x89PNG"
+    i = BOOKS.index("BASIS")
+    m, x = res.margin[i], res.pnl[i]
+    k = int((-x > m).sum())
+    row = f"| BASIS | 2022 | 5 | {k} |"
+    assert row in text and f"| {traffic_light(k, 5, 0.01)} | {m.mean():,.0f} |" in text
+    assert np.all(res.margin[BOOKS.index("OUT10Y")] > 0)

@@ -345,7 +345,46 @@ def default(
                          for w in s["worst"]], digits=0))
 
 
+def validation_report(
+    from_year: Annotated[int, typer.Option("--from-year", help="First calendar year.")] = 2005,
+    to_year: Annotated[int, typer.Option("--to-year", help="Last calendar year.")] = 2025,
+    out: Annotated[Path, typer.Option("--out", help="Markdown file (a PNG chart is written next to it).")] = Path("docs/validation.md"),
+    years: Annotated[str, typer.Option("--years", help="Comma-separated years in the order to run them (overrides "
+                                       "--from-year/--to-year); the file is rewritten after each year.")] = "",
+    workers: WorkersOption = 1,
+    data_dir: DataDirOption = None,
+    config: ConfigOption = None,
+    eligibility: EligibilityOption = None,
+) -> None:
+    """Regenerate the validation record: reference books backtested per calendar year, every model."""
+    from datetime import date
+
+    from xmargin.validation.report import run_years, write_report
+
+    if to_year < from_year:
+        raise InputError(f"--to-year {to_year} is before --from-year {from_year}", source="command line",
+                         field="--to-year")
+    try:
+        order = [int(y) for y in years.split(",") if y.strip()] or list(range(from_year, to_year + 1))
+    except ValueError:
+        raise InputError(f"'{years}' is not a comma-separated list of years", source="command line",
+                         field="--years") from None
+    env = _env(date(min(order), 1, 2), data_dir, config, eligibility)
+    command = (f"xmargin validation-report --from-year {min(order)} --to-year {max(order)} --out {out}")
+    done_runs: list[Any] = []
+
+    def done(year: int, run: Any) -> None:
+        done_runs.append(run)
+        write_report(sorted(done_runs, key=lambda r: r.year), env.params, out, command)
+        err_console.print(f"{year}: {len(run.results['combined'].dates)} days in {run.seconds:.0f} s; {out} rewritten")
+
+    run_years(order, data_dir=env.snapshot.data_dir, params=env.params, eligibility=env.eligibility,
+              workers=_workers(workers), progress=done)
+    console.print(f"wrote {out}")
+
+
 def register(app: typer.Typer) -> None:
+    app.command("validation-report")(handle_errors(validation_report))
     app.command("backtest")(handle_errors(backtest))
     app.command("procyclicality")(handle_errors(procyclicality))
     app.command("optimise")(handle_errors(optimise))

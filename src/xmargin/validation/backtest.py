@@ -443,15 +443,15 @@ def backtest(
     check_range(data_dir, params, start, end, h)
     dates, out = run_days(spec, start, end, reducer, workers=workers, progress=progress)
     method = "exact" if exact else "linearised bootstrap" + ("" if refine is None else f", VaR tail + {refine} exact")
-    return assemble(model, book, params, h, dates, out, method, tuple(roll_notes(spec.legs, start, h, dates)))
+    return assemble(model, book.accounts, params, h, dates, out, method, tuple(roll_notes(spec.legs, start, h, dates)))
 
 
-def assemble(model: str, book: Book, params: MarginParams, h: int, dates: npt.NDArray[np.datetime64],
+def assemble(model: str, accounts: Sequence[Account], params: MarginParams, h: int, dates: npt.NDArray[np.datetime64],
              out: Sequence[tuple[FloatArray, FloatArray, FloatArray]], method: str,
              notes: tuple[str, ...]) -> BacktestResult:
     """A :class:`BacktestResult` from the daily reducer outputs, with FICC's path-dependent
     add-ons (:mod:`xmargin.margin.ficc_addons`) on the FICC and combined models."""
-    n_acc = len(book.accounts)
+    n_acc = len(accounts)
     base = np.array([m for m, _, _ in out]).T.reshape(n_acc, len(dates))
     pnl = np.array([x for _, x, _ in out]).T.reshape(n_acc, len(dates))
     comps = np.stack([c for _, _, c in out], axis=2) if out else np.zeros((len(DAILY_COMPONENTS), n_acc, 0))
@@ -467,7 +467,7 @@ def assemble(model: str, book: Book, params: MarginParams, h: int, dates: npt.ND
         margin = margin + components["backtesting_charge"]
     standalone_span = params.cme.standalone_model == "span"
     conf = params.ficc.confidence if model != "cme" else (params.cme.span_confidence if standalone_span else params.cme.var_confidence)
-    return BacktestResult(model, conf, h, tuple(a.account for a in book.accounts), dates, margin, pnl, method, notes,
+    return BacktestResult(model, conf, h, tuple(a.account for a in accounts), dates, margin, pnl, method, notes,
                           components)
 
 

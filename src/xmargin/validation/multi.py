@@ -25,9 +25,9 @@ import numpy as np
 import numpy.typing as npt
 
 from xmargin.margin.params import MarginParams
-from xmargin.portfolio.book import Book
+from xmargin.portfolio.book import Account, Book
 from xmargin.reference.eligibility import EligibilityRules
-from xmargin.validation import legs_of, roll_notes
+from xmargin.validation import Leg, legs_of, roll_notes
 from xmargin.validation.backtest import (
     MODELS,
     BacktestResult,
@@ -57,10 +57,12 @@ def _reducer(day: DayContext, models: tuple[str, ...], horizons: tuple[int, ...]
 
 
 def backtest_models(
-    book: Book,
+    book: Book | None,
     start: date,
     end: date,
     *,
+    accounts: Sequence[Account] | None = None,
+    legs: Sequence[Leg] | None = None,
     data_dir: Path,
     params: MarginParams,
     eligibility: EligibilityRules,
@@ -72,7 +74,12 @@ def backtest_models(
     workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, BacktestResult]:
-    """``{model: BacktestResult}`` for ``models`` over ``[start, end]`` in one pass."""
+    """``{model: BacktestResult}`` for ``models`` over ``[start, end]`` in one pass: the
+    positions of ``book`` (read as of ``start``), or ``accounts`` and their ``legs``."""
+    if book is not None:
+        accounts, legs = book.accounts, legs_of(book)
+    if accounts is None or legs is None:
+        raise ValueError("give a book, or accounts and legs")
     models = tuple(models)
     for m in models:
         if m not in MODELS:
@@ -83,14 +90,14 @@ def backtest_models(
     sets = tuple(s for s in ("ficc", "cme") if s == "ficc" or "combined" in models
                  or ("cme" in models and not span_needed))
     others = tuple(sorted(set(horizons) - {h}))
-    spec = EngineSpec(data_dir, params, eligibility, book.accounts, legs_of(book), start, h, sets,
+    spec = EngineSpec(data_dir, params, eligibility, tuple(accounts), tuple(legs), start, h, sets,
                       span if span_needed else "none", False, refine, approx, others, span_curves)
     check_range(data_dir, params, start, end, h)
-    reducer = partial(_reducer, models=models, horizons=horizons, elected=tuple(a.cross_margin for a in book.accounts))
+    reducer = partial(_reducer, models=models, horizons=horizons, elected=tuple(a.cross_margin for a in accounts))
     dates, out = run_days(spec, start, end, reducer, workers=workers, progress=progress)
     method = (f"one pass, {approx} P&L" + ("" if refine is None else f", VaR tail + {refine} exact")
               + f", SPAN on {span_curves} curves")
     notes = tuple(roll_notes(spec.legs, start, h, dates))
-    return {m: assemble(m, book, params, hm, dates, [day[k] for day in out], method,
+    return {m: assemble(m, accounts, params, hm, dates, [day[k] for day in out], method,
                         notes + ((f"futures roll by the {h}-day rule",) if hm != h else ()))
             for k, (m, hm) in enumerate(zip(models, horizons, strict=True))}
