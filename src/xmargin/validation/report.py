@@ -148,8 +148,9 @@ def render(runs: Sequence[YearRun], params: MarginParams, command: str, chart: s
         "| 2022 (249 days) | 11 / $214,142 | 3 / $286,037 | 3 / $281,448 |",
         "| 2015 (251 days) | 0 / $426,647 | 1 / $370,416 | 1 / $363,730 |", "",
         "Plain historical simulation on ten years reacts too slowly to 2022 (red zone); FHS covers it and costs less "
-        "than plain HS in a calm year. The unscaled-VaR floor (EMIR art. 28(1)(c)) did not change those counts "
-        "(2022: 3 exceptions, $286,037) and would double the scenario count, so it is available but off.", ""]
+        "than plain HS in a calm year. With the unscaled-VaR floor (EMIR art. 28(1)(c)) 2022 is unchanged "
+        "(3 exceptions, $286,037) and 2015 has 0 exceptions at $427,799 (the plain margin); it doubles the "
+        "scenario count, so it is available (`floor = true`) but off by default.", ""]
     for model in models:
         lines += [f"## Model `{model}`", "", "Over all years run:", "",
                   "| book | days | exceptions | coverage % | rolling 250d windows green / yellow / red | worst |",
