@@ -165,7 +165,7 @@ def procyclicality(
     period: Annotated[list[str] | None, typer.Option("--period", help="YYYY, YYYY-MM or FROM:TO (repeatable).")] = None,
     tenor: Annotated[int, typer.Option("--tenor", help="Par note tenor (years) of the default book.")] = 10,
     hedge: Annotated[str, typer.Option("--hedge", help="Futures root of the default basis book ('' for none).")] = "ZN",
-    base_lookback: Annotated[float, typer.Option("--base-lookback", help="Years of the procyclical benchmark VaR.")] = 1.0,
+    base_lookback: Annotated[float, typer.Option("--base-lookback", help="Years of the plain-HS benchmark VaR (the filtered mode uses the model look-back).")] = 1.0,
     floor_lookback: Annotated[float, typer.Option("--floor-lookback", help="Years of the VaR floor.")] = 10.0,
     stress_weight: Annotated[float, typer.Option("--stress-weight", help="Weight of stressed scenarios.")] = 0.25,
     buffer: Annotated[float, typer.Option("--buffer", help="Drawable margin buffer (fraction).")] = 0.25,
