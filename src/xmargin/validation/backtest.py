@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache, partial
 from pathlib import Path
-from typing import Any, TypeGuard, TypeVar
+from typing import TypeGuard, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -62,7 +62,6 @@ from xmargin.margin.context import (  # the context's own per-instrument inputs
     MarginContext,
     instrument_attributes,
 )
-from xmargin.margin.ficc_addons import backtesting_charge, portfolio_differential
 from xmargin.margin.params import CmeParams, MarginParams
 from xmargin.margin.span import SpanParameters
 from xmargin.margin.var import tail_rank
@@ -91,12 +90,12 @@ from xmargin.scenarios.historical import (
 )
 from xmargin.validation import (
     Leg,
-    coverage_summary,
     instrument_on,
     legs_of,
     nearby_index,
     roll_notes,
 )
+from xmargin.validation.result import DAILY_COMPONENTS, BacktestResult, assemble  # noqa: F401 (re-exported)
 
 FloatArray = npt.NDArray[np.float64]
 T = TypeVar("T")
@@ -343,13 +342,6 @@ def model_horizon(params: MarginParams, model: str) -> int:
     return {"ficc": ficc_h, "cme": cme_h, "combined": max(ficc_h, params.cme.var_scenarios.horizon_days)}[model]
 
 
-#: Margin components recorded per account and day (``--daily``), from
-#: :class:`~xmargin.margin.calculator.AccountMargins`.
-DAILY_COMPONENTS = ("ficc_var", "ficc_floor_topup", "ficc_concentration", "span_scan_risk", "span_intra_spread_charge",
-                    "span_inter_spread_credit", "cme_var", "applied_reduction_factor", "ficc_requirement",
-                    "cme_requirement")
-
-
 def _backtest_reducer(day: DayContext, model: str, elected: tuple[bool, ...]) -> tuple[FloatArray, FloatArray, FloatArray]:
     """``(margin A, realised P&L A, components C x A)`` of one day under ``model``
     (``elected``: cross-margin flags; components in :data:`DAILY_COMPONENTS` order)."""
@@ -366,52 +358,6 @@ def _backtest_reducer(day: DayContext, model: str, elected: tuple[bool, ...]) ->
     margin = {"ficc": m.ficc_standalone, "cme": m.cme_standalone, "combined": m.total_after}[model]
     comps = np.array([getattr(m, c) for c in DAILY_COMPONENTS], dtype=float)
     return margin, np.asarray(qm @ day.realised).ravel(), comps
-
-
-@dataclass(frozen=True, eq=False)
-class BacktestResult:
-    """Margin and realised P&L per account (rows) and day (columns), dollars."""
-
-    model: str
-    confidence: float
-    horizon_days: int
-    accounts: tuple[str, ...]
-    dates: npt.NDArray[np.datetime64]
-    margin: FloatArray
-    pnl: FloatArray
-    method: str
-    notes: tuple[str, ...] = field(default=())
-    #: name -> ``A x D`` dollars: the model's margin before FICC's path-dependent add-ons
-    #: (``model_margin``), ``portfolio_differential``, ``backtesting_charge`` and
-    #: :data:`DAILY_COMPONENTS`; ``margin`` is ``model_margin`` plus the two add-ons.
-    components: dict[str, FloatArray] = field(default_factory=dict)
-
-    def daily_rows(self) -> list[dict[str, Any]]:
-        """One record per account and day: date, account, P&L, margin, exception, components."""
-        out = []
-        for i, acc in enumerate(self.accounts):
-            for j, d in enumerate(self.dates):
-                rec: dict[str, Any] = {"date": str(d), "account": acc, "pnl": float(self.pnl[i, j]),
-                                       "margin": float(self.margin[i, j]), "exception": bool(self.exceptions[i, j])}
-                rec.update({k: float(v[i, j]) for k, v in self.components.items()})
-                out.append(rec)
-        return out
-
-    @property
-    def exceptions(self) -> npt.NDArray[np.bool_]:
-        return np.isfinite(self.margin) & np.isfinite(self.pnl) & (-self.pnl > self.margin)
-
-    def summary(self, i: int) -> dict[str, Any]:
-        out = coverage_summary(self.margin[i], self.pnl[i], self.confidence, self.horizon_days)
-        for b in out["zones"]["blocks"]:  # type: ignore[index]
-            b["start"], b["end"] = str(self.dates[b["start"]]), str(self.dates[b["end"]])
-        return {"account": self.accounts[i], **out, "exception_dates": [str(d) for d in self.dates[self.exceptions[i]]]}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "confidence": self.confidence, "horizon_days": self.horizon_days,
-                "method": self.method, "from": str(self.dates[0]) if len(self.dates) else None,
-                "to": str(self.dates[-1]) if len(self.dates) else None, "notes": list(self.notes),
-                "accounts": [self.summary(i) for i in range(len(self.accounts))]}
 
 
 def backtest(
@@ -444,31 +390,6 @@ def backtest(
     dates, out = run_days(spec, start, end, reducer, workers=workers, progress=progress)
     method = "exact" if exact else "linearised bootstrap" + ("" if refine is None else f", VaR tail + {refine} exact")
     return assemble(model, book.accounts, params, h, dates, out, method, tuple(roll_notes(spec.legs, start, h, dates)))
-
-
-def assemble(model: str, accounts: Sequence[Account], params: MarginParams, h: int, dates: npt.NDArray[np.datetime64],
-             out: Sequence[tuple[FloatArray, FloatArray, FloatArray]], method: str,
-             notes: tuple[str, ...]) -> BacktestResult:
-    """A :class:`BacktestResult` from the daily reducer outputs, with FICC's path-dependent
-    add-ons (:mod:`xmargin.margin.ficc_addons`) on the FICC and combined models."""
-    n_acc = len(accounts)
-    base = np.array([m for m, _, _ in out]).T.reshape(n_acc, len(dates))
-    pnl = np.array([x for _, x, _ in out]).T.reshape(n_acc, len(dates))
-    comps = np.stack([c for _, _, c in out], axis=2) if out else np.zeros((len(DAILY_COMPONENTS), n_acc, 0))
-    components = {"model_margin": base, **{name: comps[k] for k, name in enumerate(DAILY_COMPONENTS)}}
-    margin = base.copy()
-    f = params.ficc
-    if model != "cme" and f.portfolio_differential:
-        components["portfolio_differential"] = portfolio_differential(components["ficc_var"], f.pd_decay)
-        margin = margin + components["portfolio_differential"]
-    if model != "cme" and f.backtesting_charge:
-        components["backtesting_charge"] = backtesting_charge(margin, pnl, h, target=f.backtesting_target,
-                                                              window=f.backtesting_window_days)
-        margin = margin + components["backtesting_charge"]
-    standalone_span = params.cme.standalone_model == "span"
-    conf = params.ficc.confidence if model != "cme" else (params.cme.span_confidence if standalone_span else params.cme.var_confidence)
-    return BacktestResult(model, conf, h, tuple(a.account for a in accounts), dates, margin, pnl, method, notes,
-                          components)
 
 
 def check_range(data_dir: Path, params: MarginParams, start: date, end: date, horizon_days: int) -> None:
