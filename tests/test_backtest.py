@@ -405,7 +405,7 @@ def test_validation_report_on_a_few_days(data_dir: Path, tmp_path: Path) -> None
 
     env = Environment.load(date(2022, 1, 3), data_dir=data_dir)
     runs = run_years([2022], data_dir=data_dir, params=env.params, eligibility=env.eligibility,
-                     until=date(2022, 1, 7))
+                     until=date(2022, 1, 7), cache=tmp_path / "cache")
     res = runs[0].results["combined"]
     assert len(res.dates) == 5 and res.accounts == BOOKS
     out = write_report(runs, env.params, tmp_path / "validation.md", "xmargin validation-report")
@@ -417,3 +417,11 @@ def test_validation_report_on_a_few_days(data_dir: Path, tmp_path: Path) -> None
     row = f"| BASIS | 2022 | 5 | {k} |"
     assert row in text and f"| {traffic_light(k, 5, 0.01)} | {m.mean():,.0f} |" in text
     assert np.all(res.margin[BOOKS.index("OUT10Y")] > 0)
+    assert "| combined | BASIS |" in text and "| ficc | ZN |" not in text  # no FICC position in the ZN book
+    again = run_years([2022], data_dir=data_dir, params=env.params, eligibility=env.eligibility,
+                      until=date(2022, 1, 7), cache=tmp_path / "cache")  # from the cache
+    assert again[0].results["combined"].method == "cached"
+    np.testing.assert_array_equal(again[0].results["combined"].margin, res.margin)
+    (tmp_path / "b").mkdir()
+    assert write_report(again, env.params, tmp_path / "b" / "validation.md",
+                        "xmargin validation-report").read_text() == text

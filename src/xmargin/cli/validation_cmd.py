@@ -351,6 +351,8 @@ def validation_report(
     out: Annotated[Path, typer.Option("--out", help="Markdown file (a PNG chart is written next to it).")] = Path("docs/validation.md"),
     years: Annotated[str, typer.Option("--years", help="Comma-separated years in the order to run them (overrides "
                                        "--from-year/--to-year); the file is rewritten after each year.")] = "",
+    cache: Annotated[Path, typer.Option("--cache", help="Per-year results kept here and reused.")] = Path(
+        "benchmarks/results/validation"),
     workers: WorkersOption = 1,
     data_dir: DataDirOption = None,
     config: ConfigOption = None,
@@ -379,7 +381,7 @@ def validation_report(
         err_console.print(f"{year}: {len(run.results['combined'].dates)} days in {run.seconds:.0f} s; {out} rewritten")
 
     run_years(order, data_dir=env.snapshot.data_dir, params=env.params, eligibility=env.eligibility,
-              workers=_workers(workers), progress=done)
+              workers=_workers(workers), cache=cache, progress=done)
     console.print(f"wrote {out}")
 
 
