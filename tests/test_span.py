@@ -22,7 +22,7 @@ from xmargin.margin.params import CmeParams
 from xmargin.margin.span import SpanInputs, SpanParameters, span_requirement
 from xmargin.market.history import load_par_yields
 from xmargin.market.snapshot import MarketSnapshot, load_snapshot
-from xmargin.reference.securities import load_master
+from xmargin.masterdata import load_master
 
 AS_OF = date(2024, 6, 26)
 

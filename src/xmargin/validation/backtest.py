@@ -68,6 +68,7 @@ from xmargin.margin.var import tail_rank
 from xmargin.market.curve import ZeroCurves
 from xmargin.market.history import TENORS, ParYieldHistory, load_par_yields
 from xmargin.market.snapshot import MarketSnapshot, load_snapshot
+from xmargin.masterdata import load_master
 from xmargin.portfolio.book import Account, Book
 from xmargin.pricing.revalue import (
     InstrumentUniverse,
@@ -79,7 +80,7 @@ from xmargin.pricing.scenario_pnl import InstrumentPnL, instrument_pnl
 from xmargin.reference.eligibility import EligibilityRules
 from xmargin.reference.futures import TreasuryFuture
 from xmargin.reference.lookup import Instrument
-from xmargin.reference.securities import SecuritiesMaster, load_master
+from xmargin.reference.securities import SecuritiesMaster
 from xmargin.reference.stir import RateFuture
 from xmargin.scenarios.historical import (
     ScenarioRows,

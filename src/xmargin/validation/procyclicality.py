@@ -199,8 +199,8 @@ def par_note_book(data_dir: Path, *, tenor_years: int = 10, face: float = 1e8, h
     ``PAR{n}Y-{root}``: the same note against the front contract, DV01-neutral on the
     period's first day (contracts then held constant, rolled)."""
     from xmargin.market.snapshot import load_snapshot
+    from xmargin.masterdata import load_master
     from xmargin.pricing.revalue import InstrumentUniverse, sensitivities
-    from xmargin.reference.securities import load_master
     from xmargin.validation import instrument_on, live_contracts
 
     months = 12 * tenor_years

@@ -22,18 +22,19 @@ from typing import Any, cast
 
 import numpy as np
 
+from xmargin.clearing.collateral import CollateralBook, HaircutSchedule
+from xmargin.clearing.reconcile import AccountView
 from xmargin.engine.live import MARGIN_FIELDS, LiveEngine, intraday_snapshot
 from xmargin.engine.trades import CollateralMovement, Trade, resolve_instrument
 from xmargin.errors import XMarginError
-from xmargin.ledger.collateral import CollateralBook, HaircutSchedule
-from xmargin.ledger.reconcile import AccountView
 from xmargin.ledger.store import Entry, Ledger, LedgerError
 from xmargin.margin.context import build_context
 from xmargin.margin.params import CmeParams, CrossParams, FiccParams, MarginParams, load_params
 from xmargin.market.snapshot import MarketSnapshot, load_snapshot
+from xmargin.masterdata import load_master
 from xmargin.pricing.revalue import InstrumentUniverse
 from xmargin.reference.eligibility import EligibilityRules, load_eligibility
-from xmargin.reference.securities import SecuritiesMaster, load_master
+from xmargin.reference.securities import SecuritiesMaster
 from xmargin.scenarios.historical import ScenarioSpec
 
 PACKAGED_ELIGIBILITY = "xmargin/data/eligibility.toml"
