@@ -68,7 +68,8 @@ def _serve_rows(workdir: Path, members: int, customers: int, paced_n: int) -> li
 
 
 def _restart_rows(workdir: Path) -> list[dict[str, Any]]:
-    from xmargin.ledger import Ledger, LedgerSession
+    from xmargin.clearing import LedgerSession
+    from xmargin.ledger import Ledger
 
     ledger = f"sqlite:///{workdir / 'ledger.db'}"
     out = []
@@ -119,8 +120,9 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
 
 def _trades_after_checkpoint(workdir: Path, n: int) -> None:
     """Record ``n`` trades after the service's checkpoint (the tail a restart replays)."""
+    from xmargin.clearing import LedgerSession
     from xmargin.engine.trades import parse_row
-    from xmargin.ledger import Ledger, LedgerSession
+    from xmargin.ledger import Ledger
 
     with Ledger(f"sqlite:///{workdir / 'ledger.db'}", create=False) as lg:
         s = LedgerSession.open(lg, resume=True)

@@ -1,8 +1,8 @@
-"""Ledger checkpoints (:mod:`xmargin.ledger.checkpoint`): a restart from a checkpoint and the tail
+"""Ledger checkpoints (:mod:`xmargin.clearing.checkpoint`): a restart from a checkpoint and the tail
 reaches exactly the state of a replay from the first entry; a checkpoint that disagrees with
 the log is never used and ``xmargin ledger verify`` names it.
 
-The reference is always the full replay (``xmargin.ledger.replay``) of the same database,
+The reference is always the full replay (``xmargin.clearing.replay``) of the same database,
 compared figure by figure with ``==`` (bit for bit).
 """
 
@@ -15,10 +15,11 @@ import pytest
 from sqlalchemy import update
 from typer.testing import CliRunner
 
+from xmargin.clearing import LedgerSession, load_market, replay
+from xmargin.clearing.checkpoint import checkpoints, resume, take_checkpoint, verify_checkpoints
 from xmargin.cli.main import app
 from xmargin.engine.trades import parse_row
-from xmargin.ledger import Ledger, LedgerSession, load_market, replay
-from xmargin.ledger.checkpoint import checkpoints, resume, take_checkpoint, verify_checkpoints
+from xmargin.ledger import Ledger
 
 AS_OF = date(2025, 10, 31)
 BEFORE = [

@@ -25,7 +25,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from xmargin.ledger import Ledger, replay, verify_ledger
+from xmargin.clearing import replay
+from xmargin.ledger import Ledger, verify_ledger
 from xmargin.service.testing import ServerProcess
 
 ACCOUNTS = {"CM01": ["CM01-HOUSE", "CM01-XA"], "CM02": ["CM02-HOUSE", "CM02-XB"]}

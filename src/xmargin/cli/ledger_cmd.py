@@ -67,8 +67,9 @@ def _ledger() -> None:
 
 def _session(ledger_url: str | None, as_of: str | None, data_dir: Path | None, config: Path | None,
              eligibility: Path | None, haircuts: Path | None):  # type: ignore[no-untyped-def]
+    from xmargin.clearing import HaircutSchedule, LedgerSession, load_market
     from xmargin.cli.common import resolve_as_of
-    from xmargin.ledger import HaircutSchedule, Ledger, LedgerSession, load_market
+    from xmargin.ledger import Ledger
 
     ledger = Ledger(ledger_url) if ledger_url is not None else None
     session = LedgerSession.open(ledger, data_dir=data_dir)
@@ -220,8 +221,8 @@ def verify(
 ) -> None:
     """Check the whole hash chain and every checkpoint; exit 1 naming the first altered, missing or
     reordered entry or the checkpoint that disagrees with the log."""
+    from xmargin.clearing.checkpoint import verify_checkpoints
     from xmargin.ledger import Ledger, verify_export, verify_ledger
-    from xmargin.ledger.checkpoint import verify_checkpoints
 
     checks = []
     if file is not None:
@@ -257,8 +258,9 @@ def checkpoint_cmd(
 ) -> None:
     """Record a checkpoint (the engine state at the head, anchored by a chain entry) so that a
     restart replays only the entries after it."""
-    from xmargin.ledger import Ledger, LedgerSession
-    from xmargin.ledger.checkpoint import take_checkpoint
+    from xmargin.clearing import LedgerSession
+    from xmargin.clearing.checkpoint import take_checkpoint
+    from xmargin.ledger import Ledger
 
     with Ledger(ledger, create=False) as lg:
         session = LedgerSession.open(lg, data_dir=data_dir, resume=True)
@@ -275,7 +277,8 @@ def replay_cmd(
     format: FormatOption = OutputFormat.table,
 ) -> None:
     """Rebuild the engine from the log; exit 1 unless its margins equal the recorded ones exactly."""
-    from xmargin.ledger import Ledger, LedgerSession
+    from xmargin.clearing import LedgerSession
+    from xmargin.ledger import Ledger
 
     with Ledger(ledger, create=False) as lg:
         session = LedgerSession.open(lg, data_dir=data_dir)
@@ -338,7 +341,8 @@ def reconcile_cmd(
     format: FormatOption = OutputFormat.table,
 ) -> None:
     """Compare the latest FICC-side and CME-side views of each cross-margining account; exit 1 on any mismatch."""
-    from xmargin.ledger import Ledger, reconcile, views_from_ledger
+    from xmargin.clearing import reconcile, views_from_ledger
+    from xmargin.ledger import Ledger
 
     with Ledger(ledger, create=False) as lg:
         views = views_from_ledger(lg)

@@ -18,10 +18,11 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from xmargin.clearing import LedgerSession, load_market
+from xmargin.clearing.checkpoint import take_checkpoint
 from xmargin.engine.live import LiveEngine, extend_context
 from xmargin.engine.trades import parse_row
-from xmargin.ledger import Ledger, LedgerSession, load_market
-from xmargin.ledger.checkpoint import take_checkpoint
+from xmargin.ledger import Ledger
 from xmargin.portfolio.book import Book
 from xmargin.portfolio.demo import DemoConfig
 from xmargin.portfolio.io import read_portfolio

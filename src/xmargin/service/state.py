@@ -21,11 +21,11 @@ from typing import Any
 
 import scipy.sparse as sp
 
+from xmargin.clearing import LedgerSession
+from xmargin.clearing.replay import decode_margins
 from xmargin.engine.live import HEADLINE, MARGIN_FIELDS, LiveEngine
 from xmargin.engine.trades import Trade, format_time, parse_row
 from xmargin.errors import InputError, XMarginError
-from xmargin.ledger import LedgerSession
-from xmargin.ledger.replay import decode_margins
 from xmargin.margin.calculator import AccountMargins, compute_margins
 from xmargin.margin.context import MarginContext
 from xmargin.portfolio.book import Account, Book, build_book

@@ -9,9 +9,9 @@
   field) and nothing waits for it.
 * **A trade waits for its account** (one :class:`asyncio.Lock` per account: two trades of one
   account are recorded in the order they arrived) and then for the ledger's writer lock
-  (:class:`~xmargin.ledger.follow.WriterLock`): the hash chain is one sequence, so appends are
+  (:class:`~xmargin.clearing.follow.WriterLock`): the hash chain is one sequence, so appends are
   one at a time across every process.  Inside it the process first applies what other
-  processes recorded (:func:`~xmargin.ledger.follow.catch_up`), checks the trade id again, adds
+  processes recorded (:func:`~xmargin.clearing.follow.catch_up`), checks the trade id again, adds
   the pre-priced rows, records the trade with its margin result, and now and then a
   checkpoint.
 * **Following** (:meth:`Recorder.follow`): every ``poll_s`` the process compares the ledger head
@@ -29,10 +29,10 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from xmargin.clearing.checkpoint import list_checkpoints, take_checkpoint
+from xmargin.clearing.follow import WriterLock, catch_up
+from xmargin.clearing.replay import decode_margins
 from xmargin.errors import InputError, XMarginError
-from xmargin.ledger.checkpoint import list_checkpoints, take_checkpoint
-from xmargin.ledger.follow import WriterLock, catch_up
-from xmargin.ledger.replay import decode_margins
 from xmargin.ledger.store import Entry
 from xmargin.margin.context import MarginContext, build_context
 from xmargin.pricing.revalue import InstrumentUniverse
@@ -42,7 +42,6 @@ from xmargin.service.figures import clean, headline
 
 if TYPE_CHECKING:
     from xmargin.service.auth import Principal
-    from xmargin.service.state import ServiceState
 
 T = TypeVar("T")
 log = logging.getLogger("xmargin.service")
@@ -53,9 +52,9 @@ class PricingTimeout(InputError):
 
 
 class Recorder:
-    """See the module docstring."""
+    """See the module docstring.  ``state``: the :class:`~xmargin.service.state.ServiceState`."""
 
-    def __init__(self, state: ServiceState, *, pricing_timeout_s: float = 5.0, pricing_threads: int = 2,
+    def __init__(self, state: Any, *, pricing_timeout_s: float = 5.0, pricing_threads: int = 2,
                  poll_s: float = 0.05) -> None:
         self.state = state
         self.pricing_timeout_s = pricing_timeout_s

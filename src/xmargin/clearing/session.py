@@ -25,14 +25,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from xmargin.engine.live import LiveEngine
-from xmargin.engine.trades import Cancel, CollateralMovement, Trade
-from xmargin.engine.trades import Event as InputEvent
-from xmargin.errors import InputError, XMarginError
-from xmargin.ledger.collateral import CollateralBook
-from xmargin.ledger.hashing import canonical_json
-from xmargin.ledger.reconcile import AccountView, engine_view
-from xmargin.ledger.replay import (
+from xmargin.clearing.collateral import CollateralBook
+from xmargin.clearing.reconcile import AccountView, engine_view
+from xmargin.clearing.replay import (
     Market,
     ReplayState,
     decode_margins,
@@ -40,6 +35,11 @@ from xmargin.ledger.replay import (
     market_data,
     replay,
 )
+from xmargin.engine.live import LiveEngine
+from xmargin.engine.trades import Cancel, CollateralMovement, Trade
+from xmargin.engine.trades import Event as InputEvent
+from xmargin.errors import InputError, XMarginError
+from xmargin.ledger.hashing import canonical_json
 from xmargin.ledger.store import Event, Ledger, LedgerError
 from xmargin.reference.lookup import Instrument
 
@@ -63,7 +63,7 @@ class LedgerSession:
         self.ledger = ledger
         self.state = state
         self.data_dir = data_dir
-        self.resume = resume  # reopen from the latest checkpoint (xmargin.ledger.checkpoint), not the first entry
+        self.resume = resume  # reopen from the latest checkpoint (xmargin.clearing.checkpoint), not the first entry
 
     # -- opening ----------------------------------------------------------------------------
 
@@ -116,7 +116,7 @@ class LedgerSession:
             raise LedgerError(f"{len(result.duplicates)} event(s) were recorded by another writer meanwhile; "
                               "the session was rebuilt from the ledger: run again")
         if result.recorded and result.recorded[0].seq != self.state.entries + 1:
-            self._reload()  # another writer's entries came first: follow the log (xmargin.ledger.follow)
+            self._reload()  # another writer's entries came first: follow the log (xmargin.clearing.follow)
         else:
             self.state.entries += len(result.recorded)
             for e in result.recorded:  # kept as a replay keeps them (checkpoints save them)
@@ -129,7 +129,7 @@ class LedgerSession:
     def _reload(self) -> None:
         if self.ledger is not None:
             if self.resume:
-                from xmargin.ledger.checkpoint import resume
+                from xmargin.clearing.checkpoint import resume
 
                 self.state = resume(self.ledger, data_dir=self.data_dir)
             else:

@@ -12,6 +12,7 @@ rebuilt engine's figures (:attr:`ReplayState.mismatches`, empty when identical).
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass, replace
@@ -22,18 +23,20 @@ from typing import Any, cast
 
 import numpy as np
 
+from xmargin.clearing.collateral import CollateralBook, HaircutSchedule
+from xmargin.clearing.reconcile import AccountView
 from xmargin.engine.live import MARGIN_FIELDS, LiveEngine, intraday_snapshot
 from xmargin.engine.trades import CollateralMovement, Trade, resolve_instrument
 from xmargin.errors import XMarginError
-from xmargin.ledger.collateral import CollateralBook, HaircutSchedule
-from xmargin.ledger.reconcile import AccountView
+from xmargin.ledger.hashing import canonical_json
 from xmargin.ledger.store import Entry, Ledger, LedgerError
 from xmargin.margin.context import build_context
 from xmargin.margin.params import CmeParams, CrossParams, FiccParams, MarginParams, load_params
 from xmargin.market.snapshot import MarketSnapshot, load_snapshot
+from xmargin.masterdata import load_master
 from xmargin.pricing.revalue import InstrumentUniverse
 from xmargin.reference.eligibility import EligibilityRules, load_eligibility
-from xmargin.reference.securities import SecuritiesMaster, load_master
+from xmargin.reference.securities import SecuritiesMaster
 from xmargin.scenarios.historical import ScenarioSpec
 
 PACKAGED_ELIGIBILITY = "xmargin/data/eligibility.toml"
@@ -79,7 +82,8 @@ def params_from_dict(data: Mapping[str, Any]) -> MarginParams:
     table = tuple((math.inf if b is None else float(b), float(r)) for b, r in ficc.pop("floor_table"))
     override = tuple((str(k), float(v)) for k, v in cme.pop("scan_range_override"))
     f = _decode_like(FiccParams(), ficc)
-    c = _decode_like(CmeParams(), cme)
+    # records made before the two-window SPAN calibration (no such key) replay with the 10-year window only
+    c = _decode_like(CmeParams(span_short_lookback_years=0.0), cme)
     f = FiccParams(**{**{x.name: getattr(f, x.name) for x in fields(f)}, "floor_table": table,
                       "scenarios": _decode_like(ScenarioSpec(), data["ficc"]["scenarios"])})
     c = CmeParams(**{**{x.name: getattr(c, x.name) for x in fields(c)}, "scan_range_override": override,
@@ -242,9 +246,7 @@ class ReplayState:
         elif e.kind in ("margin_call", "excess"):
             self.collateral.restore(e.kind, data)
         elif e.kind == "checkpoint":
-            from xmargin.ledger.checkpoint import apply_entry
-
-            apply_entry(self, e)
+            apply_checkpoint(self, e)
 
     def preload(self, following: list[Entry]) -> None:
         """Extend the engine's universe once with the instruments of the trades that follow, up
@@ -276,6 +278,28 @@ class ReplayState:
                 if not same:
                     out.append((account, k, a, b))
         return out
+
+
+def figures_digest(engine: LiveEngine) -> str:
+    """SHA-256 of every account's figures (ledger encoding, canonical JSON), in account order."""
+    h = hashlib.sha256()
+    for a in engine.accounts:
+        h.update(canonical_json({"account": a, "margins": encode_margins(engine.margin(a))}).encode())
+    return h.hexdigest()
+
+
+def apply_checkpoint(state: ReplayState, e: Entry) -> None:
+    """What a ``checkpoint`` entry does (:mod:`xmargin.clearing.checkpoint`): every account
+    recomputed from its positions; the recorded figures compared up to here, then rebased."""
+    if state.engine is None:
+        raise LedgerError(f"entry {e.seq} (checkpoint) comes before any market snapshot")
+    state.earlier_mismatches += state.mismatches
+    state.engine.rebuild()
+    state.recorded = {a: state.engine.margin(a) for a in state.recorded if a in state.engine.accounts}
+    digest = figures_digest(state.engine)
+    if digest != e.data.get("figures_sha256"):
+        state.earlier_mismatches.append((f"(checkpoint {e.seq})", "figures_sha256", digest,
+                                         str(e.data.get("figures_sha256"))))
 
 
 def replay(ledger: Ledger, *, data_dir: str | Path | None = None) -> ReplayState:

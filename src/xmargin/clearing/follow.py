@@ -32,7 +32,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from xmargin.ledger.checkpoint import apply_tail
+from xmargin.clearing.checkpoint import apply_tail
 from xmargin.ledger.store import Entry, Ledger, LedgerError
 
 LOCK_KEY = zlib.crc32(b"xmargin-ledger-writer")  # the advisory lock id (PostgreSQL)

@@ -55,13 +55,12 @@ from sqlalchemy import (
     select,
 )
 
-from xmargin.engine.live import LiveEngine
+from xmargin.clearing.collateral import _Status
+from xmargin.clearing.reconcile import AccountView
+from xmargin.clearing.replay import ReplayState, figures_digest, market_from_data
 from xmargin.engine.trades import CollateralMovement, Trade, resolve_instrument
 from xmargin.errors import XMarginError
-from xmargin.ledger.collateral import _Status
 from xmargin.ledger.hashing import canonical_json
-from xmargin.ledger.reconcile import AccountView
-from xmargin.ledger.replay import ReplayState, encode_margins, market_from_data
 from xmargin.ledger.store import Entry, Event, Ledger, LedgerError
 from xmargin.portfolio.book import Account
 from xmargin.reference.lookup import instrument_id
@@ -89,30 +88,6 @@ class CheckpointInfo:
     state_sha256: str
     bytes: int
     accounts: int
-
-
-# ----------------------------------------------------------------------------- applying the entry
-
-
-def figures_digest(engine: LiveEngine) -> str:
-    """SHA-256 of every account's figures (ledger encoding, canonical JSON), in account order."""
-    h = hashlib.sha256()
-    for a in engine.accounts:
-        h.update(canonical_json({"account": a, "margins": encode_margins(engine.margin(a))}).encode())
-    return h.hexdigest()
-
-
-def apply_entry(state: ReplayState, e: Entry) -> None:
-    """What a ``checkpoint`` entry does to a replayed state (see the module docstring)."""
-    if state.engine is None:
-        raise LedgerError(f"entry {e.seq} (checkpoint) comes before any market snapshot")
-    state.earlier_mismatches += state.mismatches
-    state.engine.rebuild()
-    state.recorded = {a: state.engine.margin(a) for a in state.recorded if a in state.engine.accounts}
-    digest = figures_digest(state.engine)
-    if digest != e.data.get("figures_sha256"):
-        state.earlier_mismatches.append((f"(checkpoint {e.seq})", "figures_sha256", digest,
-                                         str(e.data.get("figures_sha256"))))
 
 
 # ----------------------------------------------------------------------------- saving
@@ -288,7 +263,7 @@ def resume(ledger: Ledger, *, data_dir: str | Path | None = None,
     """The state at the end of ``ledger``: its latest usable checkpoint and the entries after it,
     or (with none usable) every entry.  A checkpoint that does not check out is skipped (and
     said so through ``progress``), never trusted."""
-    from xmargin.ledger.replay import replay
+    from xmargin.clearing.replay import replay
 
     for seq, entry_hash, sha in list_checkpoints(ledger):
         try:
@@ -310,7 +285,7 @@ def resume(ledger: Ledger, *, data_dir: str | Path | None = None,
 
 def apply_tail(state: ReplayState, entries: Iterable[Entry], data_dir: str | Path | None) -> list[Entry]:
     """Apply entries after the state's position (instruments priced in one go per market, as
-    :func:`~xmargin.ledger.replay.replay` does); returns them."""
+    :func:`~xmargin.clearing.replay.replay` does); returns them."""
     tail = list(entries)
     if tail and tail[0].kind != "market_snapshot":
         state.preload(tail)
