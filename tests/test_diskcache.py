@@ -132,7 +132,7 @@ def test_context_from_cache_equals_context_built(cache: Path, data_dir: Path,
         "import sys, numpy as np\n"
         "from datetime import date\n"
         "from xmargin.market.snapshot import load_snapshot\n"
-        "from xmargin.reference.securities import load_master\n"
+        "from xmargin.masterdata import load_master\n"
         "from xmargin.margin.context import build_context\n"
         "from xmargin.pricing.revalue import InstrumentUniverse\n"
         "snap = load_snapshot(date(2024, 6, 26), data_dir=sys.argv[1])\n"
