@@ -18,6 +18,7 @@ from xmargin.margin.params import MarginParams, load_params
 from xmargin.market.snapshot import MarketSnapshot, load_snapshot
 from xmargin.portfolio.book import Book
 from xmargin.portfolio.io import read_portfolio
+from xmargin.pricing.residual_pnl import residual_summary
 from xmargin.reference.eligibility import EligibilityRules, load_eligibility
 from xmargin.reference.securities import SecuritiesMaster, load_master
 from xmargin.reports.margin import account_records, explain_account, totals
@@ -41,15 +42,29 @@ class Environment:
         previous_business_day: bool = False,
         config: str | Path | None = None,
         eligibility: str | Path | None = None,
+        futures_history: str | Path | None = None,
     ) -> Environment:
         snapshot = load_snapshot(as_of, data_dir=data_dir, previous_business_day=previous_business_day)
-        return cls(snapshot, load_master(snapshot.data_dir), load_params(config), load_eligibility(eligibility))
+        params = with_futures_history(load_params(config), futures_history)
+        return cls(snapshot, load_master(snapshot.data_dir), params, load_eligibility(eligibility))
 
     def read_book(self, path: str | Path) -> Book:
         return read_portfolio(path, as_of=self.snapshot.as_of, master=self.master, eligibility=self.eligibility)
 
     def context(self, book: Book) -> MarginContext:
         return build_context(self.snapshot, self.master, book.universe, self.params, self.eligibility)
+
+
+def with_futures_history(params: MarginParams, path: str | Path | None) -> MarginParams:
+    """``params`` reading futures prices from ``path`` (``--futures-history``), when given."""
+    if not path:
+        return params
+    from dataclasses import replace
+
+    from xmargin.market.futures_history import load_futures_history
+
+    load_futures_history(path)  # bad input fails here, naming file, row and field
+    return replace(params, residual=replace(params.residual, futures_history=str(Path(path).resolve())))
 
 
 def margin_payload(
@@ -75,6 +90,7 @@ def margin_payload(
                 "intra_spread_charge": [float(v) for v in context.span.intra_charge],
                 "inter_pairs": [[context.span.roots[p], context.span.roots[q], r] for p, q, r in context.span.inter_pairs],
             },
+            "residual": residual_summary(context.residual),
         },
         "warnings": list(book.warnings),
         "accounts": records,

@@ -40,6 +40,7 @@ from xmargin.reference.futures import TREASURY_FUTURES, TreasuryFuture
 from xmargin.reference.securities import SecuritiesMaster
 from xmargin.reference.stir import RateFuture
 from xmargin.scenarios.historical import ScenarioSpec, build_scenarios
+from xmargin.scenarios.residual import ResidualParams, residual_risk
 
 QUARTERLY = (3, 6, 9, 12)
 RATE_ROOTS = ("SR3", "SR1", "ZQ")
@@ -74,9 +75,12 @@ def _two_sided_var(pnl: np.ndarray, confidence: float) -> float:
 
 
 def calibrate_span(
-    snapshot: MarketSnapshot, master: SecuritiesMaster, history: ParYieldHistory, cme: CmeParams
+    snapshot: MarketSnapshot, master: SecuritiesMaster, history: ParYieldHistory, cme: CmeParams,
+    residual: ResidualParams | None = None,
 ) -> SpanParameters:
-    """Calibrate SPAN parameters on the snapshot's date (see the module docstring)."""
+    """Calibrate SPAN parameters on the snapshot's date (see the module docstring); with
+    ``residual`` the one-day P&L includes the residual factors (futures basis, SOFR-EFFR,
+    SOFR-Treasury) over the same days, so e.g. the SR1/ZQ credit comes from the data."""
     roots = [*TREASURY_FUTURES, *RATE_ROOTS]
     contracts: dict[str, list[TreasuryFuture | RateFuture]] = {}
     skipped: dict[str, str] = {}
@@ -92,6 +96,12 @@ def calibrate_span(
     spec = ScenarioSpec(horizon_days=1, lookback_years=cme.span_lookback_years, stress="none")
     scenarios = build_scenarios(history, snapshot, spec)
     pnl = instrument_pnl(universe, snapshot, master, scenarios.curves).pnl
+    residual_factors: tuple[str, ...] = ()
+    if residual is not None and residual.any:
+        risk = residual_risk(universe.instruments, snapshot, master, history, residual,
+                             [(scenarios.window_start, scenarios.window_end)])
+        pnl = pnl + risk.pnl(risk.ficc_changes)
+        residual_factors = risk.factors
     dv01, _ = sensitivities(universe, snapshot, master)
     conf = cme.span_confidence
     kept = list(contracts)
@@ -122,6 +132,7 @@ def calibrate_span(
         "contracts": {root: [c.symbol for c in cs] for root, cs in contracts.items()},
         "dv01_per_contract": {universe.ids[i]: float(dv01[i]) for i in range(len(universe))},
         "skipped": skipped,
+        "residual_factors": list(residual_factors),
     }
     return SpanParameters(
         roots=tuple(kept),

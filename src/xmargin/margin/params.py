@@ -5,7 +5,8 @@ horizon; CME SPAN scanning ranges covering at least 99% of one-day moves with th
 standard scenarios (extreme moves of twice the range covered at 35%); the cross-margin
 reduction capped at 80% (CFTC sample portfolio: $343.24m -> $68.65m).  Values marked
 **choice** are ours where the public record is silent; they are configurable through a TOML
-file (``xmargin margin --config FILE``, sections ``[ficc]``, ``[cme]``, ``[cross]``).
+file (``xmargin margin --config FILE``, sections ``[ficc]``, ``[cme]``, ``[cross]``,
+``[residual]``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from xmargin.errors import InputError
 from xmargin.scenarios.historical import ScenarioSpec
+from xmargin.scenarios.residual import ResidualParams
 
 #: Remaining-maturity buckets (upper bounds in years) and the FICC VaR floor per bucket as a
 #: fraction of gross market value.  **Choice**: about a third of a typical 3-day 99% move at
@@ -74,6 +76,8 @@ class MarginParams:
     ficc: FiccParams = field(default_factory=FiccParams)
     cme: CmeParams = field(default_factory=CmeParams)
     cross: CrossParams = field(default_factory=CrossParams)
+    #: Residual risk factors beyond the Treasury curve (:mod:`xmargin.scenarios.residual`).
+    residual: ResidualParams = field(default_factory=ResidualParams)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (JSON-safe: the open last floor bucket is ``None``), recorded with
@@ -96,6 +100,7 @@ _RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "extreme_multiple": (0.0, float("inf"), False, False),
     "span_lookback_years": (0.0, float("inf"), False, False),
     "stress_window_days": (1.0, float("inf"), True, False),
+    "spread_smoothing_days": (1.0, 250.0, True, True),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {"standalone_model": ("span", "var"), "shift": ("absolute", "relative")}
 
@@ -103,6 +108,10 @@ _CHOICES: dict[str, tuple[str, ...]] = {"standalone_model": ("span", "var"), "sh
 def _checked(current: Any, value: Any, key: str, section: str, path: Path) -> Any:
     """``value`` for parameter ``key`` if it has the default's type and an accepted value."""
     name = f"{section}.{key}"
+    if isinstance(current, bool):
+        if not isinstance(value, bool):
+            raise InputError(f"{value!r} is not true or false", source=path, field=name)
+        return value
     if isinstance(current, str):
         if not isinstance(value, str) or (key in _CHOICES and value not in _CHOICES[key]):
             raise InputError(f"{value!r} is not one of {list(_CHOICES.get(key, ['a string']))}", source=path, field=name)
@@ -157,10 +166,11 @@ def load_params(path: str | Path | None) -> MarginParams:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise InputError(f"cannot read margin configuration: {exc}", source=path) from None
     for section in data:
-        if section not in ("ficc", "cme", "cross"):
+        if section not in ("ficc", "cme", "cross", "residual"):
             raise InputError(f"unknown section [{section}]", source=path, field=section)
     return MarginParams(
         ficc=_apply(params.ficc, data.get("ficc", {}), "ficc", path),
         cme=_apply(params.cme, data.get("cme", {}), "cme", path),
         cross=_apply(params.cross, data.get("cross", {}), "cross", path),
+        residual=_apply(params.residual, data.get("residual", {}), "residual", path),
     )
