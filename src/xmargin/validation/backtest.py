@@ -7,7 +7,10 @@ the same :func:`~xmargin.margin.calculator.margins_for_positions`), and compared
 published ``h`` business days later minus its value on ``t``'s curve, both with ``t``'s dates
 (the Basel "hypothetical" P&L: positions held constant, no carry, coupons or new trades, the
 same definition as the model's scenarios, so an exception is a model failure, not a carry
-artefact).  An exception is ``-P&L > margin``.
+artefact).  An exception is ``-P&L > margin``.  With ``pnl="actual"`` (the default) futures
+positions are instead realised from actual futures prices where the price history has the
+held contract on both days (:mod:`xmargin.validation.actual_pnl`), so the basis the curve
+cannot see is in the realised P&L; each account reports ``pnl_source``.
 
 Models (``model``) and horizons (default; ``horizon_days`` overrides):
 
@@ -68,6 +71,7 @@ from xmargin.market.curve import ZeroCurves
 from xmargin.market.history import TENORS, ParYieldHistory, load_par_yields
 from xmargin.market.snapshot import MarketSnapshot, load_snapshot
 from xmargin.portfolio.book import Account, Book
+from xmargin.pricing.residual_pnl import residual_for_sets, with_residual
 from xmargin.pricing.revalue import InstrumentUniverse, bumped_par_curves
 from xmargin.pricing.scenario_pnl import InstrumentPnL, instrument_pnl
 from xmargin.reference.eligibility import EligibilityRules
@@ -82,6 +86,7 @@ from xmargin.scenarios.historical import (
     most_severe_window,
     named_period,
 )
+from xmargin.scenarios.residual import ResidualParams, futures_history_for
 from xmargin.validation import (
     Leg,
     coverage_summary,
@@ -90,6 +95,7 @@ from xmargin.validation import (
     nearby_index,
     roll_notes,
 )
+from xmargin.validation.actual_pnl import PNL_SOURCES, actual_realised, is_futures
 
 FloatArray = npt.NDArray[np.float64]
 T = TypeVar("T")
@@ -112,6 +118,7 @@ class EngineSpec:
     span: str = "monthly"  # "none", "once", "monthly", "daily"
     exact: bool = False
     refine: int | None = 16  # None: no exact tail
+    pnl: str = "actual"  # realised futures P&L: "actual" prices where the history has them, or "model"
 
 
 @dataclass(frozen=True, eq=False)
@@ -122,6 +129,7 @@ class DayContext:
     context: MarginContext
     positions: sp.csr_matrix  # A x N
     realised: FloatArray  # N: dollars per unit over the horizon (NaN: unpriceable)
+    actual: npt.NDArray[np.bool_] | None = None  # N: realised from actual futures prices
 
 
 def _is_futures(inst: Instrument | None) -> TypeGuard[TreasuryFuture | RateFuture]:
@@ -171,9 +179,9 @@ def _market(data_dir: Path) -> tuple[ParYieldHistory, SecuritiesMaster]:
 
 
 @lru_cache(maxsize=8)
-def _span_on(data_dir: Path, day: date, cme: CmeParams) -> SpanParameters:
+def _span_on(data_dir: Path, day: date, cme: CmeParams, residual: ResidualParams | None = None) -> SpanParameters:
     history, master = _market(data_dir)
-    return calibrate_span(load_snapshot(day, data_dir=data_dir), master, history, cme)
+    return calibrate_span(load_snapshot(day, data_dir=data_dir), master, history, cme, residual)
 
 
 def _span_for(spec: EngineSpec, day: date, history: ParYieldHistory) -> SpanParameters:
@@ -184,7 +192,7 @@ def _span_for(spec: EngineSpec, day: date, history: ParYieldHistory) -> SpanPara
         day = history.dates[int(np.searchsorted(history.dates, first))].astype(date)
     elif spec.span == "once":
         day = history.dates[int(np.searchsorted(history.dates, np.datetime64(spec.start, "D")))].astype(date)
-    return _span_on(spec.data_dir, day, spec.params.cme)
+    return _span_on(spec.data_dir, day, spec.params.cme, spec.params.residual if spec.params.residual.any else None)
 
 
 def _subset(pnl: InstrumentPnL, cols: slice | npt.NDArray[np.int64]) -> InstrumentPnL:
@@ -257,14 +265,24 @@ def day_context(spec: EngineSpec, row: int, nearby: Sequence[int]) -> DayContext
         sset = ScenarioSet(day, specs["cme"], snap.tenors, snap.par_yields[None, :], zero, zero, np.zeros(1, bool),
                            None, snap.curve)
         sets["cme"] = (sset, InstrumentPnL(universe, exact.base_values, np.zeros((len(universe), 1)), exact.failures))
+    residual = residual_for_sets(universe, snap, master, p.residual, [sets[n][0] for n in spec.sets])
+    if residual is not None:  # residual factors over the same windows (xmargin.scenarios.residual)
+        for k, name in enumerate(spec.sets):
+            changes = residual.ficc_changes if k == 0 else residual.cme_changes
+            sets[name] = (sets[name][0], with_residual(sets[name][1], residual.pnl(changes)))
+    actual = None
+    if spec.pnl == "actual":
+        end_day = history.dates[row + h].astype(date)
+        realised, actual = actual_realised(universe, futures_history_for(spec.data_dir, p.residual), day, end_day,
+                                           realised)
     ficc = sets.get("ficc", sets.get("cme"))
     cme = sets.get("cme", ficc)
     assert ficc is not None and cme is not None
     span = _span_for(spec, day, history)
     attributes = instrument_attributes(universe, snap, master, p, spec.eligibility, span, exact.base_values)
     context = MarginContext(snap, master, p, spec.eligibility, universe, ficc[0], cme[0], ficc[1], cme[1], span,
-                            attributes)
-    return DayContext(day, context, q, realised)
+                            attributes, residual)
+    return DayContext(day, context, q, realised, actual)
 
 
 def _run_rows(spec: EngineSpec, rows: Sequence[int], nearby: Sequence[int], reducer: Callable[[DayContext], T]) -> list[T]:
@@ -314,8 +332,10 @@ def model_horizon(params: MarginParams, model: str) -> int:
     return {"ficc": ficc_h, "cme": cme_h, "combined": max(ficc_h, params.cme.var_scenarios.horizon_days)}[model]
 
 
-def _backtest_reducer(day: DayContext, model: str, elected: tuple[bool, ...]) -> tuple[FloatArray, FloatArray]:
-    """``(margin A, realised P&L A)`` of one day under ``model`` (``elected``: cross-margin flags)."""
+def _backtest_reducer(day: DayContext, model: str, elected: tuple[bool, ...]) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """``(margin A, realised P&L A, futures positions A x 2)`` of one day under ``model``
+    (``elected``: cross-margin flags); the last counts each account's futures positions and
+    those realised from actual prices."""
     ctx, q = day.context, day.positions
     is_cme = ctx.attributes.is_cme
     if model == "combined":
@@ -327,7 +347,11 @@ def _backtest_reducer(day: DayContext, model: str, elected: tuple[bool, ...]) ->
     qm = (q @ sp.diags(mask.astype(float))).tocsr()
     m = margins_for_positions(ctx, qm, xm)
     margin = {"ficc": m.ficc_standalone, "cme": m.cme_standalone, "combined": m.total_after}[model]
-    return margin, np.asarray(qm @ day.realised).ravel()
+    fut = is_futures(ctx.universe).astype(float)
+    held = (abs(qm) > 0).astype(float)
+    used = fut * (day.actual.astype(float) if day.actual is not None else 0.0)
+    counts = np.column_stack([np.asarray(held @ fut).ravel(), np.asarray(held @ used).ravel()])
+    return margin, np.asarray(qm @ day.realised).ravel(), counts
 
 
 @dataclass(frozen=True, eq=False)
@@ -343,6 +367,15 @@ class BacktestResult:
     pnl: FloatArray
     method: str
     notes: tuple[str, ...] = field(default=())
+    #: per account: futures position-days, and those realised from actual prices
+    futures_days: tuple[tuple[int, int], ...] = field(default=())
+
+    def pnl_source(self, i: int) -> str:
+        """``"actual"`` when every futures position-day of account ``i`` used actual prices."""
+        if not self.futures_days:
+            return "model"
+        total, actual = self.futures_days[i]
+        return "actual" if total > 0 and actual == total else "model"
 
     @property
     def exceptions(self) -> npt.NDArray[np.bool_]:
@@ -352,7 +385,10 @@ class BacktestResult:
         out = coverage_summary(self.margin[i], self.pnl[i], self.confidence, self.horizon_days)
         for b in out["zones"]["blocks"]:  # type: ignore[index]
             b["start"], b["end"] = str(self.dates[b["start"]]), str(self.dates[b["end"]])
-        return {"account": self.accounts[i], **out, "exception_dates": [str(d) for d in self.dates[self.exceptions[i]]]}
+        fd = self.futures_days[i] if self.futures_days else (0, 0)
+        return {"account": self.accounts[i], "pnl_source": self.pnl_source(i),
+                "futures_position_days": fd[0], "futures_position_days_actual": fd[1], **out,
+                "exception_dates": [str(d) for d in self.dates[self.exceptions[i]]]}
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "confidence": self.confidence, "horizon_days": self.horizon_days,
@@ -376,21 +412,35 @@ def backtest(
     span: str = "monthly",
     workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
+    pnl: str = "actual",
 ) -> BacktestResult:
     """Backtest ``book`` (read as of ``start``) from ``start`` to ``end`` under ``model``."""
     if model not in MODELS:
         raise ValueError(f"model must be one of {MODELS}")
+    if pnl not in PNL_SOURCES:
+        raise ValueError(f"pnl must be one of {PNL_SOURCES}")
     h = horizon_days or model_horizon(params, model)
     standalone_span = params.cme.standalone_model == "span"
     sets = {"ficc": ("ficc",), "cme": () if standalone_span else ("cme",), "combined": ("ficc", "cme")}[model]
     needs_span = model != "ficc" and standalone_span
     spec = EngineSpec(data_dir, params, eligibility, book.accounts, legs_of(book), start, h, sets,
-                      span if needs_span else "none", exact, refine)
+                      span if needs_span else "none", exact, refine, pnl)
     reducer = partial(_backtest_reducer, model=model, elected=tuple(a.cross_margin for a in book.accounts))
     dates, out = run_days(spec, start, end, reducer, workers=workers, progress=progress)
-    margin = np.array([m for m, _ in out]).T.reshape(len(book.accounts), len(dates))
-    pnl = np.array([x for _, x in out]).T.reshape(len(book.accounts), len(dates))
+    margin = np.array([o[0] for o in out]).T.reshape(len(book.accounts), len(dates))
+    realised = np.array([o[1] for o in out]).T.reshape(len(book.accounts), len(dates))
+    counts = sum((o[2] for o in out), np.zeros((len(book.accounts), 2)))
     conf = params.ficc.confidence if model != "cme" else (params.cme.span_confidence if standalone_span else params.cme.var_confidence)
-    return BacktestResult(model, conf, h, tuple(a.account for a in book.accounts), dates, margin, pnl,
+    return BacktestResult(model, conf, h, tuple(a.account for a in book.accounts), dates, margin, realised,
                           "exact" if exact else "linearised bootstrap" + ("" if refine is None else f", VaR tail + {refine} exact"),
-                          tuple(roll_notes(spec.legs, start, h, dates)))
+                          tuple(roll_notes(spec.legs, start, h, dates)) + _pnl_notes(pnl, spec),
+                          tuple((int(a), int(b)) for a, b in np.asarray(counts).reshape(-1, 2)))
+
+
+def _pnl_notes(pnl: str, spec: EngineSpec) -> tuple[str, ...]:
+    if pnl == "model":
+        return ("realised P&L: every position revalued on the later curve (--pnl model)",)
+    prices = futures_history_for(spec.data_dir, spec.params.residual)
+    where = "no futures price history: futures P&L from the model" if prices is None else f"futures prices from {prices.source}"
+    return (f"realised P&L: futures from actual prices where the history has the held contract ({where}); "
+            "cash and repo from the curve (no price history per security)",)
