@@ -145,3 +145,19 @@ def test_warnings_are_quiet_outside_tests() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert ResidualParams().any
+
+
+def test_extended_context_equals_a_full_build(data_dir: Path, market) -> None:  # type: ignore[no-untyped-def]
+    """Adding instruments to a context (the live engine's path) stacks the residual exposures
+    on the union of factors and gives the same P&L as building the bigger universe at once."""
+    _, master = market
+    snap = load_snapshot(date(2024, 6, 26), data_dir=data_dir)
+    first = [TreasuryFuture("ZN", 2024, 9)]
+    more = [RateFuture("ZQ", 2024, 12), TreasuryFuture("ZB", 2024, 9)]
+    ctx = build_context(snap, master, InstrumentUniverse.of(first), MarginParams())
+    ext = ctx.extended(more)
+    full = build_context(snap, master, InstrumentUniverse.of([*first, *more]), MarginParams())
+    assert ext.residual is not None and full.residual is not None
+    assert ext.residual.factors == full.residual.factors
+    np.testing.assert_allclose(ext.cme_pnl.pnl, full.cme_pnl.pnl, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(ext.residual.loadings, full.residual.loadings)

@@ -119,10 +119,8 @@ class MarginContext:
         attrs = InstrumentAttributes(**{f.name: np.concatenate([getattr(a, f.name), getattr(b, f.name)])
                                         for f in fields(InstrumentAttributes)})
         residual = self.residual
-        if residual is not None and small.residual is not None and residual.factors == small.residual.factors:
+        if residual is not None and small.residual is not None:
             residual = residual.stacked(small.residual)
-        elif residual is not None or small.residual is not None:
-            return build_context(self.snapshot, self.master, bigger, self.params, self.eligibility)
         return replace(self, universe=bigger, ficc_pnl=stacked(self.ficc_pnl, small.ficc_pnl),
                        cme_pnl=stacked(self.cme_pnl, small.cme_pnl), attributes=attrs, residual=residual)
 

@@ -232,34 +232,48 @@ def _read_continuous(path: Path, root: str, header: list[str], rows: list[tuple[
     if col_name is None:
         raise InputError("a continuous series needs a 'settle' or 'close' column", source=path, row=1, field="close")
     di, pi = header.index("date"), header.index(col_name)
-    seen: dict[date, int] = {}
-    days: list[date] = []
-    prices: list[float] = []
-    weekend: list[date] = []
-    for n, rec in rows:
-        if len(rec) <= max(di, pi):
-            raise InputError(f"expected {len(header)} fields, found {len(rec)}", source=path, row=n, field=col_name)
-        d = _parse_day(rec[di], path, n)
-        if d in seen:
-            raise InputError(f"duplicate date {d} (first seen in row {seen[d]})", source=path, row=n, field="date")
-        seen[d] = n
-        if rec[pi].strip() == "":
-            continue
-        p = _parse_price(rec[pi].strip(), path, n, col_name)
-        if d.weekday() >= 5:
-            weekend.append(d)
-            continue
-        days.append(d)
-        prices.append(p)
-    if not days:
+    short = [n for n, rec in rows if len(rec) <= max(di, pi)]
+    if short:
+        raise InputError(f"expected {len(header)} fields", source=path, row=short[0], field=col_name)
+    nums = np.array([n for n, rec in rows if rec[pi].strip()], dtype=np.int64)
+    day_text = [rec[di].strip() for _, rec in rows]
+    price_text = [rec[pi].strip() for _, rec in rows if rec[pi].strip()]
+    try:  # vectorised parse; on failure the row-by-row parsers name the culprit
+        all_days = np.array(day_text, dtype="datetime64[D]")
+        if any(len(t) != 10 for t in day_text):
+            raise ValueError
+    except ValueError:
+        for (n, _rec), t in zip(rows, day_text, strict=True):
+            _parse_day(t, path, n)
+        raise
+    uniq, first, counts = np.unique(all_days, return_index=True, return_counts=True)
+    if (counts > 1).any():
+        d = uniq[np.flatnonzero(counts > 1)[0]]
+        where = np.flatnonzero(all_days == d)
+        raise InputError(f"duplicate date {d} (first seen in row {rows[where[0]][0]})", source=path,
+                         row=rows[where[1]][0], field="date")
+    try:
+        px = np.array(price_text, dtype=float)
+    except ValueError:
+        for n, t in zip(nums, price_text, strict=True):
+            _parse_price(t, path, int(n), col_name)
+        raise
+    bad = np.flatnonzero(~np.isfinite(px) | (px <= 0.0))
+    if len(bad):
+        _parse_price(price_text[bad[0]], path, int(nums[bad[0]]), col_name)
+    has_price = np.array([bool(rec[pi].strip()) for _, rec in rows])
+    days_arr = all_days[has_price]
+    weekday = np.is_busday(days_arr, weekmask="1111100")
+    if not weekday.all():
+        notes.append((GapWarning, f"{path}: {int((~weekday).sum())} weekend row(s) dropped "
+                                  f"(first {days_arr[~weekday][0]})"))
+    days_arr, px = days_arr[weekday], px[weekday]
+    if not len(days_arr):
         raise InputError("no data rows", source=path)
-    order = np.argsort(np.array(days, dtype="datetime64[D]"), kind="stable")
-    dts = np.array(days, dtype="datetime64[D]")[order]
-    px = np.array(prices)[order]
+    order = np.argsort(days_arr, kind="stable")
+    dts, px = days_arr[order], px[order]
     contract = front_by_rule(root, dts)
     usable = _before_expiry(root, contract, dts)
-    if weekend:
-        notes.append((GapWarning, f"{path}: {len(weekend)} weekend row(s) dropped (first {weekend[0]})"))
     _note_gaps_and_ticks(path, root, dts, px, notes)
     order = np.lexsort((dts, contract))
     return RootPrices(root, path, True, dts[order], contract[order], px[order], usable[order])

@@ -106,11 +106,19 @@ class ResidualRisk:
         return self.loadings @ changes
 
     def stacked(self, other: ResidualRisk) -> ResidualRisk:
-        """This universe's rows followed by ``other``'s (same factors and scenarios)."""
-        if other.factors != self.factors:
-            raise ValueError("residual factors differ")
-        return ResidualRisk(self.factors, np.vstack([self.loadings, other.loadings]), self.ficc_changes,
-                            self.cme_changes, tuple(dict.fromkeys([*self.notes, *other.notes])), self.coverage)
+        """This universe's rows followed by ``other``'s (same scenario windows; the factors are
+        the union of both, a factor's changes being the same whichever side computed them)."""
+        factors = tuple(sorted({*self.factors, *other.factors}))
+        loadings = np.zeros((self.loadings.shape[0] + other.loadings.shape[0], len(factors)))
+        ficc = np.zeros((len(factors), self.ficc_changes.shape[1]))
+        cme = np.zeros((len(factors), self.cme_changes.shape[1]))
+        for side, rows in ((self, slice(0, self.loadings.shape[0])), (other, slice(self.loadings.shape[0], None))):
+            for f, name in enumerate(side.factors):
+                k = factors.index(name)
+                loadings[rows, k] = side.loadings[:, f]
+                ficc[k], cme[k] = side.ficc_changes[f], side.cme_changes[f]
+        return ResidualRisk(factors, loadings, ficc, cme, tuple(dict.fromkeys([*self.notes, *other.notes])),
+                            {**other.coverage, **self.coverage})
 
 
 def futures_history_for(data_dir: Path, params: ResidualParams) -> FuturesHistory | None:
