@@ -356,3 +356,10 @@ def test_9_formula_account_name_in_csv_outputs(tmp_path: Path) -> None:
         rows = list(csv.reader(f.open(newline="")))
         assert rows[1][0] == "'" + FORMULA and rows[1][1].startswith("-1")
         assert not any(cell.startswith(("=", "+", "@")) for row in rows for cell in row)
+
+
+def test_7_ledger_verify_on_a_binary_export(tmp_path: Path) -> None:
+    f = tmp_path / "export.jsonl"
+    f.write_bytes(b"\xff\xfe\x00" + bytes(range(256)))
+    code, text = _cli("ledger", "verify", "--file", str(f))
+    _one_line_error(code, text, "not a ledger export")
