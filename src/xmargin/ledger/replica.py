@@ -28,7 +28,7 @@ from sqlalchemy import insert
 
 from xmargin.errors import InputError
 from xmargin.ledger.hashing import entry_hash
-from xmargin.ledger.merkle import inclusion_proof, verify_inclusion
+from xmargin.ledger.merkle import inclusion_proofs, verify_inclusion
 from xmargin.ledger.schema import signed_checkpoints
 from xmargin.ledger.signing import Checkpoint, check_anchor, stored_checkpoints
 from xmargin.ledger.store import Entry, Ledger, LedgerError
@@ -120,13 +120,15 @@ def member_proof(ledger: Ledger, account: str, checkpoint: Checkpoint) -> dict[s
     hashes = [e.hash for e in entries]
     if len(hashes) != checkpoint.seq or (hashes and hashes[-1] != checkpoint.hash):
         raise LedgerError(f"the ledger does not match the checkpoint at entry {checkpoint.seq}")
-    items = []
+    mine: list[int] = []
     trades: set[str] = set()
     for i, e in enumerate(entries):
         data = json.loads(e.payload).get("data", {})
         if _belongs(e.kind, data, account, trades):
-            items.append({"seq": e.seq, "payload": e.payload, "prev_hash": e.prev_hash, "hash": e.hash,
-                          "proof": inclusion_proof(hashes, i)})
+            mine.append(i)
+    items = [{"seq": entries[i].seq, "payload": entries[i].payload, "prev_hash": entries[i].prev_hash,
+              "hash": entries[i].hash, "proof": proof} for i, proof in zip(mine, inclusion_proofs(hashes, mine),
+                                                                          strict=True)]
     return {"account": account, "checkpoint": json.loads(checkpoint.to_json()), "entries": items}
 
 
