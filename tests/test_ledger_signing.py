@@ -244,3 +244,19 @@ def test_cli_round_trip(tmp_path: Path, keys: Path) -> None:
     assert r.exit_code == 1 and "FAILED at entry 9 (truncated)" in r.output, r.output
     r = run(app, ["ledger", "compare", "--ledger", url, "--other", replica])
     assert r.exit_code == 1 and "DIVERGE at entry 9" in r.output, r.output
+
+
+def test_a_ledger_made_before_issue_15_is_upgraded_on_open(ledger_url: str) -> None:
+    """Ledgers written before the scope column and the signed-checkpoint table get both on open."""
+    with Ledger(ledger_url) as lg:
+        _fill(lg, 0, 2)
+    eng = create_engine(ledger_url)
+    with eng.begin() as conn:
+        conn.execute(text("DROP INDEX ix_ledger_entries_scope_time"))
+        conn.execute(text("ALTER TABLE ledger_entries DROP COLUMN scope"))
+        conn.execute(text("DROP TABLE ledger_checkpoints_signed"))
+    eng.dispose()
+    with Ledger(ledger_url) as lg:
+        _fill(lg, 2, 2)
+        assert lg.count() == 8 and verify_anchored(lg, None).ok
+        assert [e.scope for e in lg.entries()][-2:] == ["M2-B", None]
