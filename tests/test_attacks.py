@@ -363,3 +363,27 @@ def test_7_ledger_verify_on_a_binary_export(tmp_path: Path) -> None:
     f.write_bytes(b"\xff\xfe\x00" + bytes(range(256)))
     code, text = _cli("ledger", "verify", "--file", str(f))
     _one_line_error(code, text, "not a ledger export")
+
+
+# ---------------------------------------------------------------- signed checkpoints over HTTP (same server)
+
+
+def test_member_fetches_a_proof_of_its_own_entries_only(server: ServerProcess, tmp_path: Path) -> None:
+    from xmargin.ledger.replica import check_member_proof
+    from xmargin.ledger.signing import generate_keys, load_public_keys
+
+    generate_keys(tmp_path / "keys", ["FICC"])
+    with httpx.Client(base_url=server.api, timeout=60) as c:
+        r = c.get("/accounts/CM01-HOUSE/proof", headers=server.headers("CM01"))
+        assert r.status_code == 404 and "no signed checkpoint" in r.text, r.text
+        code, text = _cli("ledger", "checkpoint", "--ledger", server.ledger, "--key", str(tmp_path / "keys" / "FICC.key"),
+                          "--signer", "FICC")
+        assert code == 0, text
+        cps = c.get("/ledger/checkpoints", headers=server.headers("CM02")).json()["checkpoints"]
+        assert len(cps) == 1 and 0 < cps[0]["seq"] <= server.ledger_head()[0] and cps[0]["signer"] == "FICC"
+        r = c.get("/accounts/CM01-HOUSE/proof", headers=server.headers("CM01"))
+        assert r.status_code == 200, r.text
+        doc = r.json()
+        assert doc["entries"] and "CM02" not in json.dumps(doc)
+        assert len(check_member_proof(doc, load_public_keys(tmp_path / "keys"))) == len(doc["entries"])
+        assert c.get("/accounts/CM01-HOUSE/proof", headers=server.headers("CM02")).status_code == 404
