@@ -80,7 +80,8 @@ def params_from_dict(data: Mapping[str, Any]) -> MarginParams:
     table = tuple((math.inf if b is None else float(b), float(r)) for b, r in ficc.pop("floor_table"))
     override = tuple((str(k), float(v)) for k, v in cme.pop("scan_range_override"))
     f = _decode_like(FiccParams(), ficc)
-    c = _decode_like(CmeParams(), cme)
+    # records made before the two-window SPAN calibration (no such key) replay with the 10-year window only
+    c = _decode_like(CmeParams(span_short_lookback_years=0.0), cme)
     f = FiccParams(**{**{x.name: getattr(f, x.name) for x in fields(f)}, "floor_table": table,
                       "scenarios": _decode_like(ScenarioSpec(), data["ficc"]["scenarios"])})
     c = CmeParams(**{**{x.name: getattr(c, x.name) for x in fields(c)}, "scan_range_override": override,
