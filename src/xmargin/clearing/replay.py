@@ -22,18 +22,19 @@ from typing import Any, cast
 
 import numpy as np
 
+from xmargin.clearing.collateral import CollateralBook, HaircutSchedule
+from xmargin.clearing.reconcile import AccountView
 from xmargin.engine.live import MARGIN_FIELDS, LiveEngine, intraday_snapshot
 from xmargin.engine.trades import CollateralMovement, Trade, resolve_instrument
 from xmargin.errors import XMarginError
-from xmargin.ledger.collateral import CollateralBook, HaircutSchedule
-from xmargin.ledger.reconcile import AccountView
 from xmargin.ledger.store import Entry, Ledger, LedgerError
 from xmargin.margin.context import build_context
 from xmargin.margin.params import CmeParams, CrossParams, FiccParams, MarginParams, load_params
 from xmargin.market.snapshot import MarketSnapshot, load_snapshot
+from xmargin.masterdata import load_master
 from xmargin.pricing.revalue import InstrumentUniverse
 from xmargin.reference.eligibility import EligibilityRules, load_eligibility
-from xmargin.reference.securities import SecuritiesMaster, load_master
+from xmargin.reference.securities import SecuritiesMaster
 from xmargin.scenarios.historical import ScenarioSpec
 
 PACKAGED_ELIGIBILITY = "xmargin/data/eligibility.toml"
@@ -79,7 +80,8 @@ def params_from_dict(data: Mapping[str, Any]) -> MarginParams:
     table = tuple((math.inf if b is None else float(b), float(r)) for b, r in ficc.pop("floor_table"))
     override = tuple((str(k), float(v)) for k, v in cme.pop("scan_range_override"))
     f = _decode_like(FiccParams(), ficc)
-    c = _decode_like(CmeParams(), cme)
+    # records made before the two-window SPAN calibration (no such key) replay with the 10-year window only
+    c = _decode_like(CmeParams(span_short_lookback_years=0.0), cme)
     f = FiccParams(**{**{x.name: getattr(f, x.name) for x in fields(f)}, "floor_table": table,
                       "scenarios": _decode_like(ScenarioSpec(), data["ficc"]["scenarios"])})
     c = CmeParams(**{**{x.name: getattr(c, x.name) for x in fields(c)}, "scan_range_override": override,
@@ -189,7 +191,7 @@ class ReplayState:
     trades: dict[str, Trade] = field(default_factory=dict)  # every trade recorded
     cancelled: set[str] = field(default_factory=set)
     movements: dict[str, CollateralMovement] = field(default_factory=dict)
-    last_time: dict[str, str] = field(default_factory=dict)  # source -> latest business time
+    last_time: dict[tuple[str, str], str] = field(default_factory=dict)  # (source, account) -> latest time
     recorded: dict[str, dict[str, float | bool]] = field(default_factory=dict)  # last margin result per account
     recorded_seq: dict[str, int] = field(default_factory=dict)
     views: dict[str, dict[str, AccountView]] = field(default_factory=dict)
@@ -214,7 +216,9 @@ class ReplayState:
     def apply(self, e: Entry, data_dir: str | Path | None) -> None:
         data = e.data
         if e.time is not None:
-            self.last_time[e.source] = max(self.last_time.get(e.source, ""), e.time)
+            account = data.get("account") if e.kind != "cancel" else getattr(self.trades.get(data["trade_id"]), "account", None)
+            key = (e.source, str(account or ""))
+            self.last_time[key] = max(self.last_time.get(key, ""), e.time)
         if e.kind == "market_snapshot":
             self.start_market(market_from_data(data, data_dir), e.seq)
             return
