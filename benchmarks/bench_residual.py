@@ -25,7 +25,7 @@ from xmargin.margin import context as context_module
 from xmargin.margin.calculator import compute_margins
 from xmargin.margin.params import MarginParams
 from xmargin.market.snapshot import load_snapshot
-from xmargin.reference.securities import load_master
+from xmargin.masterdata import load_master
 from xmargin.scenarios import residual as residual_module
 from xmargin.scenarios.residual import ResidualParams
 

@@ -23,11 +23,11 @@ from xmargin.margin.context import build_context
 from xmargin.margin.params import CmeParams, MarginParams, load_params
 from xmargin.market.history import load_par_yields
 from xmargin.market.snapshot import load_snapshot
+from xmargin.masterdata import load_master
 from xmargin.pricing.futures import treasury_future_prices
 from xmargin.pricing.residual_pnl import factor_split
 from xmargin.pricing.revalue import InstrumentUniverse
 from xmargin.reference.futures import TreasuryFuture
-from xmargin.reference.securities import load_master
 from xmargin.reference.stir import RateFuture
 from xmargin.scenarios.residual import (
     SOFR_EFFR,
