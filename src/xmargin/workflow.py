@@ -88,15 +88,29 @@ def margin_job(
     *,
     explain: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
+    cme_params: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Read a portfolio, margin every account, return the JSON document."""
+    """Read a portfolio, margin every account, return the JSON document.
+
+    ``cme_params``: a CME SPAN parameter file for the CME stand-alone figures
+    (:mod:`xmargin.formats.cme_margin`); the calibration when ``None``."""
+    from xmargin.formats.cme_margin import add_cme_figures, attach_cme_file
+
+    span_file = None
+    if cme_params is not None:
+        from xmargin.formats.pa2 import load_span_file
+
+        span_file = load_span_file(cme_params)
     book = env.read_book(portfolio)
     if progress:
         progress("pricing scenarios", 0, 1)
     context = env.context(book)
+    if span_file is not None:
+        context = attach_cme_file(context, span_file)
     if progress:
         progress("pricing scenarios", 1, 1)
     margins = compute_margins(
         context, book, progress=(lambda d, t: progress("accounts", d, t)) if progress else None
     )
-    return margin_payload(context, book, margins, explain=explain)
+    return add_cme_figures(margin_payload(context, book, margins, explain=explain), context, book, margins,
+                           explain=explain)
