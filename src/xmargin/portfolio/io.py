@@ -13,6 +13,9 @@ CSV columns (header required, any order)::
 
 Parquet (``.parquet``, needs pyarrow): the same columns, see :mod:`xmargin.portfolio.parquet`.
 
+FIXML position reports (``.xml``/``.fixml``, :mod:`xmargin.formats.fixml`) and FICC position
+exports (a CSV with CUSIP, par and account columns, :mod:`xmargin.formats.ficc_export`).
+
 JSON: either a list of objects with the same fields, or
 ``{"accounts": [{"account", "member", "account_type", "cross_margin", "positions": [{...}]}]}``.
 
@@ -127,6 +130,14 @@ def read_portfolio(
         from xmargin.portfolio.parquet import read_parquet
 
         return read_parquet(path, as_of=as_of, master=master, eligibility=eligibility)
+    if path.suffix.lower() in (".xml", ".fixml"):  # CME FIXML position reports
+        from xmargin.formats.fixml import read_fixml_positions
+
+        return read_fixml_positions(path, as_of=as_of, eligibility=eligibility)
+    from xmargin.formats.ficc_export import is_ficc_export, read_ficc_export
+
+    if path.suffix.lower() != ".json" and is_ficc_export(path):  # FICC position export: CUSIP, par, account
+        return read_ficc_export(path, as_of=as_of, master=master, eligibility=eligibility)
     return _book_from_rows(_rows(path), path, as_of=as_of, master=master, eligibility=eligibility)
 
 
