@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +29,45 @@ from xmargin.errors import InputError
 HOUSES = ("FICC", "CME")
 
 
+def calls_from_rows(rows: Iterable[tuple[int | None, Mapping[str, Any]]], source: str | Path,
+                    amount_col: str = "called") -> list[dict[str, Any]]:
+    """Validated calls from ``(row number, row)`` pairs (a CSV file or a request body)."""
+    out: list[dict[str, Any]] = []
+    seen: dict[tuple[str, str], int | None] = {}
+    for n, row in rows:
+        account = str(row.get("account") or "").strip()
+        if not account:
+            raise InputError("is missing or empty", source=source, row=n, field="account")
+        house = str(row.get("clearinghouse") or "").strip().upper()
+        if house not in HOUSES:
+            raise InputError(f"'{house}' is not one of {HOUSES}", source=source, row=n, field="clearinghouse")
+        raw = str(row.get(amount_col) if row.get(amount_col) is not None else "").strip().replace(",", "")
+        try:
+            called = float(raw)
+        except ValueError:
+            raise InputError(f"'{raw}' is not a number", source=source, row=n, field=amount_col) from None
+        if not math.isfinite(called) or called < 0:
+            raise InputError(f"'{raw}' is not an amount >= 0", source=source, row=n, field=amount_col)
+        ccy = str(row.get("currency") or "USD").strip().upper()
+        if ccy != "USD":
+            raise InputError(f"currency '{ccy}': only USD calls are reconciled", source=source, row=n, field="currency")
+        if (account, house) in seen:
+            raise InputError(f"a second call for {account} at {house} (first in row {seen[(account, house)]})",
+                             source=source, row=n, field="account")
+        seen[(account, house)] = n
+        out.append({"account": account, "clearinghouse": house, "called": called, "row": n,
+                    "as_of": str(row.get("as_of") or "").strip() or None})
+    if not out:
+        raise InputError("no calls", source=source)
+    return out
+
+
 def read_calls(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     try:
         fh = path.open(newline="", encoding="utf-8-sig")
     except OSError as exc:
         raise InputError(f"cannot read calls file: {exc.strerror}", source=path) from None
-    rows: list[dict[str, Any]] = []
-    seen: dict[tuple[str, str], int] = {}
     with fh:
         reader = csv.DictReader(fh)
         header = [h.strip().lower() for h in reader.fieldnames or []]
@@ -45,34 +77,9 @@ def read_calls(path: str | Path) -> list[dict[str, Any]]:
             if col is None or col not in header:
                 raise InputError(f"missing column '{need}' (expected account, clearinghouse, called)", source=path,
                                  row=1, field=need)
-        for n, row in enumerate(reader, start=2):
-            if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
-                continue
-            account = (row.get("account") or "").strip()
-            if not account:
-                raise InputError("is missing or empty", source=path, row=n, field="account")
-            house = (row.get("clearinghouse") or "").strip().upper()
-            if house not in HOUSES:
-                raise InputError(f"'{house}' is not one of {HOUSES}", source=path, row=n, field="clearinghouse")
-            raw = (row.get(amount_col) or "").strip().replace(",", "")
-            try:
-                called = float(raw)
-            except ValueError:
-                raise InputError(f"'{raw}' is not a number", source=path, row=n, field=amount_col) from None
-            if not math.isfinite(called) or called < 0:
-                raise InputError(f"'{raw}' is not an amount >= 0", source=path, row=n, field=amount_col)
-            ccy = (row.get("currency") or "USD").strip().upper()
-            if ccy != "USD":
-                raise InputError(f"currency '{ccy}': only USD calls are reconciled", source=path, row=n, field="currency")
-            if (account, house) in seen:
-                raise InputError(f"a second call for {account} at {house} (first in row {seen[(account, house)]})",
-                                 source=path, row=n, field="account")
-            seen[(account, house)] = n
-            rows.append({"account": account, "clearinghouse": house, "called": called, "row": n,
-                         "as_of": (row.get("as_of") or "").strip() or None})
-    if not rows:
-        raise InputError("no calls", source=path)
-    return rows
+        rows = [(n, row) for n, row in enumerate(reader, start=2)
+                if any((v or "").strip() for v in row.values() if isinstance(v, str))]
+        return calls_from_rows(rows, path, amount_col or "called")
 
 
 def reconcile(payload: dict[str, Any], calls: list[dict[str, Any]], *, tolerance_pct: float = 5.0,

@@ -199,6 +199,9 @@ def create_app(
         redoc_url=None,
     )
     app.include_router(router)
+    from xmargin.service.calls import router as calls_router  # issue 16: reconcile-calls
+
+    app.include_router(calls_router)
     app.add_middleware(Guard, max_body_bytes=config.max_body_bytes)
 
     @app.exception_handler(RequestValidationError)
