@@ -170,7 +170,7 @@ def test_published_sample_records_are_read() -> None:
     assert c.risk_array[:5] == (0.0, 0.0, -567.0, -567.0, 567.0)
     assert c.risk_array[9:] == (1133.0, -1700.0, -1700.0, 1700.0, 1700.0, -1190.0, 1190.0)
     assert c.delta == 1.0
-    assert p.commodities["26"].products == ("26", "26", "59")
+    assert p.commodities["26"].products == ("26", "59")
 
 
 @pytest.mark.parametrize(("record", "mutate", "message"), [
@@ -218,3 +218,23 @@ def test_scanning_tier_record_is_noted_not_silently_used() -> None:
     lines.insert(3, "S 21    2102012024092024090220241220241")
     p = parse_pa2(lines, "t")
     assert any("2 scanning tiers of 21 scanned as one tier" in n for n in p.notes)
+
+
+def test_risk_array_decimal_locator_of_the_product() -> None:
+    """A ``2`` record giving the futures slot decimal locator 2 makes ``01133`` read $11.33; an
+    options slot of the same product code keeps its own locator."""
+    lines = [
+        "0 CME   20250620SE     202506201407U2YNCLR",
+        "2 CBT 26    0USD$PN   26        FUT2+ 26        OOF0+ ",
+        "81CBT26        26        FUT 202507            0000000" + "00000+00000+01133-01133-01133+01133+02266-02266-02266+",
+        "82CBT26        26        FUT 202507            0000000" + "02266+03400-03400-03400+03400+02380-02380+" + "01000+",
+    ]
+    (c,) = parse_pa2(lines, "t").contracts
+    assert c.risk_array[2] == pytest.approx(-11.33) and c.risk_array[12] == pytest.approx(34.0)
+
+
+def test_writer_refuses_a_value_that_does_not_fit_its_field() -> None:
+    """Risk arrays in cents (locator 2) leave 5 digits for at most $999.99: a $1,200 range does
+    not fit and the writer names the field instead of shifting the record."""
+    with pytest.raises(ValueError, match="scenario 11 1200.0 does not fit 9\\(5\\)"):
+        write_pa2(params(), decimals=2)

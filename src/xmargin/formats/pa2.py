@@ -95,7 +95,7 @@ class _Line:
             raise self.fail(f"has no {name}", start, end, name)
         if len(raw) != end - start or not raw.isdigit():
             raise self.fail(f"field {name} '{raw}' is not a {end - start}-digit number", start, end, name)
-        return int(raw) / 10**decimals
+        return int(raw) / 10.0**decimals
 
     def signed(self, start: int, name: str, decimals: int) -> float:
         value = self.num(start, start + 5, name, decimals)
@@ -178,8 +178,11 @@ def parse_pa2(lines: Iterable[str], source: str) -> CmeSpanParameters:
             for k in range(22, min(len(text), 118), 16):
                 product = r.x(k, k + 10)
                 if product:
-                    c["products"].append(product)  # type: ignore[union-attr]
-                    decimals[(r.x(2, 5), product)] = int(r.num(k + 13, k + 14, "risk array decimal locator", blank=0))
+                    if product not in c["products"]:  # type: ignore[operator]
+                        c["products"].append(product)  # type: ignore[union-attr]
+                    locator = int(r.num(k + 13, k + 14, "risk array decimal locator", blank=0))
+                    negative = text[k + 14:k + 15] == "-"  # a negative locator scales up
+                    decimals[(r.x(2, 5), product, r.x(k + 10, k + 13))] = -locator if negative else locator
         elif kind == "3 ":
             c = cc(r.x(2, 8))
             for k in range(10, 66, 14):
@@ -240,7 +243,7 @@ def parse_pa2(lines: Iterable[str], source: str) -> CmeSpanParameters:
             key = (ex, product, month)
             if r.x(25, 28) != "FUT":
                 continue  # options: not margined by this engine
-            dl = decimals.get((ex, product), 0)
+            dl = decimals.get((ex, product, "FUT"), 0)
             entry = arrays.setdefault(key, {"values": [None] * 16, "line": n, "delta": 1.0})
             first, count = (0, 9) if kind == "81" else (9, 7)
             for k in range(count):
