@@ -215,7 +215,7 @@ def test_malformed_xml_names_the_line(tmp_path: Path) -> None:
 
 def test_scanning_tier_record_is_noted_not_silently_used() -> None:
     lines = write_pa2(params()).splitlines()
-    lines.insert(3, "S 21    2102012024092024090220241220241")
+    lines.insert(3, "S 21    1002012024092024090220241220241")
     p = parse_pa2(lines, "t")
     assert any("2 scanning tiers of 21 scanned as one tier" in n for n in p.notes)
 
@@ -238,3 +238,32 @@ def test_writer_refuses_a_value_that_does_not_fit_its_field() -> None:
     not fit and the writer names the field instead of shifting the record."""
     with pytest.raises(ValueError, match="scenario 11 1200.0 does not fit 9\\(5\\)"):
         write_pa2(params(), decimals=2)
+
+
+def test_published_sample_records_of_the_other_types() -> None:
+    """Sample records of a 2025 CBOT/NYMEX PA2 file as published with an open-source reader
+    (types 3, C, 4, 5, 6, S): each parses to the fields the layout gives."""
+    lines = [
+        "0 CME   20250620SE     202506201407U2YNCLR",
+        "3 06    1001202507202507022025082025080320250920250904202510202511  100010001100",
+        "C 06    1001030000100011401A021502B031601A",
+        "4 YM    10010120250600000010000000                            00001701001001001",
+        "5 CME       06    07    14    31    3CC   71    76    7CC   AUW   BCF   ",
+        "6 ALL00010980000NYMNNY-HH 0010000ANYMNNY-HP 0010000B" + " " * 36 + "01",
+        "6 ALL00020980000NYMNNY-HH 0010000ANYMNNY-HP 0010000B" + " " * 36 + "04NYMNNY-NG          S00100000001",
+        "S 07    20020120250720250702202508202812" + " " * 42 + "2",
+    ]
+    p = parse_pa2(lines, "sample")
+    cc = p.commodities["06"]
+    assert cc.intra_tiers[3] == Tier(4, 202510, 202511)
+    assert cc.initial_ratio == {"member": 1.0, "hedger": 1.0, "speculator": 1.1}
+    (butterfly,) = cc.intra_spreads  # a 1:2:1 butterfly over the tiers the 3 record defines
+    assert (butterfly.priority, butterfly.rate) == (1, 100.0)
+    assert [(leg.key, leg.ratio, leg.side) for leg in butterfly.legs] == [("1", 1.0, "A"), ("2", 2.0, "B"),
+                                                                         ("3", 1.0, "A")]
+    assert p.commodities["YM"].spot_charges == (SpotCharge(202506, 1.0, 0.0),)
+    (spread,) = p.inter_spreads  # the scanning-based (method 04) one is noted, not applied
+    assert spread.rate == pytest.approx(0.98)
+    assert [(leg.key, leg.ratio, leg.side) for leg in spread.legs] == [("NY-HH", 1.0, "A"), ("NY-HP", 1.0, "B")]
+    assert any("method 04" in n for n in p.notes)
+    assert any("tiered inter-commodity spreading of 07" in n for n in p.notes)

@@ -16,7 +16,7 @@ published 1-based positions.  Records read (others listed by CME are accepted an
   hedger and speculator accounts at [68:72], [72:76], [76:80];
 * ``C `` tier-to-tier intra-commodity spread: CC [2:8], method [8:10], priority 9(2) [10:12],
   number of legs 9(2) [12:14], charge 9(7) dollars per spread [14:21], legs of 7 bytes from
-  [21]: leg number 9(2), tier number 9(2), delta-per-spread ratio 9(2), side A/B;
+  [21]: tier number 9(2), 2 bytes not used here, delta-per-spread ratio 9(2), side A/B;
 * ``E `` series-to-series intra-commodity spread: CC [2:8], priority 9(5) [8:13], charge 9(7)
   [13:20], four legs of 14 bytes from [20]: month YYMM, remaining period X(3), ratio
   9(2)V9(4), side;
@@ -37,9 +37,10 @@ published 1-based positions.  Records read (others listed by CME are accepted an
 
 Where the public pages disagree or could not be reached, the choice is stated: the type 3
 ratios follow the published standard-format layout (9V9(3), no decimal locators), which real
-2025 CME files follow; the ``C`` leg layout and the ``82`` composite delta precision are taken
+2025 CME files follow; the ``C`` leg layout and the ``82`` composite delta precision are inferred
 from published sample records of a 2025 CBOT file (the expanded ``C`` and ``8`` pages could
-not be reached from here); 9(7) charge rates are whole dollars.  A malformed record (a number
+not be reached from here; the ``C`` legs' tier numbers are the ones the same file's ``3``
+record defines, the meaning of the leg's bytes 3-4 is unknown and they are ignored); 9(7) charge rates are whole dollars.  A malformed record (a number
 field with anything but digits, a sign that is not ``+``/``-``, a record shorter than its last
 field, an unknown record type) raises :class:`~xmargin.errors.InputError` naming the line.
 """
@@ -202,7 +203,7 @@ def parse_pa2(lines: Iterable[str], source: str) -> CmeSpanParameters:
                 side = text[k + 6]
                 if side not in "AB":
                     raise r.fail(f"leg side '{side}' is not A or B", k + 6, k + 7, "leg side")
-                legs.append(SpreadLeg(str(int(r.num(k + 2, k + 4, "tier number"))), r.num(k + 4, k + 6, "leg ratio"), side))
+                legs.append(SpreadLeg(str(int(r.num(k, k + 2, "tier number"))), r.num(k + 4, k + 6, "leg ratio"), side))
             cc(r.x(2, 8))["spreads"].append(IntraSpread(int(r.num(10, 12, "priority")), r.num(14, 21, "charge rate"),  # type: ignore[union-attr]
                                                          tuple(legs), "tier"))
         elif kind == "E ":
@@ -235,8 +236,9 @@ def parse_pa2(lines: Iterable[str], source: str) -> CmeSpanParameters:
                         raise r.fail(f"leg side '{side}' is not A or B", k + 17, k + 18, "leg side")
                     legs.append(SpreadLeg(r.x(k + 4, k + 10), r.num(k + 10, k + 17, "delta per spread ratio", 4), side))
             method = r.x(88, 90)
-            if method not in ("", "01", "1", "20") and len(text) >= 90:
-                notes.append(f"line {n}: inter-commodity spread method {method} read as delta-based")
+            if method == "04":  # scanning-based (target leg) spreads are not delta-based: not applied
+                notes.append(f"line {n}: scanning-based inter-commodity spread (method 04) not applied")
+                continue
             inter.append(InterSpread(int(r.num(5, 9, "priority")), r.num(9, 16, "credit rate", 4) / 100.0, tuple(legs)))
         elif kind in ("81", "82"):
             ex, product, month = r.x(2, 5), r.x(5, 15), int(r.num(29, 35, "contract month"))
@@ -254,9 +256,11 @@ def parse_pa2(lines: Iterable[str], source: str) -> CmeSpanParameters:
             if r.x(15, 18) == "FUT":
                 dsf[(r.x(2, 5), r.x(5, 15), int(r.num(18, 24, "futures month")))] = r.num(85, 91, "delta scaling factor", 4)
         elif kind == "S ":
-            tiers = int(r.num(10, 12, "number of tiers", blank=0))
-            if tiers > 1:
+            method, tiers = r.x(8, 10), int(r.num(10, 12, "number of tiers", blank=0))
+            if tiers > 1 and method in ("10", "21", "22"):
                 notes.append(f"line {n}: {tiers} scanning tiers of {r.x(2, 8)} scanned as one tier")
+            if tiers > 1 and method in ("20", "21", "23"):
+                notes.append(f"line {n}: tiered inter-commodity spreading of {r.x(2, 8)} done on its whole net delta")
     if "date" not in header:
         raise InputError("no type '0' exchange complex header record: not a SPAN expanded (PA2) file", source=source)
     contracts = []
