@@ -162,7 +162,7 @@ def test_published_sample_records_are_read() -> None:
         "0 CME   20250620SE     202506201407U2YNCLR        C CUST  H HEDGE 1 CORE  M MAINT ",
         "2 CBT 26    0USD$PN   26        FUT   26        OOF   59        OOF   ",
         "81CBT26        26        FUT 202507            000000000000+00000+00567-00567-00567+00567+01133-01133-01133+00000000284100N",
-        "82CBT26        26        FUT 202507            0000000" + "01133+01700-01700-01700+01700+01190-01190+" + "01000+",
+        "82CBT26        26        FUT 202507            0000000" + "01133+01700-01700-01700+01700+01190-01190+" + "10000+",
     ]
     p = parse_pa2(lines, "sample")
     (c,) = p.contracts
@@ -227,7 +227,7 @@ def test_risk_array_decimal_locator_of_the_product() -> None:
         "0 CME   20250620SE     202506201407U2YNCLR",
         "2 CBT 26    0USD$PN   26        FUT2+ 26        OOF0+ ",
         "81CBT26        26        FUT 202507            0000000" + "00000+00000+01133-01133-01133+01133+02266-02266-02266+",
-        "82CBT26        26        FUT 202507            0000000" + "02266+03400-03400-03400+03400+02380-02380+" + "01000+",
+        "82CBT26        26        FUT 202507            0000000" + "02266+03400-03400-03400+03400+02380-02380+" + "10000+",
     ]
     (c,) = parse_pa2(lines, "t").contracts
     assert c.risk_array[2] == pytest.approx(-11.33) and c.risk_array[12] == pytest.approx(34.0)
@@ -257,10 +257,10 @@ def test_published_sample_records_of_the_other_types() -> None:
     cc = p.commodities["06"]
     assert cc.intra_tiers[3] == Tier(4, 202510, 202511)
     assert cc.initial_ratio == {"member": 1.0, "hedger": 1.0, "speculator": 1.1}
-    (butterfly,) = cc.intra_spreads  # a 1:2:1 butterfly over the tiers the 3 record defines
+    (butterfly,) = cc.intra_spreads  # legs 1-3: a 1:2:1 butterfly over tiers 14, 15, 16
     assert (butterfly.priority, butterfly.rate) == (1, 100.0)
-    assert [(leg.key, leg.ratio, leg.side) for leg in butterfly.legs] == [("1", 1.0, "A"), ("2", 2.0, "B"),
-                                                                         ("3", 1.0, "A")]
+    assert [(leg.key, leg.ratio, leg.side) for leg in butterfly.legs] == [("14", 1.0, "A"), ("15", 2.0, "B"),
+                                                                         ("16", 1.0, "A")]
     assert p.commodities["YM"].spot_charges == (SpotCharge(202506, 1.0, 0.0),)
     (spread,) = p.inter_spreads  # the scanning-based (method 04) one is noted, not applied
     assert spread.rate == pytest.approx(0.98)

@@ -16,7 +16,7 @@ published 1-based positions.  Records read (others listed by CME are accepted an
   hedger and speculator accounts at [68:72], [72:76], [76:80];
 * ``C `` tier-to-tier intra-commodity spread: CC [2:8], method [8:10], priority 9(2) [10:12],
   number of legs 9(2) [12:14], charge 9(7) dollars per spread [14:21], legs of 7 bytes from
-  [21]: tier number 9(2), 2 bytes not used here, delta-per-spread ratio 9(2), side A/B;
+  [21]: leg number 9(2), tier number 9(2), delta-per-spread ratio 9(2), side A/B;
 * ``E `` series-to-series intra-commodity spread: CC [2:8], priority 9(5) [8:13], charge 9(7)
   [13:20], four legs of 14 bytes from [20]: month YYMM, remaining period X(3), ratio
   9(2)V9(4), side;
@@ -29,7 +29,7 @@ published 1-based positions.  Records read (others listed by CME are accepted an
   delta-per-spread ratio 9(3)V9(4), side; method [88:90];
 * ``81``/``82`` risk arrays: exchange [2:5], product [5:15], underlying [15:25], type [25:28],
   contract month [29:35]; scenario values of 5 digits and a sign from [54] (``81``: scenarios
-  1-9 to [108], settlement price [108:122]; ``82``: 10-16 to [96], composite delta 9(2)V9(3)
+  1-9 to [108], settlement price [108:122]; ``82``: 10-16 to [96], composite delta 9V9(4)
   and sign [96:102]); the decimal locator comes from the product's ``2`` record;
 * ``B `` array calculation parameters: exchange [2:5], product [5:15], type [15:18], futures
   month [18:24], price scan range 9(5) [52:57], delta-scaling factor 9(2)V9(4) [85:91];
@@ -37,10 +37,11 @@ published 1-based positions.  Records read (others listed by CME are accepted an
 
 Where the public pages disagree or could not be reached, the choice is stated: the type 3
 ratios follow the published standard-format layout (9V9(3), no decimal locators), which real
-2025 CME files follow; the ``C`` leg layout and the ``82`` composite delta precision are inferred
-from published sample records of a 2025 CBOT file (the expanded ``C`` and ``8`` pages could
-not be reached from here; the ``C`` legs' tier numbers are the ones the same file's ``3``
-record defines, the meaning of the leg's bytes 3-4 is unknown and they are ignored); 9(7) charge rates are whole dollars.  A malformed record (a number
+2025 CME files follow; the ``C`` and ``8x`` field widths follow an open-source
+parser written from CME's www.cme-ch.com/span/spanl300.htm pages (rpolton/span-for-margin,
+``CME.ExpandedFormat.fs``; the expanded ``C`` and ``8`` pages themselves could not be reached
+from here); the composite delta's 4 implied decimals (9V9(4), futures 1.0000) are inferred from
+a published 2025 CBOT ``82`` record whose deltas read ``10000``; 9(7) charge rates are whole dollars.  A malformed record (a number
 field with anything but digits, a sign that is not ``+``/``-``, a record shorter than its last
 field, an unknown record type) raises :class:`~xmargin.errors.InputError` naming the line.
 """
@@ -203,7 +204,7 @@ def parse_pa2(lines: Iterable[str], source: str) -> CmeSpanParameters:
                 side = text[k + 6]
                 if side not in "AB":
                     raise r.fail(f"leg side '{side}' is not A or B", k + 6, k + 7, "leg side")
-                legs.append(SpreadLeg(str(int(r.num(k, k + 2, "tier number"))), r.num(k + 4, k + 6, "leg ratio"), side))
+                legs.append(SpreadLeg(str(int(r.num(k + 2, k + 4, "tier number"))), r.num(k + 4, k + 6, "leg ratio"), side))
             cc(r.x(2, 8))["spreads"].append(IntraSpread(int(r.num(10, 12, "priority")), r.num(14, 21, "charge rate"),  # type: ignore[union-attr]
                                                          tuple(legs), "tier"))
         elif kind == "E ":
@@ -236,6 +237,9 @@ def parse_pa2(lines: Iterable[str], source: str) -> CmeSpanParameters:
                         raise r.fail(f"leg side '{side}' is not A or B", k + 17, k + 18, "leg side")
                     legs.append(SpreadLeg(r.x(k + 4, k + 10), r.num(k + 10, k + 17, "delta per spread ratio", 4), side))
             method = r.x(88, 90)
+            if text[100:101] == "F":  # flat-rate credit in dollars, not a weighted-price-risk share
+                notes.append(f"line {n}: flat-rate inter-commodity spread (credit method F) not applied")
+                continue
             if method == "04":  # scanning-based (target leg) spreads are not delta-based: not applied
                 notes.append(f"line {n}: scanning-based inter-commodity spread (method 04) not applied")
                 continue
@@ -251,7 +255,7 @@ def parse_pa2(lines: Iterable[str], source: str) -> CmeSpanParameters:
             for k in range(count):
                 entry["values"][first + k] = r.signed(54 + 6 * k, f"scenario {first + k + 1}", dl)  # type: ignore[index]
             if kind == "82" and text[96:101].strip():
-                entry["delta"] = r.signed(96, "composite delta", 3)
+                entry["delta"] = r.signed(96, "composite delta", 4) or 1.0  # a future's delta is 1 when not given
         elif kind == "B ":
             if r.x(15, 18) == "FUT":
                 dsf[(r.x(2, 5), r.x(5, 15), int(r.num(18, 24, "futures month")))] = r.num(85, 91, "delta scaling factor", 4)

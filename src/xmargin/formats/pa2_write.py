@@ -49,8 +49,8 @@ def write_pa2(p: CmeSpanParameters, *, decimals: int = 0) -> str:
             lines.append(f"3 {_x(cc.code, 6)}10{tiers.ljust(56)}  {_n(r['member'], 4, 3, 'member ratio')}"
                          f"{_n(r['hedger'], 4, 3, 'hedger ratio')}{_n(r['speculator'], 4, 3, 'speculator ratio')}")
             for s in (s for s in cc.intra_spreads if s.by == "tier"):
-                legs = "".join(f"{_n(int(leg.key), 2, 0, 'tier')}00{_n(leg.ratio, 2, 0, 'ratio')}{leg.side}"
-                               for leg in s.legs)
+                legs = "".join(f"{k + 1:02d}{_n(int(leg.key), 2, 0, 'tier')}{_n(leg.ratio, 2, 0, 'ratio')}{leg.side}"
+                               for k, leg in enumerate(s.legs))
                 lines.append(f"C {_x(cc.code, 6)}10{_n(s.priority, 2)}{_n(len(s.legs), 2)}"
                              f"{_n(s.rate, 7, 0, 'charge rate')}{legs}")
             for s in (s for s in cc.intra_spreads if s.by == "month"):
@@ -67,7 +67,7 @@ def write_pa2(p: CmeSpanParameters, *, decimals: int = 0) -> str:
                          f"{_n(c.delta_scaling, 6, 4, 'delta scaling factor')}")
             ra = [_signed(v, decimals, f"{c.product} {c.month} scenario {k + 1}") for k, v in enumerate(c.risk_array)]
             lines.append(f"81{_key(c)}{''.join(ra[:9])}{'0' * 14}N")
-            lines.append(f"82{_key(c)}{''.join(ra[9:])}{_signed(c.delta, 3, 'composite delta')}")
+            lines.append(f"82{_key(c)}{''.join(ra[9:])}{_signed(c.delta, 4, 'composite delta')}")
     groups: dict[str, list[str]] = {}
     for cc in p.commodities.values():
         groups.setdefault("ALL", []).append(cc.code)

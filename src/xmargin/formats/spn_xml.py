@@ -15,7 +15,8 @@ readers of real CME/NSE files)::
 
 Units (**choice** where the schema is silent): risk array values ``a`` in dollars per
 contract, positive a loss (as in the PA2 file); intra-commodity ``rate/val`` dollars per
-spread; inter-commodity ``rate/val`` a fraction (0.75 = 75%); ``spotRate`` dollars per delta;
+spread; inter-commodity ``rate/val`` a fraction (0.75 = 75%; a value above 1 is read as percent, noted);
+``spotRate`` dollars per delta;
 ``adjRate/val`` of an initial rate id (``isM`` 0) the initial-to-maintenance ratio.  Parsed
 with expat, DTDs refused; a malformed file raises :class:`~xmargin.errors.InputError` naming
 the line.
@@ -118,13 +119,18 @@ def parse_spn_xml(text: str, source: str) -> CmeSpanParameters:
         commodities[code] = CombinedCommodity(code, exchange, products, tiers, tuple(spreads), spot, ratios,
                                               "file (pbRateDef/adjRate)" if found else "CME rule (file gives none)")
     inter = []
+    notes = []
     for block in org.all("interSpreads"):
         for s in block.all("dSpread"):
             rate = s.one("rate")
             if rate is None:
                 raise InputError("<dSpread> has no <rate>", source=source, row=s.line, field="rate")
             legs = tuple(SpreadLeg(rd.text(leg, "cc"), rd.number(leg, "i", 1.0), rd.text(leg, "rs")) for leg in s.all("pLeg"))
-            inter.append(InterSpread(int(rd.number(s, "spread")), rd.number(rate, "val"), legs))
+            val = rd.number(rate, "val")
+            if val > 1.0:  # a credit above 100% cannot be a fraction: the file gives percent
+                notes.append(f"line {rate.line}: inter-commodity credit rate {val:g} read as percent")
+                val /= 100.0
+            inter.append(InterSpread(int(rd.number(s, "spread")), val, legs))
     contracts = []
     for ex in org.all("exchange"):
         exch = rd.text(ex, "exch", "")
@@ -148,7 +154,7 @@ def parse_spn_xml(text: str, source: str) -> CmeSpanParameters:
                                               rd.number(f, "d", 1.0), rd.number(f, "sc", 1.0),
                                               rd.number(f, "p", 0.0) or None, f.line))
     return CmeSpanParameters(source, "xml", business, rd.text(org, "ec", ""), commodities, tuple(contracts),
-                             tuple(sorted(inter, key=lambda s: s.priority)))
+                             tuple(sorted(inter, key=lambda s: s.priority)), tuple(notes))
 
 
 def write_spn_xml(p: CmeSpanParameters) -> str:
