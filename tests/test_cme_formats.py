@@ -135,6 +135,16 @@ def test_calendar_spreads_agree_with_the_built_in_too(with_file: dict[str, Any],
     assert built_in["CAL"]["components"]["span_intra_spread_charge"] > 0
 
 
+def test_cme_params_show_lists_the_file(files: dict[str, Path]) -> None:
+    r = cli("cme-params", "show", str(files["zn"]), "--format", "json")
+    assert r.exit_code == 0, r.output
+    shown = json.loads(r.stdout)
+    assert shown["format"] == "pa2" and {c["product"] for c in shown["contracts"]} == {"ZN"}
+    assert all(c["scan_long"] == c["scan_short"] > 0 for c in shown["contracts"])
+    r = cli("cme-params", "show", str(files["book"]))
+    assert r.exit_code == 2 and "record type" in r.stderr and "row 1" in r.stderr
+
+
 def test_products_missing_from_the_file_are_named(files: dict[str, Path], data_dir: Path) -> None:
     r = cli("margin", str(files["book"]), "--as-of", AS_OF, "--data-dir", str(data_dir), "--format", "json",
             "--cme-params", str(files["zn"]))
@@ -245,3 +255,19 @@ def test_bad_calls_file_names_row_and_field(files: dict[str, Path]) -> None:
     (files["root"] / "r.json").write_text(json.dumps({"as_of": AS_OF, "accounts": []}))
     r = cli("reconcile-calls", str(files["root"] / "bad_calls.csv"), "--results", str(files["root"] / "r.json"))
     assert r.exit_code == 2 and "row 2" in r.stderr and "clearinghouse" in r.stderr
+
+
+def test_reconcile_calls_margins_a_portfolio_itself(with_file: dict[str, Any], files: dict[str, Path],
+                                                     data_dir: Path) -> None:
+    """``--portfolio`` (with the same CME file) gives the figures of the saved results; with
+    ``--cme-basis initial`` a customer's CME figure is 1.10 x maintenance."""
+    root = files["root"]
+    cal = next(r for r in with_file["accounts"] if r["account"] == "CAL")
+    (root / "calls2.csv").write_text(f"account,clearinghouse,called\nCAL,CME,{cal['cme_requirement']:.2f}\n")
+    r = cli("reconcile-calls", str(root / "calls2.csv"), "--portfolio", str(files["book"]), "--cme-params",
+            str(files["cal"]), "--as-of", AS_OF, "--data-dir", str(data_dir), "--format", "json",
+            "--cme-basis", "initial")
+    assert r.exit_code == 0, r.output
+    row = next(x for x in json.loads(r.stdout)["rows"] if x["account"] == "CAL" and x["clearinghouse"] == "CME")
+    assert row["ours"] == pytest.approx(1.1 * cal["cme_requirement"])
+    assert row["flagged"] and "called less" in row["note"]

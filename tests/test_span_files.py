@@ -267,3 +267,4 @@ def test_published_sample_records_of_the_other_types() -> None:
     assert [(leg.key, leg.ratio, leg.side) for leg in spread.legs] == [("NY-HH", 1.0, "A"), ("NY-HP", 1.0, "B")]
     assert any("method 04" in n for n in p.notes)
     assert any("tiered inter-commodity spreading of 07" in n for n in p.notes)
+    assert any("weighted futures price risk method 2 of 07" in n for n in p.notes)

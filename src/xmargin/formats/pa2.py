@@ -265,6 +265,9 @@ def parse_pa2(lines: Iterable[str], source: str) -> CmeSpanParameters:
                 notes.append(f"line {n}: {tiers} scanning tiers of {r.x(2, 8)} scanned as one tier")
             if tiers > 1 and method in ("20", "21", "23"):
                 notes.append(f"line {n}: tiered inter-commodity spreading of {r.x(2, 8)} done on its whole net delta")
+            if text[82:83] in ("2", "3"):
+                notes.append(f"line {n}: weighted futures price risk method {text[82]} of {r.x(2, 8)} read as method 1 "
+                             "(price risk / net delta)")
     if "date" not in header:
         raise InputError("no type '0' exchange complex header record: not a SPAN expanded (PA2) file", source=source)
     contracts = []
