@@ -71,6 +71,7 @@ from xmargin.formats.span_params import (
 #: options, currency, redefinition, daily adjustment, combination and debt-security records).
 IGNORED = frozenset({"P ", "T ", "R ", "V ", "X ", "Y ", "Z ", "83", "84", "91", "92", "9 ", "Q "})
 KNOWN = frozenset({"0 ", "1 ", "2 ", "3 ", "4 ", "5 ", "6 ", "81", "82", "B ", "C ", "E ", "S "}) | IGNORED
+MAX_BYTES = 2 * 1024**3  # a zipped member larger than this is refused (a full CME file is a few hundred MB)
 #: Minimum length of each used record (the end of its last mandatory field).
 MIN_LENGTH = {"0 ": 37, "1 ": 9, "2 ": 35, "3 ": 24, "4 ": 34, "5 ": 18, "6 ": 52, "81": 108, "82": 102,
               "B ": 91, "C ": 28, "E ": 34, "S ": 12}
@@ -121,6 +122,9 @@ def _read_text(path: Path) -> tuple[str, str]:
             preferred = [m for m in names if m.lower().endswith((".pa2", ".spn", ".xml", ".txt"))] or names
             if not preferred:
                 raise InputError("empty zip archive", source=path)
+            size = zf.getinfo(preferred[0]).file_size
+            if size > MAX_BYTES:
+                raise InputError(f"{preferred[0]} unpacks to {size:,} bytes, more than {MAX_BYTES:,}", source=path)
             raw = zf.read(preferred[0])
             label = f"{path}:{preferred[0]}"
     return raw.decode("latin-1"), label
@@ -245,10 +249,10 @@ def parse_pa2(lines: Iterable[str], source: str) -> CmeSpanParameters:
                 continue
             inter.append(InterSpread(int(r.num(5, 9, "priority")), r.num(9, 16, "credit rate", 4) / 100.0, tuple(legs)))
         elif kind in ("81", "82"):
-            ex, product, month = r.x(2, 5), r.x(5, 15), int(r.num(29, 35, "contract month"))
-            key = (ex, product, month)
             if r.x(25, 28) != "FUT":
                 continue  # options: not margined by this engine
+            ex, product, month = r.x(2, 5), r.x(5, 15), int(r.num(29, 35, "contract month"))
+            key = (ex, product, month)
             dl = decimals.get((ex, product, "FUT"), 0)
             entry = arrays.setdefault(key, {"values": [None] * 16, "line": n, "delta": 1.0})
             first, count = (0, 9) if kind == "81" else (9, 7)

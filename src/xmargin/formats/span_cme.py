@@ -54,15 +54,13 @@ class CmeSpanResult:
     events: list[dict[str, Any]] = field(default_factory=list)  # spreads formed, when traced
 
 
-_MAP_CACHE: dict[tuple[int, tuple[str, ...]], tuple[npt.NDArray[np.int64], dict[str, str]]] = {}
-
-
 def contract_map(params: CmeSpanParameters, universe: InstrumentUniverse) -> tuple[npt.NDArray[np.int64], dict[str, str]]:
     """Index into ``params.contracts`` of every universe row (-1 if none) and, for each futures
     contract the file lacks, why (the products the file has)."""
-    key = (id(params), tuple(universe.ids))
-    if key in _MAP_CACHE:
-        return _MAP_CACHE[key]
+    cache = params.__dict__.setdefault("_contract_maps", {})  # per parameter set, by universe
+    key = tuple(universe.ids)
+    if key in cache:
+        return cache[key]  # type: ignore[no-any-return]
     index = {id(c): k for k, c in enumerate(params.contracts)}
     out = np.full(len(universe), -1, dtype=np.int64)
     missing: dict[str, str] = {}
@@ -74,9 +72,9 @@ def contract_map(params: CmeSpanParameters, universe: InstrumentUniverse) -> tup
                                             f"(products there: {', '.join(params.products()) or 'none'})")
             else:
                 out[j] = index[id(c)]
-    if len(_MAP_CACHE) > 16:
-        _MAP_CACHE.clear()
-    _MAP_CACHE[key] = (out, missing)
+    if len(cache) > 16:
+        cache.clear()
+    cache[key] = (out, missing)
     return out, missing
 
 
