@@ -49,6 +49,8 @@ class FileSpanModel:
 
     def requirement(self, q: sp.csr_matrix) -> SpanResult:
         """The calculator's SPAN figures for the rows of ``q`` (spot charge reported apart)."""
+        if q.shape[1] != len(self.universe):
+            raise ValueError("positions over another universe than the CME file was mapped to: attach it again")
         r = cme_span(q, self.universe, self.params)
         return SpanResult(r.scan_risk, r.intra_spread_charge, r.inter_spread_credit, r.maintenance,
                           np.zeros((q.shape[0], 0)), r.spot_charge)
