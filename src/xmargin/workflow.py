@@ -55,12 +55,15 @@ class Environment:
 def margin_payload(
     context: MarginContext, book: Book, margins: AccountMargins, *, explain: bool = False
 ) -> dict[str, Any]:
-    """The ``xmargin margin --format json`` document."""
+    """The ``xmargin margin --format json`` document (CME initial beside maintenance, and a CME
+    parameter file's steps when the context has one: :mod:`xmargin.formats.cme_margin`)."""
+    from xmargin.formats.cme_margin import add_cme_figures
+
     records = account_records(context, book, margins)
     if explain:
         for i, rec in enumerate(records):
             rec["explain"] = explain_account(context, book, i)
-    return {
+    doc = {
         "as_of": context.snapshot.as_of.isoformat(),
         "model": {
             "params": context.params.to_dict(),
@@ -80,6 +83,7 @@ def margin_payload(
         "accounts": records,
         "totals": totals(margins),
     }
+    return add_cme_figures(doc, context, book, margins, explain=explain)
 
 
 def margin_job(
@@ -94,7 +98,7 @@ def margin_job(
 
     ``cme_params``: a CME SPAN parameter file for the CME stand-alone figures
     (:mod:`xmargin.formats.cme_margin`); the calibration when ``None``."""
-    from xmargin.formats.cme_margin import add_cme_figures, attach_cme_file
+    from xmargin.formats.cme_margin import attach_cme_file
 
     span_file = None
     if cme_params is not None:
@@ -112,5 +116,4 @@ def margin_job(
     margins = compute_margins(
         context, book, progress=(lambda d, t: progress("accounts", d, t)) if progress else None
     )
-    return add_cme_figures(margin_payload(context, book, margins, explain=explain), context, book, margins,
-                           explain=explain)
+    return margin_payload(context, book, margins, explain=explain)
