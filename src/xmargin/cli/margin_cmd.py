@@ -80,7 +80,7 @@ def margin(
     with progress_reporter() as progress:
         payload = margin_job(env, portfolio, explain=explain, progress=progress, cme_params=cme_params)
     if fixml is not None:
-        from xmargin.formats.fixml import write_margin_reports
+        from xmargin.reports.fixml import write_margin_reports
 
         write_margin_reports(payload, fixml)
     if format is OutputFormat.json:

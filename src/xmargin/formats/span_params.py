@@ -23,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
+from xmargin.reference.cme_codes import PRODUCT_ALIASES
+
 #: Account classes of CME's initial-to-maintenance ratios, and the class of each of our
 #: account types.  **Choice**: a customer account is a speculator (non-hedger) account, the
 #: conservative reading; CME's published rule: initial = 110% of maintenance for speculators,
@@ -30,16 +32,6 @@ from datetime import date
 ACCOUNT_CLASSES = ("member", "hedger", "speculator")
 ACCOUNT_CLASS_OF = {"house": "member", "customer": "speculator"}
 CME_RULE_RATIOS = {"member": 1.0, "hedger": 1.0, "speculator": 1.1}
-
-#: Product codes CME uses for our roots in SPAN files besides the Globex root itself: CBOT
-#: clearing codes (17 Treasury bond, 21 10-year, 25 5-year, 26 2-year, 41 30-day Fed Funds,
-#: UBE Ultra bond, TN Ultra 10-year, 3YR 3-year) and the ticker-style aliases.
-PRODUCT_ALIASES: dict[str, tuple[str, ...]] = {
-    "ZT": ("ZT", "26", "TU"), "Z3N": ("Z3N", "3YR", "Z3"), "ZF": ("ZF", "25", "FV"), "ZN": ("ZN", "21", "TY"),
-    "TN": ("TN", "TN1"), "TWE": ("TWE",), "ZB": ("ZB", "17", "US"), "UB": ("UB", "UBE"),
-    "SR3": ("SR3",), "SR1": ("SR1",), "ZQ": ("ZQ", "41", "FF"),
-}
-
 
 @dataclass(frozen=True)
 class SpanContract:

@@ -39,7 +39,7 @@ from xmargin.formats.span_params import (
     SpreadLeg,
     Tier,
 )
-from xmargin.formats.xmltree import Node, parse_tree
+from xmargin.portfolio.xmltree import Node, parse_tree
 
 _CLASS = {"M": "member", "H": "hedger", "S": "speculator"}
 

@@ -1,7 +1,6 @@
-"""FIXML (FIX 5.0 SP2): position reports in, margin requirement reports out.
+"""FIXML (FIX 5.0 SP2) position reports as a portfolio (``xmargin margin positions.xml``).
 
-**PosRpt in** (``xmargin margin positions.xml``, the clearinghouse's position report as a
-portfolio): each ``PosRpt`` gives, with FIXML's abbreviations of the FIX fields,
+Each ``PosRpt`` gives, with FIXML's abbreviations of the FIX fields,
 
 * the account: ``@Acct`` (Account, tag 1) or else the ``Pty`` with ``R="24"`` (customer
   account) or ``R="38"`` (position account); the member: ``Pty R="4"`` (clearing firm);
@@ -14,33 +13,24 @@ portfolio): each ``PosRpt`` gives, with FIXML's abbreviations of the FIX fields,
 
 Cross-margin election is not in a position report: every account is taken as electing
 (**choice**), as in our CSV default.  Unknown instruments raise
-:class:`~xmargin.errors.InputError` naming the file, the line and the instrument.
-
-**MgnReqmtRpt out** (``xmargin margin --fixml out.xml``): one report per account and
-clearinghouse, ``@RptID``, ``@RptTyp`` 0 (summary), ``@BizDt``, ``@Ccy`` USD, parties
-``Pty R="21"`` (clearing organization), ``R="4"`` (clearing firm = member), ``R="24"``
-(account) and margin amounts ``MgnAmt @Typ @Amt @Ccy`` with MarginAmtType (1644) ``22`` total
-margin (the requirement after cross-margining, maintenance level), ``3`` unadjusted margin
-(stand-alone, before the cross-margin reduction) and, for CME, ``11`` initial margin.
+:class:`~xmargin.errors.InputError` naming the file, the line and the instrument.  The results
+go back out as ``MgnReqmtRpt`` (:mod:`xmargin.reports.fixml`).
 """
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 from datetime import date
 from pathlib import Path
-from typing import Any
 
-from xmargin.errors import InputError, UnknownInstrumentError, XMarginError
-from xmargin.formats.span_params import PRODUCT_ALIASES
-from xmargin.formats.xmltree import Node, parse_tree
+from xmargin.errors import InputError, UnknownInstrumentError
 from xmargin.portfolio.book import Account, Book, build_book
+from xmargin.portfolio.xmltree import Node, parse_tree
+from xmargin.reference.cme_codes import PRODUCT_ALIASES
 from xmargin.reference.eligibility import EligibilityRules
 from xmargin.reference.futures import TREASURY_FUTURES, TreasuryFuture
 from xmargin.reference.lookup import Instrument
 from xmargin.reference.stir import RATE_FUTURES, RateFuture
 
-NAMESPACE = "http://www.fixprotocol.org/FIXML-5-0-SP2"
 ROOT_OF = {alias: root for root, names in PRODUCT_ALIASES.items() for alias in names}
 
 
@@ -132,35 +122,3 @@ def read_fixml_positions(path: str | Path, *, as_of: date, eligibility: Eligibil
                 warnings.append(f"{source}, line {rpt.line}: {inst.symbol} is not cross-margin eligible")  # type: ignore[union-attr]
             holdings.append((index[name], inst, net))
     return build_book(accounts, holdings, source=source, warnings=warnings)
-
-
-def write_margin_reports(payload: dict[str, Any], path: str | Path) -> Path:
-    """The ``xmargin margin`` results as a FIXML batch of ``MgnReqmtRpt`` (module docstring).
-    Accounts that could not be margined get no report."""
-    ET.register_namespace("", NAMESPACE)
-    root = ET.Element(f"{{{NAMESPACE}}}FIXML", {"v": "5.0 SP2"})
-    batch = ET.SubElement(root, f"{{{NAMESPACE}}}Batch")
-    biz = payload["as_of"]
-    for rec in payload["accounts"]:
-        for house in ("ficc", "cme"):
-            after, before = rec.get(f"{house}_requirement"), rec.get(f"{house}_standalone")
-            if after is None or before is None:
-                continue
-            rpt = ET.SubElement(batch, f"{{{NAMESPACE}}}MgnReqmtRpt", {
-                "RptID": f"XM-{biz}-{rec['account']}-{house.upper()}", "RptTyp": "0", "BizDt": biz, "Ccy": "USD"})
-            for pid, role in ((house.upper(), "21"), (rec["member"], "4"), (rec["account"], "24")):
-                ET.SubElement(rpt, f"{{{NAMESPACE}}}Pty", {"ID": str(pid), "R": role})
-            amounts = [("22", after), ("3", before)]
-            if house == "cme" and rec.get("cme_initial_ratio") is not None:
-                amounts.append(("11", after * rec["cme_initial_ratio"]))
-            for typ, amt in amounts:
-                ET.SubElement(rpt, f"{{{NAMESPACE}}}MgnAmt", {"Typ": typ, "Amt": f"{amt:.2f}", "Ccy": "USD"})
-    ET.indent(root)
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text('<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n")
-        tmp.replace(path)
-    except OSError as exc:
-        raise XMarginError(f"{path}: cannot write FIXML: {exc.strerror}") from None
-    return path

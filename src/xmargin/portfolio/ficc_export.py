@@ -60,7 +60,7 @@ def is_ficc_export(path: Path) -> bool:
 
 def read_ficc_export(path: str | Path, *, as_of: date, master: SecuritiesMaster,
                      eligibility: EligibilityRules) -> Book:
-    from xmargin.portfolio.io import _book_from_rows
+    from xmargin.portfolio.text import _book_from_rows
 
     path = Path(path)
     with path.open(newline="", encoding="utf-8-sig") as fh:
