@@ -24,7 +24,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"masterdata", "scenarios", "pricing"}),
     frozenset({"portfolio"}),
     frozenset({"margin"}),
-    frozenset({"reports", "engine", "validation"}),
+    frozenset({"reports", "engine", "validation", "formats"}),
     frozenset({"workflow", "optimise", "clearing"}),
     frozenset({"distributed"}),
     frozenset({"service"}),

@@ -214,22 +214,31 @@ def watch(
 def verify(
     ledger: LedgerOption = DEFAULT_LEDGER,
     file: Annotated[Path | None, typer.Option("--file", help="Check a JSON-lines export instead.")] = None,
+    keys: Annotated[Path | None, typer.Option("--keys", help="Directory of the parties' public keys "
+                                              "(<party>.pub): checkpoint signatures must verify under them.")] = None,
+    anchor: Annotated[list[Path] | None, typer.Option("--anchor", help="Signed checkpoints a party kept (JSON "
+                                                      "lines); detects truncation and forks. Repeatable.")] = None,
     replay_checkpoints: Annotated[bool, typer.Option("--replay-checkpoints", help="Also replay the log from the "
-                                                     "first entry and compare each checkpoint's saved state.")] = False,
+                                                     "first entry and compare each engine checkpoint's saved "
+                                                     "state.")] = False,
     data_dir: DataDirOption = None,
     format: FormatOption = OutputFormat.table,
 ) -> None:
-    """Check the whole hash chain and every checkpoint; exit 1 naming the first altered, missing or
-    reordered entry or the checkpoint that disagrees with the log."""
+    """Check the whole hash chain, the signed checkpoints and the engine checkpoints (saved states);
+    exit 1 naming the first bad entry or checkpoint."""
     from xmargin.clearing.checkpoint import verify_checkpoints
-    from xmargin.ledger import Ledger, verify_export, verify_ledger
+    from xmargin.ledger import Ledger, verify_export
+    from xmargin.ledger.replica import verify_anchored
+    from xmargin.ledger.signing import load_public_keys, read_checkpoints
 
     checks = []
     if file is not None:
         report = verify_export(file)
     else:
+        public = load_public_keys(keys) if keys is not None else None
+        kept = [cp for path in anchor or [] for cp in read_checkpoints(path)]
         with Ledger(ledger, create=False) as lg:
-            report = verify_ledger(lg)
+            report = verify_anchored(lg, public, kept)
             if report.ok:
                 checks = verify_checkpoints(lg, data_dir=data_dir, replay=replay_checkpoints)
     bad = [c for c in checks if not c.ok]
@@ -237,12 +246,12 @@ def verify(
         emit_json({"ok": report.ok and not bad, "entries": report.entries, "last_seq": report.last_seq,
                    "last_hash": report.last_hash, "problem": report.problem, "seq": report.seq,
                    "message": report.message,
-                   "checkpoints": [{"seq": c.seq, "ok": c.ok, "message": c.message} for c in checks]})
+                   "engine_checkpoints": [{"seq": c.seq, "ok": c.ok, "message": c.message} for c in checks]})
     elif report.ok:
         console.print(f"ok: {report.message}; head {report.last_seq} {report.last_hash}", highlight=False)
         for c in checks:
             mark = "ok" if c.ok else "[bold red]FAILED[/]"
-            console.print(f"{mark}: {c.message}", highlight=False, soft_wrap=True)
+            console.print(f"{mark}: engine {c.message}", highlight=False, soft_wrap=True)
     else:
         console.print(f"[bold red]FAILED[/] at entry {report.seq} ({report.problem}): {report.message}",
                       highlight=False, soft_wrap=True)
@@ -370,6 +379,15 @@ def register(app: typer.Typer) -> None:
     app.command("ingest")(ingest)
     app.command("watch")(watch)
     app.add_typer(ledger_app, name="ledger")
+
+
+def _add_signing_commands() -> None:
+    from xmargin.cli.ledger_sign_cmd import add_commands
+
+    add_commands(ledger_app)
+
+
+_add_signing_commands()
 
 
 def _standalone() -> typer.Typer:
