@@ -134,7 +134,7 @@ def test_cli_checkpoint_and_verify(tmp_path, market, data_dir):
         session.use_market(market)
         session.ingest(_rows(market, BEFORE))
     runner = CliRunner()
-    made = runner.invoke(app, ["ledger", "checkpoint", "--ledger", url, "--data-dir", str(data_dir)])
+    made = runner.invoke(app, ["ledger", "engine-checkpoint", "--ledger", url, "--data-dir", str(data_dir)])
     assert made.exit_code == 0, made.output
     assert "checkpoint at entry" in made.output
     ok = runner.invoke(app, ["ledger", "verify", "--ledger", url, "--replay-checkpoints", "--data-dir", str(data_dir)])

@@ -133,7 +133,7 @@ def encode_state(state: ReplayState) -> bytes:
         "trades": [[t.source, t.payload()] for t in state.trades.values()],
         "cancelled": sorted(state.cancelled),
         "movements": [[m.source, m.payload()] for m in state.movements.values()],
-        "last_time": state.last_time,
+        "last_time": sorted([*k, v] if isinstance(k, tuple) else [k, v] for k, v in state.last_time.items()),
         "recorded": sorted(state.recorded),
         "recorded_seq": state.recorded_seq,
         "views": {src: {a: v.to_data(a) for a, v in accounts.items()} for src, accounts in state.views.items()},
@@ -236,7 +236,7 @@ def decode_state(blob: bytes, ledger: Ledger, data_dir: str | Path | None) -> Re
     state.trades = {p["trade_id"]: Trade.from_payload(p, src) for src, p in doc["trades"]}
     state.cancelled = set(doc["cancelled"])
     state.movements = {p["movement_id"]: CollateralMovement.from_payload(p, src) for src, p in doc["movements"]}
-    state.last_time = dict(doc["last_time"])
+    state.last_time = {(tuple(r[:-1]) if len(r) > 2 else r[0]): r[-1] for r in doc["last_time"]}
     state.recorded_seq = {a: int(s) for a, s in doc["recorded_seq"].items()}
     state.views = {src: {a: AccountView.from_data(v) for a, v in accs.items()} for src, accs in doc["views"].items()}
     eng, coll, m = state.engine, state.collateral, state.market

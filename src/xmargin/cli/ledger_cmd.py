@@ -259,9 +259,9 @@ def verify(
         raise typer.Exit(code=1)
 
 
-@ledger_app.command("checkpoint")
+@ledger_app.command("engine-checkpoint")
 @handle_errors
-def checkpoint_cmd(
+def engine_checkpoint_cmd(
     ledger: LedgerOption = DEFAULT_LEDGER,
     data_dir: DataDirOption = None,
 ) -> None:
