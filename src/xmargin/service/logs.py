@@ -39,18 +39,20 @@ def configure(level: str = "info") -> None:
     """Send xmargin's (at info) and uvicorn's (at ``level``) logs to stderr as JSON lines."""
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
-    for name in ("xmargin", "uvicorn", "uvicorn.error", "uvicorn.access"):
+    logging.captureWarnings(True)  # Python warnings become log records too
+    for name in ("xmargin", "uvicorn", "uvicorn.error", "uvicorn.access", "py.warnings"):
         lg = logging.getLogger(name)
         lg.handlers = [handler]
         lg.propagate = False
-        lg.setLevel("INFO" if name == "xmargin" else level.upper())
+        lg.setLevel("INFO" if name in ("xmargin", "py.warnings") else level.upper())
 
 
 def uvicorn_log_config(level: str = "info") -> dict[str, Any]:
     """A ``logging.config`` dictionary for uvicorn with the JSON formatter."""
     fmt = {"()": "xmargin.service.logs.JsonFormatter"}
     handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
-    loggers = {n: {"handlers": ["json"], "level": "INFO" if n == "xmargin" else level.upper(), "propagate": False}
-               for n in ("xmargin", "uvicorn", "uvicorn.error", "uvicorn.access")}
+    loggers = {n: {"handlers": ["json"], "level": "INFO" if n in ("xmargin", "py.warnings") else level.upper(),
+                   "propagate": False}
+               for n in ("xmargin", "uvicorn", "uvicorn.error", "uvicorn.access", "py.warnings")}
     return {"version": 1, "disable_existing_loggers": False, "formatters": {"json": fmt},
             "handlers": {"json": handler}, "loggers": loggers}
