@@ -71,12 +71,15 @@ def with_futures_history(params: MarginParams, path: str | Path | None) -> Margi
 def margin_payload(
     context: MarginContext, book: Book, margins: AccountMargins, *, explain: bool = False
 ) -> dict[str, Any]:
-    """The ``xmargin margin --format json`` document."""
+    """The ``xmargin margin --format json`` document (CME initial beside maintenance, and a CME
+    parameter file's steps when the context has one: :mod:`xmargin.formats.cme_margin`)."""
+    from xmargin.formats.cme_margin import add_cme_figures
+
     records = account_records(context, book, margins)
     if explain:
         for i, rec in enumerate(records):
             rec["explain"] = explain_account(context, book, i)
-    return {
+    doc = {
         "as_of": context.snapshot.as_of.isoformat(),
         "model": {
             "params": context.params.to_dict(),
@@ -97,6 +100,7 @@ def margin_payload(
         "accounts": records,
         "totals": totals(margins),
     }
+    return add_cme_figures(doc, context, book, margins, explain=explain)
 
 
 def margin_job(
@@ -105,12 +109,25 @@ def margin_job(
     *,
     explain: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
+    cme_params: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Read a portfolio, margin every account, return the JSON document."""
+    """Read a portfolio, margin every account, return the JSON document.
+
+    ``cme_params``: a CME SPAN parameter file for the CME stand-alone figures
+    (:mod:`xmargin.formats.cme_margin`); the calibration when ``None``."""
+    from xmargin.formats.cme_margin import attach_cme_file
+
+    span_file = None
+    if cme_params is not None:
+        from xmargin.formats.pa2 import load_span_file
+
+        span_file = load_span_file(cme_params)
     book = env.read_book(portfolio)
     if progress:
         progress("pricing scenarios", 0, 1)
     context = env.context(book)
+    if span_file is not None:
+        context = attach_cme_file(context, span_file)
     if progress:
         progress("pricing scenarios", 1, 1)
     margins = compute_margins(

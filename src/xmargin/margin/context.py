@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
 from datetime import date
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -88,6 +89,9 @@ class MarginContext:
     attributes: InstrumentAttributes
     #: residual factors beyond the Treasury curve, already in ``ficc_pnl``/``cme_pnl``
     residual: ResidualRisk | None = None
+    #: CME stand-alone SPAN from a CME parameter file instead of the calibration
+    #: (:class:`xmargin.formats.cme_margin.FileSpanModel`); ``None``: the calibration.
+    cme_span_model: Any = None
 
     @property
     def failures(self) -> dict[str, str]:

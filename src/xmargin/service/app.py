@@ -201,6 +201,9 @@ def create_app(
     )
     app.include_router(router)
     app.include_router(ledger_router)
+    from xmargin.service.calls import router as calls_router  # issue 16: reconcile-calls
+
+    app.include_router(calls_router)
     app.add_middleware(Guard, max_body_bytes=config.max_body_bytes)
 
     @app.exception_handler(RequestValidationError)
