@@ -59,3 +59,13 @@ def test_requirement_is_the_larger_of_var_and_floor_plus_the_addon() -> None:
     """VaR 100 vs floor 80 -> 100; VaR 50 vs floor 80 -> 80; plus add-ons 7, 0 and 5."""
     out = ficc_requirement(np.array([100.0, 50.0, 0.0]), np.array([80.0, 80.0, 0.0]), np.array([7.0, 0.0, 5.0]))
     assert out.tolist() == pytest.approx([107.0, 80.0, 5.0])
+
+
+def test_maturities_beyond_a_finite_table_take_its_last_row() -> None:
+    """A configured table may end at a finite bound (``[[2, 0.01], [10, 0.05]]``): a 30-year
+    bond takes the last row (5%, bucket 1), never an index past the table.  This is the only
+    case the clamp in ``floor_rate`` and ``maturity_bucket`` decides (the default table ends
+    at infinity); the mutation run found it unguarded."""
+    table = ((2.0, 0.01), (10.0, 0.05))
+    assert floor_rate([1.0, 10.0, 30.0], table).tolist() == [0.01, 0.05, 0.05]
+    assert maturity_bucket([1.0, 10.0, 30.0], table).tolist() == [0, 1, 1]

@@ -1,0 +1,187 @@
+"""Mutation testing of the margin core, the ledger checks and access control (cosmic-ray).
+
+Usage (from the repository root; ``pip install -e .[mutation]``)::
+
+    python tools/mutation.py                 # every module below, smallest first
+    python tools/mutation.py cross var       # some of them
+    python tools/mutation.py --list          # the modules, their files and their tests
+
+For each module, cosmic-ray (https://cosmic-ray.readthedocs.io) generates every mutant of one
+source file (operators swapped, comparisons flipped, constants changed, ``break``/``continue``
+swapped, ...) and runs that module's fast tests on each; a mutant is **killed** when a test
+fails, **survives** when they all pass, and is **incompetent** when it cannot run (a timeout
+or a crash: cosmic-ray counts those as killed; they are reported apart).  The run works on a
+copy of ``src`` and ``tests`` in a temporary folder (the checkout is never mutated), under
+``nice``, with pytest's plugin autoload off, and each test run is a fork of a warm process
+(``tools/pytest_forkserver.py``) that has already imported NumPy, SciPy, QuantLib and pytest.
+
+Printed: a table per module (mutants, killed, survived, incompetent, score, seconds) and each
+survivor's diff; written: ``out/mutation/<module>.txt`` (survivors) and ``out/mutation/summary.md``.
+Known equivalent mutants (no test can tell them from the original) are listed in
+``EQUIVALENT`` with the reason, and the score is given with and without them.  The run takes
+minutes per module (each mutant starts a Python process), so it stays outside CI; see
+``docs/testing.md`` for the latest scores and timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Target:
+    path: str  # source file, relative to the repository root
+    tests: str  # pytest arguments: the fast tests that guard it
+    timeout: float = 120.0  # seconds per mutant run (an endless loop is a kill, reported incompetent)
+
+
+TARGETS: dict[str, Target] = {
+    "cross": Target("src/xmargin/margin/cross.py",
+                    "tests/test_cross.py "
+                    "tests/test_mutation_holes_margin.py::test_cftc_sample_portfolio_through_reduction_factors"),
+    "ficc": Target("src/xmargin/margin/ficc.py", "tests/test_mutation_holes_ficc.py"),
+    "var": Target("src/xmargin/margin/var.py", "tests/test_var.py"),
+    "span": Target("src/xmargin/margin/span.py",
+                   "tests/test_span.py -k 'not calibrat and not calendar_spreads_are and not ordered_by "
+                   "and not inter_commodity_pairs and not zn_scanning'"),
+    "verify": Target("src/xmargin/ledger/verify.py",
+                     "tests/test_ledger.py -k 'sqlite and (verify or chain or export or append)'"),
+    "collateral": Target("src/xmargin/ledger/collateral.py", "tests/test_mutation_holes_collateral.py"),
+    "auth": Target("src/xmargin/service/auth.py", "tests/test_service_auth.py", timeout=300.0),
+}
+
+#: ``(module, line of the mutated code, operator name prefix) -> why no test can kill it``.
+EQUIVALENT: dict[tuple[str, int, str], str] = {}
+
+
+def _workspace(tmp: Path) -> Path:
+    """A copy of the checkout's code and tests beside the real data (tests find it at ../shared)."""
+    repo = tmp / "repo"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis")
+    shutil.copytree(ROOT / "src", repo / "src", ignore=ignore)
+    shutil.copytree(ROOT / "tests", repo / "tests", ignore=ignore)
+    shutil.copy2(ROOT / "pyproject.toml", repo / "pyproject.toml")
+    (tmp / "shared").symlink_to((ROOT.parent / "shared").resolve())
+    return repo
+
+
+def _config(target: Target, socket_path: Path) -> str:
+    """cosmic-ray's configuration: its test command is the fork server's client."""
+    command = (f"{sys.executable} {ROOT / 'tools' / 'pytest_forkserver.py'} run {socket_path} {target.timeout} -- "
+               f"-x -q -p no:cacheprovider {target.tests}")
+    return (f'[cosmic-ray]\nmodule-path = "{target.path}"\ntimeout = {target.timeout + 30}\nexcluded-modules = []\n'
+            f"test-command = {json.dumps(command)}\n[cosmic-ray.distributor]\nname = \"local\"\n")
+
+
+def _line_of(item: object) -> int:
+    return int(item.mutations[0].start_pos[0])  # type: ignore[attr-defined]
+
+
+def run_module(name: str, target: Target, out: Path) -> dict[str, object]:
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import TestOutcome
+
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix=f"xmargin-mutation-{name}-") as tmpdir:
+        tmp = Path(tmpdir)
+        repo = _workspace(tmp)
+        env = {**os.environ, "PYTHONPATH": str(repo / "src"), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+               "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+        sock = tmp / "pytest.sock"
+        (repo / "cr.toml").write_text(_config(target, sock))
+        server = subprocess.Popen([sys.executable, str(ROOT / "tools" / "pytest_forkserver.py"), "serve", str(sock)],
+                                  cwd=repo, env=env, stdout=subprocess.PIPE, text=True)
+        try:
+            assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+            cr = [sys.executable, "-m", "cosmic_ray.cli"]
+            for step in (["init", "cr.toml", "session.sqlite"], ["baseline", "cr.toml"],
+                         ["exec", "cr.toml", "session.sqlite"]):
+                proc = subprocess.run([*cr, *step], cwd=repo, env=env, capture_output=True, text=True)
+                if proc.returncode != 0:
+                    raise SystemExit(f"{name}: cosmic-ray {step[0]} failed ({proc.returncode}):\n"
+                                     f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        finally:
+            server.kill()
+            server.wait()
+        killed = survived = incompetent = equivalent = 0
+        lines: list[str] = []
+        shutil.copy2(repo / "session.sqlite", out / f"{name}.sqlite")  # kept for cr-report / re-analysis
+        with use_db(str(repo / "session.sqlite"), WorkDB.Mode.open) as db:
+            items = {w.job_id: w for w in db.work_items}
+            for job_id, result in db.results:
+                item = items[job_id]
+                if result.test_outcome == TestOutcome.KILLED:
+                    killed += 1
+                elif result.test_outcome == TestOutcome.INCOMPETENT:
+                    incompetent += 1
+                else:
+                    line = _line_of(item)
+                    op = item.mutations[0].operator_name
+                    why = next((w for (m, ln, o), w in EQUIVALENT.items()
+                                if m == name and ln == line and op.startswith(o)), None)
+                    if why is not None:
+                        equivalent += 1
+                        lines.append(f"--- equivalent ({why}): line {line} {op}\n{result.diff}\n")
+                    else:
+                        survived += 1
+                        lines.append(f"--- SURVIVED: line {line} {op}\n{result.diff}\n")
+    total = killed + survived + incompetent + equivalent
+    seconds = time.monotonic() - t0
+    (out / f"{name}.txt").write_text("".join(lines))
+    caught = killed + incompetent
+    return {"module": name, "file": target.path, "mutants": total, "killed": killed, "survived": survived,
+            "incompetent": incompetent, "equivalent": equivalent,
+            "score": 100.0 * caught / total if total else 100.0,
+            "score_net": 100.0 * caught / (total - equivalent) if total > equivalent else 100.0,
+            "seconds": seconds, "survivors": "".join(lines)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("modules", nargs="*", help=f"default: all of {', '.join(TARGETS)}")
+    parser.add_argument("--list", action="store_true", help="show the modules and their tests")
+    parser.add_argument("--out", type=Path, default=ROOT / "out" / "mutation")
+    args = parser.parse_args(argv)
+    if args.list:
+        for name, t in TARGETS.items():
+            print(f"{name:11} {t.path:38} {t.tests}")
+        return 0
+    unknown = [m for m in args.modules if m not in TARGETS]
+    if unknown:
+        parser.error(f"unknown module(s) {unknown}; choose from {list(TARGETS)}")
+    os.nice(10)
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    header = "| module | file | mutants | killed | survived | incompetent | equivalent | score | net score | seconds |"
+    print(header)
+    for name in args.modules or list(TARGETS):
+        r = run_module(name, TARGETS[name], args.out)
+        rows.append(r)
+        print(f"| {r['module']} | {r['file']} | {r['mutants']} | {r['killed']} | {r['survived']} | "
+              f"{r['incompetent']} | {r['equivalent']} | {r['score']:.1f}% | {r['score_net']:.1f}% | "
+              f"{r['seconds']:.0f} |", flush=True)
+        if r["survivors"]:
+            print(r["survivors"], flush=True)
+    with (args.out / "summary.md").open("a") as fh:
+        fh.write(f"\n{time.strftime('%Y-%m-%d %H:%M:%S')} on {os.cpu_count()} cores, load "
+                 f"{os.getloadavg()[0]:.1f}\n{header}\n")
+        for r in rows:
+            fh.write(f"| {r['module']} | {r['file']} | {r['mutants']} | {r['killed']} | {r['survived']} | "
+                     f"{r['incompetent']} | {r['equivalent']} | {r['score']:.1f}% | {r['score_net']:.1f}% | "
+                     f"{r['seconds']:.0f} |\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
