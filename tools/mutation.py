@@ -113,9 +113,6 @@ def _line_of(item: object) -> int:
 
 
 def run_module(name: str, target: Target, out: Path, full: bool = False) -> dict[str, object]:
-    from cosmic_ray.work_db import WorkDB, use_db
-    from cosmic_ray.work_item import TestOutcome, WorkerOutcome
-
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix=f"xmargin-mutation-{name}-") as tmpdir:
         tmp = Path(tmpdir)
@@ -140,32 +137,39 @@ def run_module(name: str, target: Target, out: Path, full: bool = False) -> dict
         finally:
             server.kill()
             server.wait()
-        killed = survived = incompetent = equivalent = 0
-        lines: list[str] = []
         shutil.copy2(repo / "session.sqlite", out / f"{name}.sqlite")  # kept for cr-report / re-analysis
-        with use_db(str(repo / "session.sqlite"), WorkDB.Mode.open) as db:
-            items = {w.job_id: w for w in db.work_items}
-            for job_id, result in db.results:
-                item = items[job_id]
-                if result.worker_outcome == WorkerOutcome.SKIPPED:  # filtered out (reduced set)
-                    continue
-                if result.test_outcome == TestOutcome.KILLED:
-                    killed += 1
-                elif result.test_outcome == TestOutcome.INCOMPETENT:
-                    incompetent += 1
+    return analyse(name, target, out, time.monotonic() - t0)
+
+
+def analyse(name: str, target: Target, out: Path, seconds: float) -> dict[str, object]:
+    """Counts and survivors of the session ``out/<name>.sqlite`` (``EQUIVALENT`` applied now)."""
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import TestOutcome, WorkerOutcome
+
+    killed = survived = incompetent = equivalent = 0
+    lines: list[str] = []
+    with use_db(str(out / f"{name}.sqlite"), WorkDB.Mode.open) as db:
+        items = {w.job_id: w for w in db.work_items}
+        for job_id, result in db.results:
+            item = items[job_id]
+            if result.worker_outcome == WorkerOutcome.SKIPPED:  # filtered out (reduced set)
+                continue
+            if result.test_outcome == TestOutcome.KILLED:
+                killed += 1
+            elif result.test_outcome == TestOutcome.INCOMPETENT:
+                incompetent += 1
+            else:
+                line = _line_of(item)
+                op = item.mutations[0].operator_name
+                why = next((w for (m, ln, o), w in EQUIVALENT.items()
+                            if m == name and ln == line and op.startswith(o)), None)
+                if why is not None:
+                    equivalent += 1
+                    lines.append(f"--- equivalent ({why}): line {line} {op}\n{result.diff}\n")
                 else:
-                    line = _line_of(item)
-                    op = item.mutations[0].operator_name
-                    why = next((w for (m, ln, o), w in EQUIVALENT.items()
-                                if m == name and ln == line and op.startswith(o)), None)
-                    if why is not None:
-                        equivalent += 1
-                        lines.append(f"--- equivalent ({why}): line {line} {op}\n{result.diff}\n")
-                    else:
-                        survived += 1
-                        lines.append(f"--- SURVIVED: line {line} {op}\n{result.diff}\n")
+                    survived += 1
+                    lines.append(f"--- SURVIVED: line {line} {op}\n{result.diff}\n")
     total = killed + survived + incompetent + equivalent
-    seconds = time.monotonic() - t0
     (out / f"{name}.txt").write_text("".join(lines))
     caught = killed + incompetent
     return {"module": name, "file": target.path, "mutants": total, "killed": killed, "survived": survived,
@@ -180,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("modules", nargs="*", help=f"default: all of {', '.join(TARGETS)}")
     parser.add_argument("--list", action="store_true", help="show the modules and their tests")
     parser.add_argument("--full", action="store_true", help="every cosmic-ray operator (default: reduced set)")
+    parser.add_argument("--report", action="store_true",
+                        help="no run: re-read the sessions kept in --out (after editing EQUIVALENT)")
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "mutation")
     args = parser.parse_args(argv)
     if args.list:
@@ -195,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     header = f"| module ({'full' if args.full else 'reduced'} set) | file | mutants | killed | survived | incompetent | equivalent | score | net score | seconds |"
     print(header)
     for name in args.modules or list(TARGETS):
-        r = run_module(name, TARGETS[name], args.out, args.full)
+        r = (analyse(name, TARGETS[name], args.out, float('nan')) if args.report
+             else run_module(name, TARGETS[name], args.out, args.full))
         rows.append(r)
         print(f"| {r['module']} | {r['file']} | {r['mutants']} | {r['killed']} | {r['survived']} | "
               f"{r['incompetent']} | {r['equivalent']} | {r['score']:.1f}% | {r['score_net']:.1f}% | "
