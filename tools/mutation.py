@@ -56,7 +56,9 @@ TARGETS: dict[str, Target] = {
                    "tests/test_span.py -k 'not calibrat and not calendar_spreads_are and not ordered_by "
                    "and not inter_commodity_pairs and not zn_scanning'"),
     "verify": Target("src/xmargin/ledger/verify.py",
-                     "tests/test_ledger.py -k 'sqlite and (verify or chain or export or append)'"),
+                     "tests/test_mutation_holes_verify.py tests/test_ledger.py::test_verify_names_the_first_bad_entry "
+                     "tests/test_ledger.py::test_export_lines_verify_independently "
+                     "tests/test_ledger.py::test_chain_is_sha256_of_previous_hash_and_canonical_payload"),
     "collateral": Target("src/xmargin/ledger/collateral.py", "tests/test_mutation_holes_collateral.py"),
     "auth": Target("src/xmargin/service/auth.py", "tests/test_service_auth.py", timeout=300.0),
 }
