@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from xmargin.engine import CollateralMovement
-from xmargin.ledger import CollateralBook
+from xmargin.errors import InputError
+from xmargin.ledger import CollateralBook, HaircutSchedule
 from xmargin.market.snapshot import MarketSnapshot, load_snapshot
 from xmargin.reference.securities import load_master
 
@@ -109,3 +110,85 @@ def test_restored_call_keeps_the_growing_deficit_rule(book: CollateralBook) -> N
     assert book.assess("E", 380_000.0) is None
     kind, data = book.assess("E", 420_000.0)  # type: ignore[misc]
     assert kind == "margin_call" and data["amount_due"] == 420_000.0
+
+
+# --- the haircut schedule and collateral movements (survivors of the mutation run) ------------
+
+def test_haircut_schedule_by_remaining_maturity() -> None:
+    """Default schedule (years, upper bounds inclusive): <= 1: 0.5%, <= 3: 1%, <= 5: 2%,
+    <= 10: 3%, <= 20: 5%, beyond: 6%; cash 0."""
+    s = HaircutSchedule()
+    got = [s.haircut(y) for y in (0.2, 1.0, 1.0001, 3.0, 4.9, 5.0, 7.0, 10.0, 10.01, 20.0, 29.5)]
+    assert got == [0.005, 0.005, 0.01, 0.01, 0.02, 0.02, 0.03, 0.03, 0.05, 0.05, 0.06]
+    assert s.cash == 0.0
+    assert s.to_dict() == {"cash": 0.0, "table": [[1.0, 0.005], [3.0, 0.01], [5.0, 0.02], [10.0, 0.03],
+                                                  [20.0, 0.05], [None, 0.06]]}
+    assert HaircutSchedule.from_dict(s.to_dict()) == s
+    assert HaircutSchedule.from_dict({"table": [[2, 0.01], ["inf", 0.04]]}) == HaircutSchedule(
+        ((2.0, 0.01), (float("inf"), 0.04)), 0.0)
+
+
+@pytest.mark.parametrize(("table", "cash", "field"), [
+    ((), 0.0, "haircuts.table"),
+    (((5.0, 0.01), (1.0, 0.02), (float("inf"), 0.03)), 0.0, "haircuts.table"),
+    (((5.0, 0.01), (10.0, 0.02)), 0.0, "haircuts.table"),
+    (((5.0, 0.01), (float("inf"), 1.0)), 0.0, "haircuts"),
+    (((5.0, -0.01), (float("inf"), 0.5)), 0.0, "haircuts"),
+    (((float("inf"), 0.1),), 1.0, "haircuts"),
+])
+def test_bad_haircut_schedules_are_refused(table: tuple, cash: float, field: str) -> None:  # type: ignore[type-arg]
+    """Empty, unsorted, without an open last bucket, or a haircut outside [0, 1)."""
+    with pytest.raises(InputError) as exc:
+        HaircutSchedule(table, cash)
+    assert exc.value.field == field
+
+
+def test_edge_haircuts_are_accepted() -> None:
+    HaircutSchedule(((float("inf"), 0.0),), 0.999)
+    assert HaircutSchedule(((float("inf"), 0.999),), 0.0).haircut(50.0) == 0.999
+
+
+def test_haircut_file(tmp_path: Path) -> None:
+    path = tmp_path / "haircuts.toml"
+    path.write_text('[haircuts]\ncash = 0.02\ntable = [[2, 0.01], ["inf", 0.04]]\n')
+    assert HaircutSchedule.load(path) == HaircutSchedule(((2.0, 0.01), (float("inf"), 0.04)), 0.02)
+    path.write_text("[haircuts]\ncash = 0.01\n")
+    assert HaircutSchedule.load(path) == HaircutSchedule(cash=0.01)
+    assert HaircutSchedule.load(None) == HaircutSchedule()
+    for text in ("[other]\n", "[haircuts\n", '[haircuts]\ntable = [[2, 0.01], [1, 0.04]]\n'):
+        path.write_text(text)
+        with pytest.raises(InputError) as exc:
+            HaircutSchedule.load(path)
+        assert exc.value.source == path or str(path) in str(exc.value)
+
+
+def test_cash_haircut_and_withdrawals(snapshot: MarketSnapshot, data_dir: Path) -> None:
+    """Cash at a 2% haircut: $1,000,000 is worth $980,000.  Withdrawing all of it empties the
+    account; withdrawing more than is held, or posting a futures contract, is refused and
+    changes nothing."""
+    book = CollateralBook(snapshot, load_master(data_dir), HaircutSchedule(cash=0.02))
+    post(book, "F", "CASH", 1_000_000.0, 1)
+    assert book.value("F") == pytest.approx(980_000.0, abs=1e-6)
+    with pytest.raises(InputError, match="cannot withdraw 1,000,001.00"):
+        post(book, "F", "CASH", -1_000_001.0, 2)
+    assert book.holdings["F"] == {"CASH": 1_000_000.0}
+    with pytest.raises(InputError, match="not a Treasury security"):
+        post(book, "F", "ZNU24", 1.0, 3)
+    post(book, "F", "CASH", -400_000.0, 4)
+    assert book.holdings["F"] == {"CASH": 600_000.0}
+    post(book, "F", "CASH", -600_000.0, 5)
+    assert book.holdings["F"] == {} and book.value("F") == 0.0
+
+
+def test_excess_from_nothing_and_no_assessment_without_a_requirement(book: CollateralBook) -> None:
+    """$150 cash against a requirement of $100, no call before: an excess of $50, no call met.
+    A requirement that cannot be computed (NaN) is not assessed; a covered account with less
+    than half a cent to spare and no status records nothing."""
+    post(book, "G", "CASH", 150.0, 1)
+    assert book.assess("G", float("nan")) is None
+    kind, data = book.assess("G", 100.0)  # type: ignore[misc]
+    assert kind == "excess" and data["excess"] == 50.0 and data["call_met"] is False
+    post(book, "H", "CASH", 100.0, 2)
+    assert book.assess("H", 99.996) is None
+    book.restore("excess", {"account": "G", "excess": 50.0})
+    assert book.status["G"].kind == "excess" and book.status["G"].amount == 50.0
