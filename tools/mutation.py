@@ -80,6 +80,8 @@ EQUIVALENT: dict[tuple[str, int, str], str] = {
     ("var", 56, "core/"): "without stressed columns the general path gives the same VaR and no stress flag",
     ("var", 69, "], -1.0)"): "the full-set VaR only counts through max(base, full) with base >= 0",
     ("var", 78, "used[ -1]"): "used has one element",
+    ("var", 66, "n_base) - 2})"): "the 28th place of the base partition matters only when no stressed scenario is "
+                                  "among the 28 worst, and then the full-set VaR is below the base VaR anyway",
     ("var", 24, ", 10)))"): "10 decimals instead of 9 changes k only for a product within 5e-10 of a whole number "
                             "but not within 5e-11",
 }
