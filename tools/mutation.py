@@ -75,6 +75,7 @@ EQUIVALENT: dict[tuple[str, int, str], str] = {
        for k in ("total > -1", "total, 2.0)", "total >= 0", "total != 0")},
     ("var", 51, "core/ReplaceComparisonOperator_NotEq_Lt"): "a row that never loses has VaR 0 whether or not it "
                                                              "is skipped",
+    ("var", 51, "pnl != 1.0"): "a row that gains 1 in every scenario has VaR 0 whether or not it is skipped",
     ("var", 52, "core/"): "the early return for no active row is a shortcut: the general path gives the same zeros",
     ("var", 54, "core/ReplaceComparisonOperator_Lt"): "pnl[active] with every row active is a copy of pnl",
     ("var", 56, "core/"): "without stressed columns the general path gives the same VaR and no stress flag",
