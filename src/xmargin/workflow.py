@@ -16,10 +16,11 @@ from xmargin.margin.calculator import AccountMargins, compute_margins
 from xmargin.margin.context import MarginContext, build_context
 from xmargin.margin.params import MarginParams, load_params
 from xmargin.market.snapshot import MarketSnapshot, load_snapshot
+from xmargin.masterdata import load_master
 from xmargin.portfolio.book import Book
 from xmargin.portfolio.io import read_portfolio
 from xmargin.reference.eligibility import EligibilityRules, load_eligibility
-from xmargin.reference.securities import SecuritiesMaster, load_master
+from xmargin.reference.securities import SecuritiesMaster
 from xmargin.reports.margin import account_records, explain_account, totals
 
 

@@ -62,8 +62,8 @@ def default_as_of(data_dir: str | Path | None = None) -> date:
     """The demo's default date: the last curve on or before the securities master's last issue."""
     from xmargin.config import PAR_YIELDS_FILE, resolve_data_dir
     from xmargin.market.history import load_par_yields
+    from xmargin.masterdata import load_master
     from xmargin.portfolio.demo import demo_as_of
-    from xmargin.reference.securities import load_master
 
     root = resolve_data_dir(data_dir)
     return demo_as_of(load_master(root), load_par_yields(root / PAR_YIELDS_FILE).dates)
