@@ -17,9 +17,9 @@ import pytest
 
 from xmargin.engine import CollateralMovement
 from xmargin.errors import InputError
-from xmargin.ledger import CollateralBook, HaircutSchedule
+from xmargin.clearing import CollateralBook, HaircutSchedule
 from xmargin.market.snapshot import MarketSnapshot, load_snapshot
-from xmargin.reference.securities import load_master
+from xmargin.masterdata import load_master
 
 AS_OF = date(2024, 6, 26)
 T0 = datetime(2024, 6, 26, 15, 0, tzinfo=UTC)

@@ -43,7 +43,8 @@ from xmargin.market.snapshot import MarketSnapshot, load_snapshot
 from xmargin.portfolio.book import Account
 from xmargin.pricing.revalue import InstrumentUniverse
 from xmargin.reference.lookup import parse_instrument
-from xmargin.reference.securities import SecuritiesMaster, load_master
+from xmargin.masterdata import load_master
+from xmargin.reference.securities import SecuritiesMaster
 
 AS_OF = date(2024, 6, 26)
 SETTLE = date(2024, 6, 27)  # T+1

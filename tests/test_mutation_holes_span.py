@@ -34,7 +34,7 @@ from xmargin.margin.params import CmeParams
 from xmargin.margin.span import SpanParameters
 from xmargin.market.history import load_par_yields
 from xmargin.market.snapshot import load_snapshot
-from xmargin.reference.securities import load_master
+from xmargin.masterdata import load_master
 
 AS_OF = date(2024, 6, 26)
 START = date(2014, 6, 27)  # first window start of the 10-year look-back (methodology section 4)
@@ -44,9 +44,11 @@ CAP = 0.85  # CmeParams.max_inter_credit
 
 @pytest.fixture(scope="module")
 def calibrated(data_dir: Path) -> SpanParameters:
+    """The 10-year calibration alone, the window the real figures here cover (the default also
+    takes a 1-year window: larger ranges and smaller credits, see ``test_span.py``)."""
     snapshot = load_snapshot(AS_OF, data_dir=data_dir)
     history = load_par_yields(data_dir / "yields" / "par_yield_curve.csv")
-    return calibrate_span(snapshot, load_master(data_dir), history, CmeParams())
+    return calibrate_span(snapshot, load_master(data_dir), history, CmeParams(span_short_lookback_years=0.0))
 
 
 def two_sided_99(x: np.ndarray) -> float:

@@ -56,7 +56,7 @@ TARGETS: dict[str, Target] = {
                    "tests/test_span.py -k 'not calibrat and not calendar_spreads_are and not ordered_by "
                    "and not inter_commodity_pairs and not zn_scanning'"),
     "verify": Target("src/xmargin/ledger/verify.py", "tests/test_mutation_holes_verify.py"),
-    "collateral": Target("src/xmargin/ledger/collateral.py", "tests/test_mutation_holes_collateral.py"),
+    "collateral": Target("src/xmargin/clearing/collateral.py", "tests/test_mutation_holes_collateral.py"),
     "auth": Target("src/xmargin/service/auth.py", "tests/test_service_auth.py", timeout=300.0),
 }
 
