@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from xmargin.clearing import CollateralBook, HaircutSchedule
 from xmargin.engine import CollateralMovement
 from xmargin.errors import InputError
-from xmargin.clearing import CollateralBook, HaircutSchedule
 from xmargin.market.snapshot import MarketSnapshot, load_snapshot
 from xmargin.masterdata import load_master
 

@@ -40,10 +40,10 @@ from xmargin.margin.context import MarginContext, build_context
 from xmargin.margin.cross import reduction_factors
 from xmargin.margin.params import DEFAULT_FLOOR_TABLE, CmeParams, FiccParams, MarginParams
 from xmargin.market.snapshot import MarketSnapshot, load_snapshot
+from xmargin.masterdata import load_master
 from xmargin.portfolio.book import Account
 from xmargin.pricing.revalue import InstrumentUniverse
 from xmargin.reference.lookup import parse_instrument
-from xmargin.masterdata import load_master
 from xmargin.reference.securities import SecuritiesMaster
 
 AS_OF = date(2024, 6, 26)
