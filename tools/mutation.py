@@ -53,8 +53,8 @@ TARGETS: dict[str, Target] = {
     "ficc": Target("src/xmargin/margin/ficc.py", "tests/test_mutation_holes_ficc.py"),
     "var": Target("src/xmargin/margin/var.py", "tests/test_var.py tests/test_mutation_holes_var.py"),
     "span": Target("src/xmargin/margin/span.py",
-                   "tests/test_span.py -k 'not calibrat and not calendar_spreads_are and not ordered_by "
-                   "and not inter_commodity_pairs and not zn_scanning'"),
+                   "tests/test_mutation_holes_spanrules.py tests/test_span.py -k 'not calibrat and not calendar_spreads_are and not ordered_by "
+                   "and not inter_commodity_pairs and not zn_scanning and not two_windows'"),
     "verify": Target("src/xmargin/ledger/verify.py", "tests/test_mutation_holes_verify.py"),
     "collateral": Target("src/xmargin/clearing/collateral.py", "tests/test_mutation_holes_collateral.py"),
     "auth": Target("src/xmargin/service/auth.py", "tests/test_service_auth.py", timeout=300.0),
@@ -72,6 +72,13 @@ EQUIVALENT: dict[tuple[str, int, str], str] = {
        for k in ("total > -1", "total, 2.0)", "total >= 0", "total != 0")},
     ("var", 51, "core/ReplaceComparisonOperator_NotEq_Lt"): "a row that never loses has VaR 0 whether or not it "
                                                              "is skipped",
+    ("span", 90, "core/ReplaceUnaryOperator_Delete_USub"): "the 16 scenarios are symmetric (+-moves): the largest "
+                                                           "loss is the same with the sign flipped",
+    ("span", 91, "-1.0)"): "the zero-move scenarios make every root's largest loss >= 0 before the floor",
+    ("span", 98, "remaining != 0"): "remaining is an absolute value: != 0 is > 0",
+    ("span", 99, "core/ReplaceComparisonOperator_Gt"): "held only skips pairs that form no spread in any account",
+    ("span", 101, "core/ReplaceAndWithOr"): "a pair with one root held forms spreads of size 0: no credit",
+    ("span", 103, "core/"): "a sign product of 0 means one leg is empty: the spread s is 0 either way",
     ("var", 51, "pnl != 1.0"): "a row that gains 1 in every scenario has VaR 0 whether or not it is skipped",
     ("var", 52, "core/"): "the early return for no active row is a shortcut: the general path gives the same zeros",
     ("var", 54, "core/ReplaceComparisonOperator_Lt"): "pnl[active] with every row active is a copy of pnl",
