@@ -130,7 +130,7 @@ def _line_of(item: object) -> int:
 
 
 def run_module(name: str, target: Target, out: Path, full: bool = False,
-               max_seconds: float | None = None) -> dict[str, object]:
+               max_seconds: float | None = None, resume: bool = False) -> dict[str, object]:
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix=f"xmargin-mutation-{name}-") as tmpdir:
         tmp = Path(tmpdir)
@@ -145,9 +145,15 @@ def run_module(name: str, target: Target, out: Path, full: bool = False,
             assert server.stdout is not None and server.stdout.readline().strip() == "ready"
             cr = [sys.executable, "-m", "cosmic_ray.cli"]
             filt = [sys.executable, "-m", "cosmic_ray.tools.filters.operators_filter"]
-            for step in ([*cr, "init", "cr.toml", "session.sqlite"], [*cr, "baseline", "cr.toml"],
+            kept = out / f"{name}.sqlite"
+            if resume and kept.exists():  # go on with the mutants a capped run left
+                shutil.copy2(kept, repo / "session.sqlite")
+                steps = [[*cr, "exec", "cr.toml", "session.sqlite"]]
+            else:
+                steps = [[*cr, "init", "cr.toml", "session.sqlite"], [*cr, "baseline", "cr.toml"],
                          *([] if full else [[*filt, "session.sqlite", "cr.toml"]]),
-                         [*cr, "exec", "cr.toml", "session.sqlite"]):
+                         [*cr, "exec", "cr.toml", "session.sqlite"]]
+            for step in steps:
                 try:
                     proc = subprocess.run(step, cwd=repo, env=env, capture_output=True, text=True,
                                           timeout=max_seconds if "exec" in step else None)
@@ -212,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-minutes", type=float, default=None,
                         help="stop each module's run after this long and report the mutants done (pending ones "
                              "are counted apart)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the sessions kept in --out (the mutants a --max-minutes run left)")
     parser.add_argument("--report", action="store_true",
                         help="no run: re-read the sessions kept in --out (after editing EQUIVALENT)")
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "mutation")
@@ -231,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.modules or list(TARGETS):
         r = (analyse(name, TARGETS[name], args.out, float('nan')) if args.report
              else run_module(name, TARGETS[name], args.out, args.full,
-                            None if args.max_minutes is None else 60 * args.max_minutes))
+                            None if args.max_minutes is None else 60 * args.max_minutes, args.resume))
         rows.append(r)
         print(f"| {r['module']} | {r['file']} | {r['mutants']} | {r['killed']} | {r['survived']} | "
               f"{r['incompetent']} | {r['equivalent']} | {r['score']:.1f}% | {r['score_net']:.1f}% | "
