@@ -69,7 +69,7 @@ EQUIVALENT: dict[tuple[str, int, str], str] = {
     ("cross", 47, "core/ReplaceComparisonOperator_Gt"): "stand-alone figures are VaRs and SPAN, floored at 0: "
                                                         "> 0 and != 0 agree",
     **{("cross", 51, k): "safe_total matters only where both sides are > 0 (so total > 0); other rows are masked"
-       for k in ("total > -1", "total, 2.0)", "total >= 0", "total != 0")},
+       for k in ("total > -1", "total, 2.0)", "total, 0.0)", "total >= 0", "total != 0")},
     ("var", 51, "core/ReplaceComparisonOperator_NotEq_Lt"): "a row that never loses has VaR 0 whether or not it "
                                                              "is skipped",
     ("span", 90, "core/ReplaceUnaryOperator_Delete_USub"): "the 16 scenarios are symmetric (+-moves): the largest "
