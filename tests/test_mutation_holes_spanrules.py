@@ -52,3 +52,6 @@ def test_parameters_and_inputs_are_frozen() -> None:
         p.extreme_cover = 0.6  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
         one_account([1.0, 0.0], [0.0, 0.0], [1.0, 1.0]).net = np.zeros((1, 2))  # type: ignore[misc]
+    res = span_requirement(one_account([1.0, 0.0], [0.0, 0.0], [1.0, 1.0]), p)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        res.requirement = np.zeros(1)  # type: ignore[misc]
