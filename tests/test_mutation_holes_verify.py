@@ -154,3 +154,68 @@ def test_export_file(tmp_path: Path) -> None:
     path.write_text(json.dumps(c[0].export()) + "\n" + '{"seq": 2}\n')
     with pytest.raises(InputError, match=r"export.jsonl, row 2"):
         verify_export(path)
+
+
+def test_report_is_frozen_and_head_messages_are_exact() -> None:
+    c = chain()
+    r = verify_entries(c, (6, "a" * 64))
+    assert r.message == (f"the head (seq 6, hash {'a' * 12}...) does not match the last entry "
+                         f"(seq 6, hash {c[5].hash[:12]}...)")
+    with pytest.raises(Exception, match="cannot assign"):
+        r.ok = True  # type: ignore[misc]
+
+
+def test_a_head_behind_the_log_is_altered_not_truncated() -> None:
+    """The head says 4 entries, the log holds 6: the head was rewritten (nothing removed)."""
+    c = chain()
+    r = verify_entries(c, (4, c[3].hash))
+    assert fields(r) == (False, 6, 6, c[5].hash, "altered", 6)
+
+
+def test_a_payload_of_a_later_entry() -> None:
+    """Row 3 carries entry 4's payload (columns made to agree): reordered at 3."""
+    c = chain()
+    d4 = doc(4)
+    row3 = replace(c[2], payload=c[3].payload, timestamp=str(d4["timestamp"]), ref="T4", time=str(d4["time"]))
+    r = verify_entries([*c[:2], row3, *c[3:]])
+    assert fields(r) == (False, 2, 2, c[1].hash, "reordered", 3)
+
+
+def test_unsorted_keys_are_not_canonical_even_when_hashed() -> None:
+    """A payload with its keys out of order, correctly hashed into the chain: still malformed."""
+    c = chain()
+    d3 = doc(3)
+    unsorted = json.dumps({"seq": 3, **{k: v for k, v in d3.items() if k != "seq"}}, separators=(",", ":"))
+    row3 = entry(d3, c[1].hash, payload=unsorted)
+    r = verify_entries([*c[:2], row3])
+    assert fields(r) == (False, 2, 2, c[1].hash, "malformed", 3)
+
+
+def test_every_hash_mismatch_is_seen_whichever_way_it_compares() -> None:
+    """Altered payloads and broken links whose hashes sort both below and above the recorded
+    ones: each is named (a check by ``<`` instead of ``!=`` would miss half of them)."""
+    c = chain()
+    below = above = 0
+    for n in range(12):
+        d4 = doc(4)
+        d4["data"] = {"quantity": f"{n}.0"}
+        altered = replace(c[3], payload=canonical(d4))
+        below += sha(c[2].hash, altered.payload) < c[3].hash
+        above += sha(c[2].hash, altered.payload) > c[3].hash
+        r = verify_entries([*c[:3], altered, *c[4:]])
+        assert (r.problem, r.seq, r.message) == ("altered", 4, "entry 4: its hash does not match its payload: altered")
+        link = replace(c[3], prev_hash=f"{n:064x}")
+        r = verify_entries([*c[:3], link, *c[4:]])
+        assert (r.problem, r.seq) == ("altered", 4)
+        assert r.message == "entry 4: its previous hash does not match the hash of entry 3: altered"
+    assert below and above
+
+
+def test_a_first_entry_chained_to_something_else() -> None:
+    """Entry 1 self-consistent but chained to a hash other than the 64 zeros: entry 1 is
+    altered (there is no entry 0 to blame)."""
+    c = chain(2)
+    first = entry(doc(1), "1" * 64)
+    r = verify_entries([first, c[1]])
+    assert fields(r) == (False, 0, 0, ZERO, "altered", 1)
+    assert r.message == "entry 1: its previous hash does not match the hash of entry 0: altered"

@@ -84,6 +84,10 @@ EQUIVALENT: dict[tuple[str, int, str], str] = {
                                     "negative, so the floor at 0 never binds",
     ("span", 101, "core/ReplaceAndWithOr"): "a pair with one root held forms spreads of size 0: no credit",
     ("span", 103, "core/"): "a sign product of 0 means one leg is empty: the spread s is 0 either way",
+    ("verify", 104, "core/ReplaceBinaryOperator_BitOr"): "a type annotation: never evaluated (__future__ annotations)",
+    ("verify", 52, "core/ReplaceComparisonOperator_Eq_LtE"): "in that branch e.seq > expected, so <= expected + 1 "
+                                                              "is == expected + 1",
+    ("verify", 61, "core/ReplaceFalseWithTrue"): "doc is None there, so the entry is malformed whatever canonical says",
     ("var", 51, "pnl != 1.0"): "a row that gains 1 in every scenario has VaR 0 whether or not it is skipped",
     ("var", 52, "core/"): "the early return for no active row is a shortcut: the general path gives the same zeros",
     ("var", 54, "core/ReplaceComparisonOperator_Lt"): "pnl[active] with every row active is a copy of pnl",
