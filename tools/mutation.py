@@ -51,7 +51,9 @@ TARGETS: dict[str, Target] = {
                     "tests/test_cross.py tests/test_mutation_holes_cross.py "
                     "tests/test_mutation_holes_margin.py::test_cftc_sample_portfolio_through_reduction_factors"),
     "ficc": Target("src/xmargin/margin/ficc.py", "tests/test_mutation_holes_ficc.py"),
-    "var": Target("src/xmargin/margin/var.py", "tests/test_var.py tests/test_mutation_holes_var.py"),
+    "var": Target("src/xmargin/margin/var.py",
+                  "tests/test_var.py tests/test_mutation_holes_var.py tests/test_filtered.py::test_model_var_tools_by_hand "
+                  "tests/test_filtered.py::test_weighted_var_partial_sort_equals_full_sort"),
     "span": Target("src/xmargin/margin/span.py",
                    "tests/test_mutation_holes_spanrules.py tests/test_span.py -k 'not calibrat and not calendar_spreads_are and not ordered_by "
                    "and not inter_commodity_pairs and not zn_scanning and not two_windows'"),
