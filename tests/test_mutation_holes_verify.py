@@ -219,3 +219,20 @@ def test_a_first_entry_chained_to_something_else() -> None:
     r = verify_entries([first, c[1]])
     assert fields(r) == (False, 0, 0, ZERO, "altered", 1)
     assert r.message == "entry 1: its previous hash does not match the hash of entry 0: altered"
+
+
+def test_the_first_entry_rewritten_and_rehashed_is_named() -> None:
+    c = chain(3)
+    d1 = doc(1)
+    d1["data"] = {"quantity": "2.0"}
+    forged = entry(d1, ZERO)
+    r = verify_entries([forged, *c[1:]])
+    assert fields(r) == (False, 0, 0, ZERO, "altered", 1)
+    assert r.message.startswith("entry 1 was altered and rehashed")
+
+
+@pytest.mark.parametrize("fake", ["0" * 64, "f" * 64])
+def test_a_head_hash_below_or_above_the_real_one(fake: str) -> None:
+    c = chain()
+    r = verify_entries(c, (6, fake))
+    assert fields(r) == (False, 6, 6, c[5].hash, "altered", 6)

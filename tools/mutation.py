@@ -86,6 +86,8 @@ EQUIVALENT: dict[tuple[str, int, str], str] = {
                                     "negative, so the floor at 0 never binds",
     ("span", 101, "core/ReplaceAndWithOr"): "a pair with one root held forms spreads of size 0: no credit",
     ("span", 103, "core/"): "a sign product of 0 means one leg is empty: the spread s is 0 either way",
+    ("verify", 43, "core/ReplaceBinaryOperator_BitOr"): "a type annotation: never evaluated (__future__ annotations)",
+    ("verify", 51, "core/ReplaceComparisonOperator_Gt_GtE"): "in that branch e.seq != expected, so >= is >",
     ("verify", 104, "core/ReplaceBinaryOperator_BitOr"): "a type annotation: never evaluated (__future__ annotations)",
     ("verify", 52, "core/ReplaceComparisonOperator_Eq_LtE"): "in that branch e.seq > expected, so <= expected + 1 "
                                                               "is == expected + 1",
