@@ -88,6 +88,7 @@ EQUIVALENT: dict[tuple[str, int, str], str] = {
     ("span", 103, "core/"): "a sign product of 0 means one leg is empty: the spread s is 0 either way",
     ("verify", 43, "core/ReplaceBinaryOperator_BitOr"): "a type annotation: never evaluated (__future__ annotations)",
     ("verify", 51, "core/ReplaceComparisonOperator_Gt_GtE"): "in that branch e.seq != expected, so >= is >",
+    ("verify", 74, "e.seq != 1"): "seq numbers start at 1: != 1 is > 1",
     ("verify", 104, "core/ReplaceBinaryOperator_BitOr"): "a type annotation: never evaluated (__future__ annotations)",
     ("verify", 52, "core/ReplaceComparisonOperator_Eq_LtE"): "in that branch e.seq > expected, so <= expected + 1 "
                                                               "is == expected + 1",
