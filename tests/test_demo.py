@@ -244,3 +244,23 @@ def test_command_rejects_bad_options(tmp_path: Path, data_dir: Path) -> None:
     assert "xm_share" in result.output and "[0, 1]" in result.output
     result = CliRunner().invoke(app, ["demo", "--as-of", "2024-13-01", "--data-dir", str(data_dir)])
     assert result.exit_code == 2 and "not a date" in result.output
+
+
+def test_formula_account_names_are_neutralised_in_the_csv_outputs(run: demo_cmd.DemoRun, tmp_path: Path) -> None:
+    """Issue 15, attack 9: an account named like a spreadsheet formula (OWASP CSV injection)."""
+    import dataclasses
+
+    formula = "=cmd|' /C calc'!A0"
+    first = run.savings.accounts[0]
+    savings = dataclasses.replace(run.savings, accounts=(dataclasses.replace(first, account=formula),
+                                                         *run.savings.accounts[1:]))
+    book = dataclasses.replace(run.book, accounts=(dataclasses.replace(run.book.accounts[0], account=formula),
+                                                   *run.book.accounts[1:]))
+    paths = demo_cmd.write_outputs(dataclasses.replace(run, savings=savings, book=book), tmp_path)
+    for name in ("accounts", "portfolio"):
+        with paths[name].open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        assert "'" + formula in {r["account"] for r in rows}, name
+        assert not any(v.startswith(("=", "+", "@")) for r in rows for v in r.values() if v), name
+        if name == "portfolio":  # negative quantities stay numbers
+            assert any(r["quantity"].startswith("-") and float(r["quantity"]) < 0 for r in rows)

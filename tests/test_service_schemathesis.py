@@ -88,3 +88,45 @@ def test_no_server_errors_and_responses_match_the_schema(server: ServerProcess, 
                   "GET /api/v1/accounts/{account} positive"):
         assert statuses[label].get(200, 0) > 0, (label, statuses[label])
     assert sum(sum(c.values()) for c in statuses.values()) > 10 * len(operations)
+
+
+#: Issue 15's attack classes, as field overrides on otherwise schema-valid bodies: each must be
+#: refused with a 4xx naming the problem (never a 5xx, never recorded).
+ATTACKS: list[dict[str, Any]] = [
+    {"time": "9999-12-31T23:59:59Z"}, {"time": "9999-12-31T23:59:59-14:00"}, {"time": "0001-01-01T00:00:00+14:00"},
+    {"time": "2001-01-01T00:00:00Z"},
+    {"instrument": "UST:5:9999-12-31"}, {"instrument": "UST:25:2030-01-01"}, {"instrument": "UST:4:0001-01-01"},
+    {"quantity": True}, {"quantity": "5"}, {"quantity": 1e308}, {"quantity": -1e14},
+    {"cross_margin": 1}, {"cross_margin": "yes"},
+]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/trades", "/api/v1/what-if/trade"])
+def test_attack_classes_are_refused_without_server_errors(server: ServerProcess, path: str) -> None:
+    from hypothesis import strategies as st
+
+    schema = schemathesis.openapi.from_url(server.api + "/openapi.json")
+    op = next(r.ok() for r in schema.get_all_operations() if r.ok().path == path.removeprefix("/api/v1")
+              or r.ok().path == path)
+    head = server.ledger_head()
+    seen: list[int] = []
+    failures: list[str] = []
+
+    @settings(max_examples=len(ATTACKS) * 2, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck), phases=[Phase.generate])
+    @given(case=op.as_strategy(generation_mode=GenerationMode.POSITIVE), attack=st.sampled_from(ATTACKS))
+    def run(case: Any, attack: dict[str, Any]) -> None:
+        body = case.body if isinstance(case.body, dict) else {}
+        kept = {k: v for k, v in body.items() if k in ("account_type", "cross_margin", "archetype", "source")}
+        case.body = {**kept, "account": "CM01-HOUSE", "instrument": "ZNU24", "quantity": 1, **attack}
+        if path.endswith("/trades"):
+            case.body["trade_id"] = "attack-case"
+        response = case.call(base_url=server.base_url, headers=server.headers("CM01"), timeout=60)
+        seen.append(response.status_code)
+        if not 400 <= response.status_code < 500:
+            failures.append(f"{attack} -> {response.status_code}: {response.text[:300]}")
+
+    run()
+    assert failures == [], "\n".join(failures)
+    assert len(seen) >= len(ATTACKS)
+    assert server.ledger_head() == head  # nothing recorded

@@ -191,7 +191,7 @@ class ReplayState:
     trades: dict[str, Trade] = field(default_factory=dict)  # every trade recorded
     cancelled: set[str] = field(default_factory=set)
     movements: dict[str, CollateralMovement] = field(default_factory=dict)
-    last_time: dict[str, str] = field(default_factory=dict)  # source -> latest business time
+    last_time: dict[tuple[str, str], str] = field(default_factory=dict)  # (source, account) -> latest time
     recorded: dict[str, dict[str, float | bool]] = field(default_factory=dict)  # last margin result per account
     recorded_seq: dict[str, int] = field(default_factory=dict)
     views: dict[str, dict[str, AccountView]] = field(default_factory=dict)
@@ -216,7 +216,9 @@ class ReplayState:
     def apply(self, e: Entry, data_dir: str | Path | None) -> None:
         data = e.data
         if e.time is not None:
-            self.last_time[e.source] = max(self.last_time.get(e.source, ""), e.time)
+            account = data.get("account") if e.kind != "cancel" else getattr(self.trades.get(data["trade_id"]), "account", None)
+            key = (e.source, str(account or ""))
+            self.last_time[key] = max(self.last_time.get(key, ""), e.time)
         if e.kind == "market_snapshot":
             self.start_market(market_from_data(data, data_dir), e.seq)
             return

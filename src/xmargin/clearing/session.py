@@ -6,7 +6,8 @@ another, and :meth:`LedgerSession.ingest` takes validated trade-file rows:
 
 1. **dry run** first, writing nothing: ids already recorded with the same content are
    duplicates (skipped), with other content a conflict; a cancel must name a known trade; an
-   event earlier than the latest of its source is out of order; an account must agree with
+   event earlier than the latest of its source for the same account is out of order (per
+   account, so one member's clock never blocks another's trades); an account must agree with
    its first trade; a withdrawal may not exceed the collateral held.  Any problem raises an
    :class:`~xmargin.errors.InputError` naming the file, row and field, and nothing is recorded;
 2. then each row becomes one **group** (the trade, cancel or movement; the margin result of the
@@ -169,13 +170,13 @@ class LedgerSession:
         accounts = {a: self.engine.account(a) for a in self.engine.accounts}
         keep: list[bool] = []
 
-        def in_order(n: int, source: str, when: str, what: str) -> None:
-            latest = last.get(source)
+        def in_order(n: int, source: str, account: str, when: str, what: str) -> None:
+            latest = last.get((source, account))
             if latest is not None and when < latest:
-                raise InputError(f"out of order: {what} at {when} is earlier than the latest {source} event "
-                                 f"already recorded or read ({latest}); nothing was recorded", source=src, row=n,
-                                 field="time")
-            last[source] = when
+                raise InputError(f"out of order: {what} at {when} is earlier than the latest {source} event for "
+                                 f"{account} already recorded or read ({latest}); nothing was recorded", source=src,
+                                 row=n, field="time")
+            last[(source, account)] = when
 
         for n, ev, _inst in rows:
             if isinstance(ev, Trade):
@@ -195,7 +196,7 @@ class LedgerSession:
                                      f"cross_margin={acc.cross_margin}; this row disagrees; nothing was recorded",
                                      source=src, row=n, field="member")
                 accounts.setdefault(ev.account, info)
-                in_order(n, ev.source, ev.payload()["time"], f"trade {ev.trade_id}")
+                in_order(n, ev.source, ev.account, ev.payload()["time"], f"trade {ev.trade_id}")
                 trades[ev.trade_id] = ev
             elif isinstance(ev, Cancel):
                 if ev.trade_id in cancelled:
@@ -205,7 +206,7 @@ class LedgerSession:
                 if original is None:
                     raise InputError(f"cannot cancel trade {ev.trade_id}: no such trade in the ledger or earlier "
                                      "in the file; nothing was recorded", source=src, row=n, field="trade_id")
-                in_order(n, original.source, ev.payload()["time"], f"cancel of {ev.trade_id}")
+                in_order(n, original.source, original.account, ev.payload()["time"], f"cancel of {ev.trade_id}")
                 cancelled.add(ev.trade_id)
             else:
                 assert isinstance(ev, CollateralMovement)
@@ -221,7 +222,7 @@ class LedgerSession:
                     raise InputError(f"account {ev.account} holds {held:,.2f} of {ev.asset}, cannot withdraw "
                                      f"{-ev.amount:,.2f}; nothing was recorded", source=src, row=n, field="quantity")
                 holdings[ev.account][ev.asset] = held + ev.amount
-                in_order(n, ev.source, ev.payload()["time"], f"collateral {ev.movement_id}")
+                in_order(n, ev.source, ev.account, ev.payload()["time"], f"collateral {ev.movement_id}")
                 moves[ev.movement_id] = ev
             keep.append(True)
         return keep
@@ -281,22 +282,26 @@ class LedgerSession:
             assert inst is not None
             eng.commit_trade(ev.trade_id, eng.prepare_trade(ev.trade_id, ev.account_info, inst, ev.quantity))
             st.trades[ev.trade_id] = ev
-            st.last_time[ev.source] = max(st.last_time.get(ev.source, ""), ev.payload()["time"])
-            head = Event("trade", ev.source, ev.payload(), ref=ev.trade_id, time=ev.payload()["time"])
+            key = (ev.source, ev.account)
+            st.last_time[key] = max(st.last_time.get(key, ""), ev.payload()["time"])
+            head = Event("trade", ev.source, ev.payload(), ref=ev.trade_id, time=ev.payload()["time"], scope=ev.account)
             return [head, *self._result_events(ev.account, {"kind": "trade", "ref": ev.trade_id})]
         if isinstance(ev, Cancel):
             original = st.trades[ev.trade_id]
             eng.commit_cancel(ev.trade_id, eng.prepare_cancel(ev.trade_id))
             st.cancelled.add(ev.trade_id)
             when = ev.payload()["time"]
-            st.last_time[original.source] = max(st.last_time.get(original.source, ""), when)
-            head = Event("cancel", original.source, ev.payload(), ref=ev.trade_id, time=when)
+            key = (original.source, original.account)
+            st.last_time[key] = max(st.last_time.get(key, ""), when)
+            head = Event("cancel", original.source, ev.payload(), ref=ev.trade_id, time=when, scope=original.account)
             return [head, *self._result_events(original.account, {"kind": "cancel", "ref": ev.trade_id})]
         assert isinstance(ev, CollateralMovement)
         self.collateral.apply(ev)
         st.movements[ev.movement_id] = ev
-        st.last_time[ev.source] = max(st.last_time.get(ev.source, ""), ev.payload()["time"])
-        events = [Event("collateral", ev.source, ev.payload(), ref=ev.movement_id, time=ev.payload()["time"])]
+        key = (ev.source, ev.account)
+        st.last_time[key] = max(st.last_time.get(key, ""), ev.payload()["time"])
+        events = [Event("collateral", ev.source, ev.payload(), ref=ev.movement_id, time=ev.payload()["time"],
+                        scope=ev.account)]
         if ev.account in eng.accounts:
             due = self.collateral.assess(ev.account, float(eng.margin(ev.account)["total_after"]))
         else:

@@ -7,7 +7,6 @@ P&L -> margins -> savings); :func:`write_outputs` writes the report and its data
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -190,6 +189,7 @@ def demo_parameters(run: DemoRun) -> dict[str, Any]:
 def write_outputs(run: DemoRun, out: Path, progress: Progress_ | None = None) -> dict[str, Path]:
     """``report.html``, ``summary.json``, ``accounts.csv`` and ``portfolio.csv`` in ``out``."""
     from xmargin.pricing.report import curve_report
+    from xmargin.reports.csv_safe import SafeDictWriter, SafeWriter
     from xmargin.reports.html import CHARTS, render_charts, render_report, write_report
 
     out.mkdir(parents=True, exist_ok=True)
@@ -211,14 +211,14 @@ def write_outputs(run: DemoRun, out: Path, progress: Progress_ | None = None) ->
                                            default=str) + "\n")
     paths["accounts"] = out / "accounts.csv"
     with paths["accounts"].open("w", newline="") as fh:
-        w = csv.writer(fh)
+        w = SafeWriter(fh)
         w.writerow(["account", "member", "account_type", "archetype", "cross_margin", *ACCOUNT_FIGURES])
         for a in run.savings.accounts:
             w.writerow([a.account, a.member, a.account_type, a.archetype, a.cross_margin,
                         *(f"{getattr(a.figures, k):.2f}" for k in ACCOUNT_FIGURES)])
     paths["portfolio"] = out / "portfolio.csv"
     with paths["portfolio"].open("w", newline="") as fh:
-        dw = csv.DictWriter(fh, fieldnames=PORTFOLIO_COLUMNS)
+        dw = SafeDictWriter(fh, fieldnames=PORTFOLIO_COLUMNS)
         dw.writeheader()
         dw.writerows(portfolio_rows(run.book))
     if progress:

@@ -214,16 +214,24 @@ def watch(
 def verify(
     ledger: LedgerOption = DEFAULT_LEDGER,
     file: Annotated[Path | None, typer.Option("--file", help="Check a JSON-lines export instead.")] = None,
+    keys: Annotated[Path | None, typer.Option("--keys", help="Directory of the parties' public keys "
+                                              "(<party>.pub): checkpoint signatures must verify under them.")] = None,
+    anchor: Annotated[list[Path] | None, typer.Option("--anchor", help="Signed checkpoints a party kept (JSON "
+                                                      "lines); detects truncation and forks. Repeatable.")] = None,
     format: FormatOption = OutputFormat.table,
 ) -> None:
-    """Check the whole hash chain; exit 1 naming the first altered, missing or reordered entry."""
-    from xmargin.ledger import Ledger, verify_export, verify_ledger
+    """Check the whole hash chain and the signed checkpoints; exit 1 naming the first bad entry or checkpoint."""
+    from xmargin.ledger import Ledger, verify_export
+    from xmargin.ledger.replica import verify_anchored
+    from xmargin.ledger.signing import load_public_keys, read_checkpoints
 
     if file is not None:
         report = verify_export(file)
     else:
+        public = load_public_keys(keys) if keys is not None else None
+        kept = [cp for path in anchor or [] for cp in read_checkpoints(path)]
         with Ledger(ledger, create=False) as lg:
-            report = verify_ledger(lg)
+            report = verify_anchored(lg, public, kept)
     if format is OutputFormat.json:
         emit_json({"ok": report.ok, "entries": report.entries, "last_seq": report.last_seq,
                    "last_hash": report.last_hash, "problem": report.problem, "seq": report.seq,
@@ -338,6 +346,15 @@ def register(app: typer.Typer) -> None:
     app.command("ingest")(ingest)
     app.command("watch")(watch)
     app.add_typer(ledger_app, name="ledger")
+
+
+def _add_signing_commands() -> None:
+    from xmargin.cli.ledger_sign_cmd import add_commands
+
+    add_commands(ledger_app)
+
+
+_add_signing_commands()
 
 
 def _standalone() -> typer.Typer:

@@ -23,7 +23,12 @@ from xmargin.cli.common import (
     table,
 )
 
-ConfigOption = Annotated[Path | None, typer.Option("--config", help="Margin parameters (TOML: \\[ficc] \\[cme] \\[cross]).")]
+ConfigOption = Annotated[Path | None, typer.Option("--config", help="Margin parameters (TOML: \\[ficc] \\[cme] \\[cross] \\[residual]).")]
+FuturesHistoryOption = Annotated[
+    Path | None,
+    typer.Option("--futures-history", help="Futures prices (FILE or DIR: date,symbol,settle or continuous "
+                                           "date,open,high,low,close,volume), default: <data dir>/futures."),
+]
 EligibilityOption = Annotated[
     Path | None, typer.Option("--eligibility", help="Cross-margin eligibility lists (TOML), default: packaged.")
 ]
@@ -65,15 +70,25 @@ def margin(
     explain: Annotated[bool, typer.Option("--explain", help="Add the driving scenarios and largest contributors.")] = False,
     config: ConfigOption = None,
     eligibility: EligibilityOption = None,
+    futures_history: FuturesHistoryOption = None,
+    cme_params: Annotated[Path | None, typer.Option(
+        "--cme-params", help="CME SPAN risk parameter file (PA2 or SPAN XML .spn, zipped or not) for the CME "
+                             "stand-alone figures instead of the calibration.")] = None,
+    fixml: Annotated[Path | None, typer.Option(
+        "--fixml", help="Also write the results as FIXML margin requirement reports (MgnReqmtRpt) to this file.")] = None,
 ) -> None:
     """Margin every account: each clearinghouse stand-alone, combined, and after cross-margining."""
     from xmargin.workflow import Environment, margin_job
 
     day = resolve_as_of(as_of, data_dir)
     env = Environment.load(day, data_dir=data_dir, previous_business_day=previous_business_day,
-                           config=config, eligibility=eligibility)
+                           config=config, eligibility=eligibility, futures_history=futures_history)
     with progress_reporter() as progress:
-        payload = margin_job(env, portfolio, explain=explain, progress=progress)
+        payload = margin_job(env, portfolio, explain=explain, progress=progress, cme_params=cme_params)
+    if fixml is not None:
+        from xmargin.reports.fixml import write_margin_reports
+
+        write_margin_reports(payload, fixml)
     if format is OutputFormat.json:
         emit_json(payload)
         return
@@ -81,10 +96,19 @@ def margin(
     if explain:
         for r in payload["accounts"]:
             for name, ex in r.get("explain", {}).items():
+                if name == "cme_span":  # printed below
+                    continue
                 console.print(f"[bold]{escape(r['account'])} {name}[/]: VaR scenario {ex['var_scenario']['window']} "
                               f"P&L {ex['var_scenario']['pnl']:,.0f}; largest contributors: "
                               + ", ".join(f"{c['instrument']} {c['pnl_in_var_scenario']:,.0f} (incremental {c.get('incremental_margin') or 0:,.0f})"
                                           for c in ex["largest_contributors"]))
+                if "risk_factors" in ex:
+                    console.print("  VaR-scenario loss by risk factor: " + ", ".join(
+                        f"{f['factor']} {f['loss']:,.0f} ({f['share']:.0%})" for f in ex["risk_factors"]))
+
+    from xmargin.cli.formats_cmd import print_cme_notes
+
+    print_cme_notes(payload, explain=explain)
 
 
 def register(app: typer.Typer) -> None:

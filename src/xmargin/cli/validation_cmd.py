@@ -25,7 +25,7 @@ from xmargin.cli.common import (
     resolve_as_of,
     table,
 )
-from xmargin.cli.margin_cmd import ConfigOption, EligibilityOption
+from xmargin.cli.margin_cmd import ConfigOption, EligibilityOption, FuturesHistoryOption
 from xmargin.errors import InputError
 
 WorkersOption = Annotated[int, typer.Option("--workers", help="Parallel processes over days (default: CPUs, max 8).")]
@@ -109,6 +109,9 @@ def backtest(
     format: FormatOption = OutputFormat.table,
     config: ConfigOption = None,
     eligibility: EligibilityOption = None,
+    pnl: Annotated[str, typer.Option("--pnl", help="Realised futures P&L: actual (prices where the history has "
+                                                   "them) or model (curve).")] = "actual",
+    futures_history: FuturesHistoryOption = None,
 ) -> None:
     """Backtest a margin model: margin each day against the realised P&L over its horizon."""
     from xmargin.validation.backtest import backtest as run
@@ -117,16 +120,24 @@ def backtest(
         raise InputError(f"'{model}' is not one of {list(MODELS)}", source="command line", field="--model")
     if span not in ("monthly", "once", "daily"):
         raise InputError(f"'{span}' is not monthly, once or daily", source="command line", field="--span")
+    if pnl not in ("actual", "model"):
+        raise InputError(f"'{pnl}' is not actual or model", source="command line", field="--pnl")
     lo, hi = parse_date(start, "--from"), parse_date(end, "--to")
     if hi < lo:
         raise InputError("--to is before --from", source="command line", field="--to")
     env = _env(lo, data_dir, config, eligibility)
+    if futures_history is not None:
+        from dataclasses import replace
+
+        from xmargin.workflow import with_futures_history
+
+        env = replace(env, params=with_futures_history(env.params, futures_history))
     book = env.read_book(portfolio)
     with _progress() as bar:
         task = bar.add_task("days", total=None)
         result = run(book, lo, hi, data_dir=env.snapshot.data_dir, params=env.params,
                      eligibility=env.eligibility, model=model, horizon_days=horizon or None, exact=exact, span=span,
-                     workers=_workers(workers), progress=lambda d, t: bar.update(task, completed=d, total=t))
+                     workers=_workers(workers), progress=lambda d, t: bar.update(task, completed=d, total=t), pnl=pnl)
     payload = result.to_dict()
     if daily is not None:
         write_daily_csv(result, daily)
@@ -141,7 +152,7 @@ def backtest(
     rows = []
     for a in payload["accounts"]:
         no = a["non_overlapping"]
-        rows.append([a["account"], a["observations"], a["exceptions"], a["expected_exceptions"], a["coverage"] * 100,
+        rows.append([f"{a['account']} ({a['pnl_source']})", a["observations"], a["exceptions"], a["expected_exceptions"], a["coverage"] * 100,
                      a["kupiec"]["p_value"], a["christoffersen"]["p_value"], a["conditional_coverage"]["p_value"],
                      f"{no['exceptions']}/{no['observations']}", no["kupiec"]["p_value"],
                      " ".join(b["zone"][0].upper() for b in a["zones"]["blocks"]) or "-",

@@ -17,7 +17,12 @@ trade's identity and time::
     account; ``instrument`` is ``CASH`` (dollars) or a Treasury identifier (face dollars);
     ``trade_id`` is the movement's id.
 
-* ``time``: ISO 8601 (``2025-10-31T14:30:00Z``); a time without an offset is UTC.
+* ``time``: ISO 8601 (``2025-10-31T14:30:00Z``); a time without an offset is UTC.  It must lie
+  in the as-of date's session or after it (from :data:`SESSION_OPEN` Chicago time on the
+  calendar day before ``as_of``: CME Globex opens the trade date at 17:00 CT the evening
+  before) and not in the future beyond :data:`CLOCK_TOLERANCE` (a sender's clock may run a
+  little ahead).  Ordering is per account (:mod:`xmargin.clearing.session`), so a time at the
+  edge of the tolerance never blocks another member's trades.
 * ``source`` (optional): ``FICC`` or ``CME``; by default the clearinghouse of the instrument
   (collateral: ``FICC``, which holds the cross-margining account's collateral).
 * repo rows fill all four repo fields; ``cross_margin`` defaults to ``true``.
@@ -33,9 +38,10 @@ import csv
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from xmargin.errors import InputError
 from xmargin.portfolio.book import Account
@@ -43,8 +49,8 @@ from xmargin.portfolio.fields import (
     REPO_FIELDS,
     account_type_field,
     bool_field,
-    number_field,
     position_instrument,
+    quantity_field,
     text_field,
 )
 from xmargin.reference.eligibility import clearinghouse
@@ -59,6 +65,12 @@ ACTIONS = ("trade", "cancel", "collateral")
 SOURCES = ("FICC", "CME")
 CASH = "CASH"
 
+#: How far ahead of this machine's clock a trade time may be (senders' clocks drift).
+CLOCK_TOLERANCE = timedelta(minutes=5)
+#: The as-of date's session opens at this local time on the calendar day before (CME Globex).
+SESSION_OPEN = time(17, 0)
+SESSION_ZONE = ZoneInfo("America/Chicago")
+
 
 def format_time(t: datetime) -> str:
     """Canonical UTC text of a time, fixed width so text order is time order."""
@@ -68,12 +80,33 @@ def format_time(t: datetime) -> str:
 def parse_time(text: str, *, source: str = "time", row: int | None = None, field: str = "time") -> datetime:
     try:
         t = datetime.fromisoformat(text.strip())
+        if t.tzinfo is None:
+            t = t.replace(tzinfo=UTC)
+        return t.astimezone(UTC)
     except ValueError:
         raise InputError(f"'{text}' is not an ISO 8601 time (e.g. 2025-10-31T14:30:00Z)",
                          source=source, row=row, field=field) from None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=UTC)
-    return t.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 shifted past the range of a datetime by its offset
+        raise InputError(f"'{text}' is out of range", source=source, row=row, field=field) from None
+
+
+def session_open(as_of: date) -> datetime:
+    """When the as-of date's session opens (UTC): :data:`SESSION_OPEN` Chicago time the day before."""
+    return datetime.combine(as_of - timedelta(days=1), SESSION_OPEN, SESSION_ZONE).astimezone(UTC)
+
+
+def check_time(when: datetime, *, as_of: date, now: datetime | None = None, source: str = "time",
+               row: int | None = None, field: str = "time") -> datetime:
+    """``when`` if it lies between the as-of session's open and now plus :data:`CLOCK_TOLERANCE`."""
+    latest = (now or datetime.now(UTC)) + CLOCK_TOLERANCE
+    if when > latest:
+        raise InputError(f"{format_time(when)} is in the future (this clock reads {format_time(latest - CLOCK_TOLERANCE)}, "
+                         f"tolerance {CLOCK_TOLERANCE.total_seconds():.0f} s)", source=source, row=row, field=field)
+    opens = session_open(as_of)
+    if when < opens:
+        raise InputError(f"{format_time(when)} is before the {as_of} session (opens {format_time(opens)})",
+                         source=source, row=row, field=field)
+    return when
 
 
 @dataclass(frozen=True)
@@ -202,17 +235,22 @@ def parse_row(
     master: SecuritiesMaster,
     src: str,
     n: int,
+    now: datetime | None = None,
 ) -> tuple[Event, Instrument | None]:
-    """One validated event, with its resolved instrument (trades and collateral)."""
+    """One validated event, with its resolved instrument (trades and collateral).
+
+    ``now``: the clock the time is checked against (default: this machine's, UTC).
+    """
     action = str(row.get("action") or "trade").strip().lower()
     if action not in ACTIONS:
         raise InputError(f"'{action}' is not one of {ACTIONS}", source=src, row=n, field="action")
     trade_id = text_field(row, "trade_id", src, n)
-    when = parse_time(text_field(row, "time", src, n), source=src, row=n)
+    when = check_time(parse_time(text_field(row, "time", src, n), source=src, row=n), as_of=as_of, now=now,
+                      source=src, row=n)
     if action == "cancel":
         return Cancel(trade_id, when, _source(row, src, n, "")), None
     account = text_field(row, "account", src, n)
-    qty = number_field(row, "quantity", src, n)
+    qty = quantity_field(row, src, n)
     if qty == 0:
         raise InputError("quantity is zero: nothing to record", source=src, row=n, field="quantity")
     inst_text = text_field(row, "instrument", src, n).upper()
@@ -297,6 +335,10 @@ def _json_lines(first: str, n: int, it: Iterator[str], src: str) -> Iterator[tup
 
 def _csv_rows(first: str, n: int, it: Iterator[str], src: str) -> Iterator[tuple[int, dict[str, Any]]]:
     header = [h.strip() for h in next(csv.reader([first.lstrip("\ufeff")]))]
+    dupes = sorted({h for h in header if header.count(h) > 1})
+    if dupes:
+        raise InputError(f"duplicate column(s) {dupes}: which one holds the data is ambiguous", source=src, row=n,
+                         field=dupes[0])
     for needed in ("trade_id", "time"):
         if needed not in header:
             raise InputError(f"missing column '{needed}'; expected {list(REQUIRED)}", source=src, row=n, field=needed)
@@ -355,8 +397,14 @@ def read_events(
     except OSError as exc:
         raise InputError(f"cannot read trades file: {exc.strerror}", source=path) from None
     with fh:
-        out = []
-        for n, row in iter_rows(fh, str(path)):
-            event, inst = parse_row(row, as_of=as_of, master=master, src=str(path), n=n)
-            out.append((n, event, inst))
+        out: list[tuple[int, Event, Instrument | None]] = []
+        try:
+            for n, row in iter_rows(fh, str(path)):
+                event, inst = parse_row(row, as_of=as_of, master=master, src=str(path), n=n)
+                out.append((n, event, inst))
+        except UnicodeDecodeError as exc:
+            raise InputError(f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x}); save it as UTF-8",
+                             source=path) from None
+        except csv.Error as exc:
+            raise InputError(f"not a CSV file: {exc}", source=path, row=out[-1][0] + 1 if out else None) from None
     return out

@@ -43,9 +43,28 @@ entries = Table(
     Column("payload", Text, nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    Column("scope", String(256), nullable=True),  # ordering scope (an account); not hashed, see store
     UniqueConstraint("kind", "ref", name="uq_ledger_entries_kind_ref"),
     UniqueConstraint("hash", name="uq_ledger_entries_hash"),
     Index("ix_ledger_entries_source_time", "source", "event_time"),
+    Index("ix_ledger_entries_scope_time", "source", "scope", "event_time"),
+)
+
+#: Signed checkpoints (:mod:`xmargin.ledger.signing`): one JSON document each, in signing order.
+signed_checkpoints = Table(
+    "ledger_checkpoints_signed",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("signer", String(16), nullable=False),
+    Column("document", Text, nullable=False),
+    UniqueConstraint("document", name="uq_ledger_checkpoints_signed_document"),
+)
+
+#: Added after the first release: ledgers made before it get the column and index on open.
+SCOPE_MIGRATION = (
+    "ALTER TABLE ledger_entries ADD COLUMN scope VARCHAR(256)",
+    "CREATE INDEX IF NOT EXISTS ix_ledger_entries_scope_time ON ledger_entries (source, scope, event_time)",
 )
 
 head = Table(

@@ -17,7 +17,10 @@ margin call it caused) in one database transaction: either all of them are recor
 * a cancel must name a trade already recorded (or earlier in the batch):
   :class:`UnknownTradeError`;
 * order: an event's business ``time`` may not be earlier than the latest one already recorded
-  from the same source (:class:`OutOfOrderError`);
+  from the same source **and scope** (:class:`OutOfOrderError`).  The scope is the account
+  (:mod:`xmargin.clearing` sets it), so one member's late or early clock never blocks
+  another's trades; events without a scope are ordered per source.  The scope is an index
+  column, not part of the hashed payload (the payload holds the account it is made from);
 * sequence numbers continue from the head without gaps; the unique constraints on ``seq`` and
   ``(kind, ref)`` back these checks inside the database.
 
@@ -52,6 +55,7 @@ from xmargin.ledger.hashing import GENESIS, canonical_json, entry_hash
 from xmargin.ledger.schema import (
     FORMAT,
     POSTGRES_TRIGGERS,
+    SCOPE_MIGRATION,
     SQLITE_TRIGGERS,
     entries,
     head,
@@ -99,6 +103,7 @@ class Event:
     data: Mapping[str, Any]
     ref: str | None = None
     time: str | None = None
+    scope: str | None = None  # ordering scope (an account); None: ordered per source
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,7 @@ class Entry:
     payload: str
     prev_hash: str
     hash: str
+    scope: str | None = None  # ordering scope column (not hashed)
 
     @property
     def data(self) -> dict[str, Any]:
@@ -193,7 +199,7 @@ class Ledger:
                 raise LedgerError(f"--ledger {self._shown}: {exc}") from None
         try:
             self._ensure_schema(create)
-        except OperationalError as exc:
+        except DBAPIError as exc:  # also "file is not a database" (sqlite3.DatabaseError)
             self._engine.dispose()
             raise LedgerError(f"cannot open ledger {self._shown}: {_reason(exc)}") from None
 
@@ -221,6 +227,14 @@ class Ledger:
                 row = conn.execute(select(head).where(head.c.id == 1)).first()
             if row is None or row.format != FORMAT:
                 raise LedgerError(f"{self._shown} is not an {FORMAT} ledger (head row missing or of another format)")
+            insp = inspect(self._engine)
+            if "scope" not in {c["name"] for c in insp.get_columns("ledger_entries")}:
+                with self._write() as conn, conn.begin():
+                    for ddl in SCOPE_MIGRATION:
+                        conn.exec_driver_sql(ddl)
+            if not insp.has_table("ledger_checkpoints_signed"):
+                with self._write() as conn, conn.begin():
+                    metadata.create_all(conn, checkfirst=True)
             return
         if not create:
             raise LedgerError(f"no ledger at {self._shown} (nothing has been ingested there)")
@@ -287,7 +301,7 @@ class Ledger:
                 seq = int(seq)
                 last_ts = conn.execute(select(entries.c.recorded_at).where(entries.c.seq == seq)).scalar() or ""
                 batch: dict[tuple[str, str], Event] = {}
-                last_times: dict[str, str | None] = {}
+                last_times: dict[tuple[str, str | None], str | None] = {}
                 rows: list[dict[str, Any]] = []
                 for group in groups:
                     if not group:
@@ -305,18 +319,21 @@ class Ledger:
                             if ("trade", ev.ref) not in batch and _find(conn, "trade", ev.ref) is None:
                                 raise UnknownTradeError(f"cannot cancel trade {ev.ref}: the ledger holds no such trade")
                         if ev.time is not None:
-                            if ev.source not in last_times:
-                                last_times[ev.source] = conn.execute(
-                                    select(func.max(entries.c.event_time)).where(entries.c.source == ev.source)
+                            key = (ev.source, ev.scope)
+                            if key not in last_times:
+                                in_scope = (entries.c.scope == ev.scope) if ev.scope is not None else entries.c.scope.is_(None)
+                                last_times[key] = conn.execute(
+                                    select(func.max(entries.c.event_time)).where(entries.c.source == ev.source, in_scope)
                                 ).scalar()
-                            latest = last_times[ev.source]
+                            latest = last_times[key]
                             if latest is not None and ev.time < latest:
                                 what = f"{ev.kind} {ev.ref}" if ev.ref else ev.kind
+                                scope = f" for {ev.scope}" if ev.scope is not None else ""
                                 raise OutOfOrderError(
-                                    f"out of order: {what} at {ev.time} is earlier than the latest {ev.source} event "
-                                    f"already recorded ({latest}); nothing from this batch was recorded"
+                                    f"out of order: {what} at {ev.time} is earlier than the latest {ev.source} event"
+                                    f"{scope} already recorded ({latest}); nothing from this batch was recorded"
                                 )
-                            last_times[ev.source] = ev.time
+                            last_times[key] = ev.time
                         seq += 1
                         now = _now()
                         last_ts = now if now > last_ts else last_ts
@@ -326,7 +343,7 @@ class Ledger:
                         digest = entry_hash(prev, payload)
                         row = {"seq": seq, "recorded_at": last_ts, "source": ev.source, "kind": ev.kind,
                                "ref": ev.ref, "event_time": ev.time, "payload": payload, "prev_hash": prev,
-                               "hash": digest}
+                               "hash": digest, "scope": ev.scope}
                         rows.append(row)
                         if ev.ref is not None:
                             batch[(ev.kind, ev.ref)] = ev
@@ -343,6 +360,36 @@ class Ledger:
                               "nothing from this batch was recorded") from None
         result.recorded = [_entry_from_row(r) for r in rows]
         return result
+
+    def append_verbatim(self, rows: Sequence[Entry]) -> int:
+        """Copy entries of another replica as they are (same seq, timestamps and hashes), after the head.
+
+        Each must continue the chain: ``seq`` = head + 1, previous hash = the head's hash, and
+        ``hash = SHA-256(previous hash + payload)``; otherwise nothing is written.
+        """
+        if not rows:
+            return 0
+        try:
+            with self._write() as conn, conn.begin():
+                seq, prev = conn.execute(
+                    select(head.c.seq, head.c.hash).where(head.c.id == 1).with_for_update()
+                ).one()
+                out = []
+                for e in rows:
+                    if e.seq != int(seq) + 1 or e.prev_hash != prev or entry_hash(prev, e.payload) != e.hash:
+                        raise LedgerError(f"entry {e.seq} does not continue the chain of {self._shown} at "
+                                          f"entry {seq} (hash {prev[:12]}...); nothing was copied")
+                    out.append({"seq": e.seq, "recorded_at": e.timestamp, "source": e.source, "kind": e.kind,
+                                "ref": e.ref, "event_time": e.time, "payload": e.payload, "prev_hash": e.prev_hash,
+                                "hash": e.hash, "scope": e.scope})
+                    seq, prev = e.seq, e.hash
+                conn.execute(insert(entries), out)
+                conn.execute(update(head).where(head.c.id == 1).values(seq=seq, hash=prev))
+        except IntegrityError as exc:
+            raise LedgerError(f"ledger {self._shown} refused the copy: {_reason(exc)}; nothing was copied") from None
+        except (OperationalError, DBAPIError) as exc:
+            raise LedgerError(f"cannot write to ledger {self._shown}: {_reason(exc)}; nothing was copied") from None
+        return len(out)
 
     def _existing(self, conn: Any, batch: dict[tuple[str, str], Event], ev: Event) -> Entry | None:
         """The entry already holding ``ev``'s ref if it is the same event; raise if it differs."""
@@ -372,12 +419,13 @@ def _find(conn: Any, kind: str, ref: str) -> Entry | None:
 
 
 def _entry(r: Any) -> Entry:
-    return Entry(int(r.seq), r.recorded_at, r.source, r.kind, r.ref, r.event_time, r.payload, r.prev_hash, r.hash)
+    return Entry(int(r.seq), r.recorded_at, r.source, r.kind, r.ref, r.event_time, r.payload, r.prev_hash, r.hash,
+                 getattr(r, "scope", None))
 
 
 def _entry_from_row(r: Mapping[str, Any]) -> Entry:
     return Entry(r["seq"], r["recorded_at"], r["source"], r["kind"], r["ref"], r["event_time"], r["payload"],
-                 r["prev_hash"], r["hash"])
+                 r["prev_hash"], r["hash"], r.get("scope"))
 
 
 def _check_event(ev: Event) -> None:
@@ -385,6 +433,8 @@ def _check_event(ev: Event) -> None:
         raise LedgerError(f"unknown event kind {ev.kind!r}; expected one of {KINDS}")
     if ev.source not in SOURCES:
         raise LedgerError(f"unknown source {ev.source!r} for {ev.kind}; expected one of {SOURCES}")
+    if ev.scope is not None and (not isinstance(ev.scope, str) or not ev.scope or len(ev.scope) > 256):
+        raise LedgerError(f"{ev.kind}: the scope must be 1 to 256 characters, got {ev.scope!r}")
     if ev.ref is not None and (not isinstance(ev.ref, str) or not ev.ref or len(ev.ref) > 256):
         raise LedgerError(f"{ev.kind}: the id must be 1 to 256 characters, got {ev.ref!r}")
     if ev.time is not None and not (isinstance(ev.time, str) and TIME_RE.match(ev.time)):

@@ -106,15 +106,24 @@ def verify_export(path: str | Path) -> VerifyReport:
     path = Path(path)
 
     def rows() -> Iterable[Entry]:
-        with path.open(encoding="utf-8") as fh:
-            for n, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    d = json.loads(line)
-                    yield Entry(int(d["seq"]), d["timestamp"], d["source"], d["kind"], d["ref"], d["time"],
-                                d["payload"], d["prev_hash"], d["hash"])
-                except (ValueError, KeyError, TypeError) as exc:
-                    raise InputError(f"not a ledger export line ({exc!r})", source=path, row=n) from None
+        try:
+            with path.open(encoding="utf-8") as fh:
+                yield from _export_rows(fh, path)
+        except OSError as exc:
+            raise InputError(f"cannot read ledger export: {exc.strerror}", source=path) from None
+        except UnicodeDecodeError:
+            raise InputError("not a ledger export (not UTF-8 text)", source=path) from None
 
     return verify_entries(rows())
+
+
+def _export_rows(lines: Iterable[str], path: Path) -> Iterable[Entry]:
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+            yield Entry(int(d["seq"]), d["timestamp"], d["source"], d["kind"], d["ref"], d["time"],
+                        d["payload"], d["prev_hash"], d["hash"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InputError(f"not a ledger export line ({exc!r})", source=path, row=n) from None

@@ -153,8 +153,12 @@ def margins_for_positions(context: MarginContext, q: sp.csr_matrix, xm: npt.NDAr
     ficc_r = ficc_requirement(var_r, floor_r, conc_r)
 
     # CME, stand-alone on each sub-portfolio
-    span_e = span_requirement(_span_inputs(q_ec, context), context.span)
-    span_r = span_requirement(_span_inputs(q_rc, context), context.span)
+    file_model = context.cme_span_model
+    if file_model is None:
+        span_e = span_requirement(_span_inputs(q_ec, context), context.span)
+        span_r = span_requirement(_span_inputs(q_rc, context), context.span)
+    else:
+        span_e, span_r = file_model.requirement(q_ec), file_model.requirement(q_rc)
     if p.cme.standalone_model == "var":
         cme_var_e, _ = scenario_set_var(np.asarray(q_ec @ cme_pnl), set_c, p.cme.var_confidence)
         cme_var_r, _ = scenario_set_var(np.asarray(q_rc @ cme_pnl), set_c, p.cme.var_confidence)
@@ -172,7 +176,8 @@ def margins_for_positions(context: MarginContext, q: sp.csr_matrix, xm: npt.NDAr
     # eligible position priced under both scenario sets, else no reduction (the fallback)
     priced_f = context.ficc_pnl.priced
     priced_c = context.cme_pnl.priced
-    cme_ok = (a.span_root >= 0) if p.cme.standalone_model == "span" else priced_c
+    cme_ok = ((a.span_root >= 0) if file_model is None else file_model.covered) if p.cme.standalone_model == "span" \
+        else priced_c
     bad = _unpriced(q, np.where(a.is_cme, cme_ok, priced_f))
     fallback = _unpriced(q_e, priced_f & priced_c) & ~bad
     red = reduction_factors(var_e, cme_e, f_comb, c_comb, cap=p.cross.reduction_cap, computable=~(bad | fallback))

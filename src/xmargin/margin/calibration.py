@@ -48,6 +48,7 @@ from xmargin.reference.futures import TREASURY_FUTURES, TreasuryFuture
 from xmargin.reference.securities import SecuritiesMaster
 from xmargin.reference.stir import RateFuture
 from xmargin.scenarios.historical import ScenarioSpec, scenario_par
+from xmargin.scenarios.residual import ResidualParams, residual_risk
 
 QUARTERLY = (3, 6, 9, 12)
 RATE_ROOTS = ("SR3", "SR1", "ZQ")
@@ -89,9 +90,12 @@ def _two_window_var(pnl: np.ndarray, confidence: float, short: int) -> float:
 
 def calibrate_span(
     snapshot: MarketSnapshot, master: SecuritiesMaster, history: ParYieldHistory, cme: CmeParams,
+    residual: ResidualParams | None = None,
     *, curves: str = "exact",
 ) -> SpanParameters:
-    """Calibrate SPAN parameters on the snapshot's date (see the module docstring)."""
+    """Calibrate SPAN parameters on the snapshot's date (see the module docstring); with
+    ``residual`` the one-day P&L includes the residual factors (futures basis, SOFR-EFFR,
+    SOFR-Treasury) over the same days, so e.g. the SR1/ZQ credit comes from the data."""
     roots = [*TREASURY_FUTURES, *RATE_ROOTS]
     contracts: dict[str, list[TreasuryFuture | RateFuture]] = {}
     skipped: dict[str, str] = {}
@@ -111,6 +115,12 @@ def calibrate_span(
     else:
         scenario_curves = snapshot.curves_from_par(built.par)
     pnl = instrument_pnl(universe, snapshot, master, scenario_curves).pnl
+    residual_factors: tuple[str, ...] = ()
+    if residual is not None and residual.any:
+        window = (history.dates[built.rows], history.dates[built.rows + spec.horizon_days])
+        risk = residual_risk(universe.instruments, snapshot, master, history, residual, [window])
+        pnl = pnl + risk.pnl(risk.ficc_changes)
+        residual_factors = risk.factors
     start_day = np.datetime64(snapshot.as_of, "D") - np.timedelta64(int(round(cme.span_short_lookback_years * 365.25)), "D")
     short = int((history.dates[built.rows] >= start_day).sum()) if cme.span_short_lookback_years > 0 else 0
     dv01, _ = sensitivities(universe, snapshot, master)
@@ -148,6 +158,7 @@ def calibrate_span(
         "contracts": {root: [c.symbol for c in cs] for root, cs in contracts.items()},
         "dv01_per_contract": {universe.ids[i]: float(dv01[i]) for i in range(len(universe))},
         "skipped": skipped,
+        "residual_factors": list(residual_factors),
     }
     return SpanParameters(
         roots=tuple(kept),

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
 from datetime import date
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +26,7 @@ from xmargin.margin.params import CmeParams, MarginParams
 from xmargin.margin.span import SpanParameters
 from xmargin.market.history import load_par_yields
 from xmargin.market.snapshot import MarketSnapshot
+from xmargin.pricing.residual_pnl import residual_for_sets, with_residual
 from xmargin.pricing.revalue import InstrumentUniverse, sensitivities
 from xmargin.pricing.scenario_pnl import InstrumentPnL, instrument_pnl
 from xmargin.reference.eligibility import CME, EligibilityRules, clearinghouse, load_eligibility
@@ -34,6 +36,7 @@ from xmargin.reference.repo import Repo
 from xmargin.reference.securities import SecuritiesMaster
 from xmargin.reference.stir import RateFuture
 from xmargin.scenarios.historical import ScenarioSet, ScenarioSpec, build_scenarios
+from xmargin.scenarios.residual import ResidualParams, ResidualRisk
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -45,9 +48,10 @@ def _scenarios(snapshot: MarketSnapshot, spec: ScenarioSpec) -> ScenarioSet:
 
 
 @lru_cache(maxsize=4)
-def _span(snapshot: MarketSnapshot, master: SecuritiesMaster, cme: CmeParams) -> SpanParameters:
+def _span(snapshot: MarketSnapshot, master: SecuritiesMaster, cme: CmeParams,
+          residual: ResidualParams | None = None) -> SpanParameters:
     history = load_par_yields(snapshot.data_dir / PAR_YIELDS_FILE)
-    return calibrate_span(snapshot, master, history, cme)
+    return calibrate_span(snapshot, master, history, cme, residual)
 
 
 def _years_to_maturity(inst: Instrument, as_of: date) -> float:
@@ -83,6 +87,11 @@ class MarginContext:
     cme_pnl: InstrumentPnL
     span: SpanParameters
     attributes: InstrumentAttributes
+    #: residual factors beyond the Treasury curve, already in ``ficc_pnl``/``cme_pnl``
+    residual: ResidualRisk | None = None
+    #: CME stand-alone SPAN from a CME parameter file instead of the calibration
+    #: (:class:`xmargin.formats.cme_margin.FileSpanModel`); ``None``: the calibration.
+    cme_span_model: Any = None
 
     @property
     def failures(self) -> dict[str, str]:
@@ -113,8 +122,11 @@ class MarginContext:
         a, b = self.attributes, small.attributes
         attrs = InstrumentAttributes(**{f.name: np.concatenate([getattr(a, f.name), getattr(b, f.name)])
                                         for f in fields(InstrumentAttributes)})
+        residual = self.residual
+        if residual is not None and small.residual is not None:
+            residual = residual.stacked(small.residual)
         return replace(self, universe=bigger, ficc_pnl=stacked(self.ficc_pnl, small.ficc_pnl),
-                       cme_pnl=stacked(self.cme_pnl, small.cme_pnl), attributes=attrs)
+                       cme_pnl=stacked(self.cme_pnl, small.cme_pnl), attributes=attrs, residual=residual)
 
 
 def instrument_attributes(
@@ -180,9 +192,13 @@ def build_context(
     eligibility = eligibility or load_eligibility()
     ficc_set = _scenarios(snapshot, params.ficc.scenarios)
     cme_set = _scenarios(snapshot, params.cme.var_scenarios)
-    span = _span(snapshot, master, params.cme)
+    span = _span(snapshot, master, params.cme, params.residual if params.residual.any else None)
     ficc_pnl = instrument_pnl(universe, snapshot, master, ficc_set.curves)
     cme_pnl = instrument_pnl(universe, snapshot, master, cme_set.curves)
+    residual = residual_for_sets(universe, snapshot, master, params.residual, (ficc_set, cme_set))
+    if residual is not None:
+        ficc_pnl = with_residual(ficc_pnl, residual.pnl(residual.ficc_changes))
+        cme_pnl = with_residual(cme_pnl, residual.pnl(residual.cme_changes))
     attributes = instrument_attributes(universe, snapshot, master, params, eligibility, span, ficc_pnl.base_values)
     return MarginContext(snapshot, master, params, eligibility, universe, ficc_set, cme_set, ficc_pnl, cme_pnl,
-                         span, attributes)
+                         span, attributes, residual)

@@ -5,7 +5,8 @@ horizon; CME SPAN scanning ranges covering at least 99% of one-day moves with th
 standard scenarios (extreme moves of twice the range covered at 35%); the cross-margin
 reduction capped at 80% (CFTC sample portfolio: $343.24m -> $68.65m).  Values marked
 **choice** are ours where the public record is silent; they are configurable through a TOML
-file (``xmargin margin --config FILE``, sections ``[ficc]``, ``[cme]``, ``[cross]``).
+file (``xmargin margin --config FILE``, sections ``[ficc]``, ``[cme]``, ``[cross]``,
+``[residual]``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from xmargin.errors import InputError
 from xmargin.scenarios.historical import ScenarioSpec
+from xmargin.scenarios.residual import ResidualParams
 
 #: Remaining-maturity buckets (upper bounds in years) and the FICC VaR floor per bucket as a
 #: fraction of gross market value.  **Choice**: about a third of a typical 3-day 99% move at
@@ -92,6 +94,8 @@ class MarginParams:
     ficc: FiccParams = field(default_factory=FiccParams)
     cme: CmeParams = field(default_factory=CmeParams)
     cross: CrossParams = field(default_factory=CrossParams)
+    #: Residual risk factors beyond the Treasury curve (:mod:`xmargin.scenarios.residual`).
+    residual: ResidualParams = field(default_factory=ResidualParams)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (JSON-safe: the open last floor bucket is ``None``), recorded with
@@ -125,6 +129,7 @@ _RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "pd_decay": (0.0, 1.0, False, False),
     "backtesting_target": (0.0, 1.0, False, False),
     "backtesting_window_days": (1.0, float("inf"), True, False),
+    "spread_smoothing_days": (1.0, 250.0, True, True),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {"standalone_model": ("span", "var"), "shift": ("absolute", "relative"),
                                         "mode": ("historical", "filtered")}
@@ -200,10 +205,11 @@ def load_params(path: str | Path | None) -> MarginParams:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise InputError(f"cannot read margin configuration: {exc}", source=path) from None
     for section in data:
-        if section not in ("ficc", "cme", "cross"):
+        if section not in ("ficc", "cme", "cross", "residual"):
             raise InputError(f"unknown section [{section}]", source=path, field=section)
     return MarginParams(
         ficc=_apply(params.ficc, data.get("ficc", {}), "ficc", path),
         cme=_apply(params.cme, data.get("cme", {}), "cme", path),
         cross=_apply(params.cross, data.get("cross", {}), "cross", path),
+        residual=_apply(params.residual, data.get("residual", {}), "residual", path),
     )

@@ -81,6 +81,7 @@ class SpanResult:
     inter_spread_credit: FloatArray  # A
     requirement: FloatArray  # A
     scan_by_root: FloatArray  # A x P
+    spot_charge: FloatArray | None = None  # A, set by a CME parameter file's spot-month charges
 
 
 def span_requirement(inputs: SpanInputs, params: SpanParameters) -> SpanResult:

@@ -23,6 +23,11 @@ from xmargin.reference.treasuries import TreasuryBill, TreasuryBond
 
 REPO_FIELDS = ("repo_start", "repo_end", "repo_rate", "cash_amount")
 
+#: The largest absolute quantity any entry point accepts (files, trades, the API): face dollars for
+#: cash and repo collateral, contracts for futures.  Ten trillion dollars face is beyond any real
+#: position (the Treasury market is about 28 trillion) and keeps every margin figure finite.
+MAX_QUANTITY = 1e13
+
 TRUE_WORDS = frozenset({"true", "yes", "y", "1", "xm"})
 FALSE_WORDS = frozenset({"false", "no", "n", "0"})
 
@@ -47,6 +52,15 @@ def number_field(row: Mapping[str, Any], key: str, source: Source, n: int | None
         raise InputError(f"'{raw}' is not a number", source=source, row=n, field=key) from None
     if not math.isfinite(value):
         raise InputError(f"'{raw}' is not a finite number", source=source, row=n, field=key)
+    return value
+
+
+def quantity_field(row: Mapping[str, Any], source: Source, n: int | None, key: str = "quantity") -> float:
+    """A position or trade quantity: a finite number no larger than :data:`MAX_QUANTITY` in size."""
+    value = number_field(row, key, source, n)
+    if abs(value) > MAX_QUANTITY:
+        raise InputError(f"{row.get(key)} is beyond the largest quantity accepted (±{MAX_QUANTITY:.0e})",
+                         source=source, row=n, field=key)
     return value
 
 
@@ -109,7 +123,7 @@ def position_instrument(
         "repo_start": date_field(row, "repo_start", source, n),
         "repo_end": date_field(row, "repo_end", source, n),
         "repo_rate": number_field(row, "repo_rate", source, n),
-        "cash_amount": number_field(row, "cash_amount", source, n),
+        "cash_amount": quantity_field(row, source, n, "cash_amount"),
     }
     repo = make_repo(inst, start=terms["repo_start"], end=terms["repo_end"], rate_pct=terms["repo_rate"],
                      cash_amount=terms["cash_amount"], face=quantity, as_of=as_of, source=str(source), row=n)

@@ -1,6 +1,9 @@
 """Portfolio files: one entry point, :func:`read_portfolio`, that picks the reader by suffix.
 
 * ``.parquet``: :mod:`xmargin.portfolio.parquet` (needs pyarrow);
+* ``.xml``/``.fixml``: CME FIXML position reports (:mod:`xmargin.portfolio.fixml`);
+* a CSV with CUSIP, par and account columns: a FICC position export
+  (:mod:`xmargin.portfolio.ficc_export`);
 * anything else: CSV, or JSON for ``.json`` (:mod:`xmargin.portfolio.text`, which documents the
   columns and the JSON forms).
 
@@ -37,4 +40,12 @@ def read_portfolio(
         raise InputError("portfolio file not found", source=path)
     if path.suffix.lower() == ".parquet":
         return read_parquet(path, as_of=as_of, master=master, eligibility=eligibility)
+    if path.suffix.lower() in (".xml", ".fixml"):  # CME FIXML position reports
+        from xmargin.portfolio.fixml import read_fixml_positions
+
+        return read_fixml_positions(path, as_of=as_of, eligibility=eligibility)
+    from xmargin.portfolio.ficc_export import is_ficc_export, read_ficc_export
+
+    if path.suffix.lower() != ".json" and is_ficc_export(path):  # FICC position export: CUSIP, par, account
+        return read_ficc_export(path, as_of=as_of, master=master, eligibility=eligibility)
     return read_text_portfolio(path, as_of=as_of, master=master, eligibility=eligibility)

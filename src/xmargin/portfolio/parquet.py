@@ -40,7 +40,15 @@ import scipy.sparse as sp
 from xmargin.errors import InputError, XMarginError
 from xmargin.portfolio import text as csv_io
 from xmargin.portfolio.book import ACCOUNT_TYPES, Account, Book
-from xmargin.portfolio.fields import FALSE_WORDS, REPO_FIELDS, TRUE_WORDS, date_field, number_field
+from xmargin.portfolio.fields import (
+    FALSE_WORDS,
+    MAX_QUANTITY,
+    REPO_FIELDS,
+    TRUE_WORDS,
+    date_field,
+    number_field,
+    quantity_field,
+)
 from xmargin.pricing.revalue import InstrumentUniverse
 from xmargin.reference.eligibility import EligibilityRules, clearinghouse
 from xmargin.reference.futures import TreasuryFuture
@@ -200,7 +208,7 @@ def _quantities(col: Any) -> npt.NDArray[np.float64]:
             except ValueError:
                 parsed.append(math.nan)
         out = _lookup(codes, parsed, np.float64)
-    out[~np.isfinite(out)] = np.nan
+    out[~np.isfinite(out) | (np.abs(out) > MAX_QUANTITY)] = np.nan  # the CSV reader names the error
     return out
 
 
@@ -309,7 +317,7 @@ def _fast(
                 start=date_field(row, "repo_start", path, i + FIRST_ROW),
                 end=date_field(row, "repo_end", path, i + FIRST_ROW),
                 rate_pct=number_field(row, "repo_rate", path, i + FIRST_ROW),
-                cash_amount=number_field(row, "cash_amount", path, i + FIRST_ROW),
+                cash_amount=quantity_field(row, path, i + FIRST_ROW, "cash_amount"),
                 face=float(qty[r]),
                 as_of=as_of,
                 source=str(path),

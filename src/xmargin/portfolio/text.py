@@ -37,8 +37,8 @@ from xmargin.portfolio.fields import (
     REPO_FIELDS,
     account_type_field,
     bool_field,
-    number_field,
     position_instrument,
+    quantity_field,
     text_field,
 )
 from xmargin.reference.eligibility import EligibilityRules, clearinghouse
@@ -83,12 +83,23 @@ def _json_rows(data: Any, path: Path | str) -> Iterator[tuple[int, Mapping[str, 
         raise InputError("expected a list of positions or an object with 'accounts'", source=path)
 
 
+def not_text(path: Path | str, exc: UnicodeDecodeError) -> InputError:
+    """The one-line error for a file that is not UTF-8 text (Latin-1, a spreadsheet, binary)."""
+    return InputError(f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x}); save it as UTF-8", source=path)
+
+
 def _rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
     if path.suffix.lower() == ".json":
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_bytes().decode("utf-8-sig"))
+        except UnicodeDecodeError as exc:
+            raise not_text(path, exc) from None
+        except OSError as exc:
+            raise InputError(f"cannot read portfolio: {exc.strerror}", source=path) from None
         except json.JSONDecodeError as exc:
             raise InputError(f"not valid JSON: {exc.msg} at line {exc.lineno}", source=path, row=exc.lineno) from None
+        except RecursionError:
+            raise InputError("not valid JSON: nested too deeply", source=path) from None
         yield from _json_rows(data, path)
         return
     try:
@@ -97,20 +108,33 @@ def _rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
         raise InputError(f"cannot read portfolio: {exc.strerror}", source=path) from None
     with fh:
         reader = csv.DictReader(fh)
-        header = [h.strip() for h in (reader.fieldnames or [])]
-        missing = [c for c in REQUIRED if c not in header]
-        if missing:
-            raise InputError(f"missing column(s) {missing}; expected {list(REQUIRED)}", source=path, row=1, field=missing[0])
-        unknown = [c for c in header if c not in REQUIRED and c not in OPTIONAL]
-        if unknown:
-            raise InputError(f"unknown column(s) {unknown}", source=path, row=1, field=unknown[0])
-        reader.fieldnames = header
-        for n, row in enumerate(reader, start=2):
-            if None in row:
-                raise InputError("more fields than the header has", source=path, row=n)
-            if all(not (v or "").strip() for v in row.values()):
-                continue
-            yield n, row
+        try:
+            yield from _csv_rows(reader, path)
+        except UnicodeDecodeError as exc:
+            raise not_text(path, exc) from None
+        except csv.Error as exc:
+            raise InputError(f"not a CSV file: {exc}", source=path, row=max(reader.line_num, 1)) from None
+
+
+def _csv_rows(reader: csv.DictReader[str], path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    dupes = sorted({h for h in header if header.count(h) > 1})
+    if dupes:
+        raise InputError(f"duplicate column(s) {dupes}: which one holds the data is ambiguous", source=path,
+                         row=1, field=dupes[0])
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise InputError(f"missing column(s) {missing}; expected {list(REQUIRED)}", source=path, row=1, field=missing[0])
+    unknown = [c for c in header if c not in REQUIRED and c not in OPTIONAL]
+    if unknown:
+        raise InputError(f"unknown column(s) {unknown}", source=path, row=1, field=unknown[0])
+    reader.fieldnames = header
+    for n, row in enumerate(reader, start=2):
+        if None in row:
+            raise InputError("more fields than the header has", source=path, row=n)
+        if all(not (v or "").strip() for v in row.values()):
+            continue
+        yield n, row
 
 
 def read_text_portfolio(
@@ -171,7 +195,7 @@ def _book_from_rows(
         else:
             index[name] = (len(accounts), n)
             accounts.append(Account(name, member, kind, xm, archetype))
-        qty = number_field(row, "quantity", path, n)
+        qty = quantity_field(row, path, n)
         inst, _ = position_instrument(row, qty, as_of=as_of, master=master, source=path, n=n)
         if qty == 0:
             continue

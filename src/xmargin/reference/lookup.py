@@ -9,13 +9,19 @@ Accepted identifiers:
   Fed Funds ``ZQ`` with month code and year (``ZNZ25``, ``SR3H26``).
 
 Repos are built from a collateral identifier plus their terms (:func:`xmargin.reference.repo.make_repo`).
+
+Bounds, the same at every entry point (files, trades, the API): a security that has matured on
+or before the as-of date is refused like an expired future; an explicit ``UST:`` security must
+mature within :data:`MAX_TERM_YEARS` years of the as-of date (the longest Treasury is 30 years,
+plus a year of slack) with a coupon within [0, :data:`MAX_COUPON_PCT`] percent.  Beyond them
+nothing real exists and pricing only costs time.
 """
 
 from __future__ import annotations
 
 from datetime import date
 
-from xmargin.errors import UnknownInstrumentError
+from xmargin.errors import ExpiredContractError, InputError, UnknownInstrumentError
 from xmargin.reference.cusip import looks_like_cusip
 from xmargin.reference.futures import TreasuryFuture, parse_future_symbol
 from xmargin.reference.repo import Repo
@@ -24,6 +30,9 @@ from xmargin.reference.stir import RateFuture
 from xmargin.reference.treasuries import TreasuryBill, TreasuryBond, parse_ust
 
 Cash = TreasuryBill | TreasuryBond
+
+MAX_TERM_YEARS = 31
+MAX_COUPON_PCT = 20.0
 Instrument = TreasuryBill | TreasuryBond | Repo | TreasuryFuture | RateFuture
 
 
@@ -40,9 +49,10 @@ def parse_instrument(
     if not code:
         raise UnknownInstrumentError("instrument is empty", source=source, row=row, field="instrument")
     if code.startswith("UST:"):
-        return parse_ust(code, source=source, row=row)
+        ust = parse_ust(code, source=source, row=row)
+        return _check_cash(_check_explicit(ust, code, as_of, source, row), code, as_of, source, row)
     if looks_like_cusip(code):
-        return master.definition(code, source=source, row=row)
+        return _check_cash(master.definition(code, source=source, row=row), code, as_of, source, row)
     if code[:1].isalpha():
         return parse_future_symbol(code, as_of, source=source, row=row)
     raise UnknownInstrumentError(
@@ -51,6 +61,28 @@ def parse_instrument(
         row=row,
         field="instrument",
     )
+
+
+def _check_cash(inst: Cash, code: str, as_of: date, source: str, row: int | None) -> Cash:
+    if inst.maturity <= as_of:
+        raise ExpiredContractError(f"{code} has matured: it matured on {inst.maturity}, on or before the as-of date "
+                                   f"{as_of}", source=source, row=row, field="instrument")
+    return inst
+
+
+def _check_explicit(inst: Cash, code: str, as_of: date, source: str, row: int | None) -> Cash:
+    coupon_pct = inst.coupon * 100.0 if isinstance(inst, TreasuryBond) else 0.0
+    if not 0.0 <= coupon_pct <= MAX_COUPON_PCT:
+        raise InputError(f"{code}: coupon {coupon_pct:g}% is outside [0, {MAX_COUPON_PCT:g}]%", source=source,
+                         row=row, field="instrument")
+    try:
+        last = as_of.replace(year=as_of.year + MAX_TERM_YEARS)
+    except ValueError:  # 29 February
+        last = as_of.replace(year=as_of.year + MAX_TERM_YEARS, day=28)
+    if inst.maturity > last:
+        raise InputError(f"{code}: maturity {inst.maturity} is more than {MAX_TERM_YEARS} years after the as-of "
+                         f"date {as_of}", source=source, row=row, field="instrument")
+    return inst
 
 
 def instrument_id(instrument: Instrument) -> str:

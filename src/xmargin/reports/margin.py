@@ -121,6 +121,7 @@ def explain_account(context: MarginContext, book: Book, i: int, *, top: int = 5)
     account's cross-margined requirement with the position minus without it.
     """
     from xmargin.margin.attribution import euler_contributions, incremental_margins
+    from xmargin.pricing.residual_pnl import factor_split
 
     q = book.positions[i]
     a = context.attributes
@@ -143,6 +144,8 @@ def explain_account(context: MarginContext, book: Book, i: int, *, top: int = 5)
         qm = np.where(mask, dense, 0.0)
         if not qm.any():
             continue
+        res = context.residual
+        scen_changes = (res.cme_changes if scen is cset else res.ficc_changes) if res is not None else np.zeros((0, 0))
         contrib = qm[:, None] * np.nan_to_num(pnl)  # N x S
         account_pnl = contrib.sum(axis=0)
         s_var = var_scenario(account_pnl, scen.is_stress, conf)
@@ -160,6 +163,7 @@ def explain_account(context: MarginContext, book: Book, i: int, *, top: int = 5)
                 for j in order[:top] if qm[j] != 0
             ],
             "var": var,
+            "risk_factors": factor_split(context.residual, qm, scen_changes, account_pnl, s_var),
             "euler_contributions": [
                 {"instrument": ids[rows[k]], "quantity": float(dense[rows[k]]), "contribution": float(euler[k])}
                 for k in by_size

@@ -49,6 +49,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from xmargin.errors import InputError, XMarginError
 from xmargin.ledger.store import LedgerError
 from xmargin.service.auth import KeyStore
+from xmargin.service.ledger_routes import router as ledger_router
 from xmargin.service.routes import API_PREFIX, RequestError, input_error, router
 from xmargin.service.state import Conflict, NotFound, ServiceConfig, ServiceState
 
@@ -199,6 +200,10 @@ def create_app(
         redoc_url=None,
     )
     app.include_router(router)
+    app.include_router(ledger_router)
+    from xmargin.service.calls import router as calls_router  # issue 16: reconcile-calls
+
+    app.include_router(calls_router)
     app.add_middleware(Guard, max_body_bytes=config.max_body_bytes)
 
     @app.exception_handler(RequestValidationError)

@@ -12,19 +12,31 @@ computed (an unpriceable position) is ``null``.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    Strict,
+    StrictBool,
+    StringConstraints,
+    field_validator,
+)
+
+from xmargin.portfolio.fields import MAX_QUANTITY
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64,
                                         pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._:/@#+-]*$")]
 InstrumentText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 TradeId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/#+-]*$")]
 Archetype = Annotated[str, StringConstraints(strip_whitespace=True, max_length=32)]
-Money = Annotated[float, Field(allow_inf_nan=False, ge=-1e15, le=1e15)]
-Quantity = Annotated[float, Field(allow_inf_nan=False, ge=-1e13, le=1e13)]
-RatePct = Annotated[float, Field(allow_inf_nan=False, ge=-50.0, le=100.0)]
+# Strict numbers and booleans: JSON true is not 1, "5" is not 5, 1 is not true (an int is a number).
+Money = Annotated[float, Strict(), Field(allow_inf_nan=False, ge=-MAX_QUANTITY, le=MAX_QUANTITY)]
+Quantity = Annotated[float, Strict(), Field(allow_inf_nan=False, ge=-MAX_QUANTITY, le=MAX_QUANTITY)]
+RatePct = Annotated[float, Strict(), Field(allow_inf_nan=False, ge=-50.0, le=100.0)]
 AccountType = Literal["house", "customer"]
 MAX_POSITIONS = 5000
 
@@ -55,7 +67,7 @@ class PositionIn(_RepoTermsIn):
     instrument: InstrumentText = Field(description="CUSIP, UST:<coupon>:<maturity> or a futures symbol")
     quantity: Quantity = Field(description="face dollars (cash, repo collateral; repo > 0, reverse repo < 0) "
                                            "or contracts (futures)")
-    cross_margin: bool = True
+    cross_margin: StrictBool = True
     archetype: Archetype = ""
 
 
@@ -67,7 +79,7 @@ class AccountPositionIn(_RepoTermsIn):
     account: Name | None = None
     member: Name | None = None
     account_type: AccountType | None = None
-    cross_margin: bool | None = None
+    cross_margin: StrictBool | None = None
     archetype: Archetype | None = None
 
 
@@ -75,7 +87,7 @@ class AccountIn(_In):
     account: Name
     member: Name
     account_type: AccountType
-    cross_margin: bool = True
+    cross_margin: StrictBool = True
     archetype: Archetype = ""
     positions: list[AccountPositionIn] = Field(default_factory=list, max_length=MAX_POSITIONS)
 
@@ -162,10 +174,21 @@ class TradeIn(_RepoTermsIn):
     quantity: Quantity
     member: Name | None = None
     account_type: AccountType | None = None
-    cross_margin: bool | None = None
+    cross_margin: StrictBool | None = None
     archetype: Archetype | None = None
     time: datetime | None = None
     source: Literal["FICC", "CME"] | None = None
+
+    @field_validator("time")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        """The time in UTC (no offset means UTC); a time an offset pushes out of range is refused."""
+        if value is None:
+            return None
+        try:
+            return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+        except OverflowError:
+            raise ValueError("time is out of range once converted to UTC") from None
 
 
 class ProposedTradeIn(_RepoTermsIn):
@@ -179,7 +202,7 @@ class ProposedTradeIn(_RepoTermsIn):
     quantity: Quantity
     member: Name | None = None
     account_type: AccountType | None = None
-    cross_margin: bool | None = None
+    cross_margin: StrictBool | None = None
 
 
 class MarginCall(BaseModel):

@@ -7,7 +7,10 @@ the same :func:`~xmargin.margin.calculator.margins_for_positions`), and compared
 published ``h`` business days later minus its value on ``t``'s curve, both with ``t``'s dates
 (the Basel "hypothetical" P&L: positions held constant, no carry, coupons or new trades, the
 same definition as the model's scenarios, so an exception is a model failure, not a carry
-artefact).  An exception is ``-P&L > margin``.
+artefact).  An exception is ``-P&L > margin``.  With ``pnl="actual"`` (the default) futures
+positions are instead realised from actual futures prices where the price history has the
+held contract on both days (:mod:`xmargin.validation.actual_pnl`), so the basis the curve
+cannot see is in the realised P&L; each account reports ``pnl_source``.
 
 Models (``model``) and horizons (default; ``horizon_days`` overrides):
 
@@ -44,7 +47,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from functools import lru_cache, partial
 from pathlib import Path
@@ -70,6 +73,7 @@ from xmargin.market.history import TENORS, ParYieldHistory, load_par_yields
 from xmargin.market.snapshot import MarketSnapshot, load_snapshot
 from xmargin.masterdata import load_master
 from xmargin.portfolio.book import Account, Book
+from xmargin.pricing.residual_pnl import residual_for_sets, with_residual
 from xmargin.pricing.revalue import (
     InstrumentUniverse,
     bumped_par_curves,
@@ -89,6 +93,7 @@ from xmargin.scenarios.historical import (
     filled_history,
     scenario_par,
 )
+from xmargin.scenarios.residual import ResidualParams, futures_history_for
 from xmargin.validation import (
     Leg,
     instrument_on,
@@ -96,6 +101,7 @@ from xmargin.validation import (
     nearby_index,
     roll_notes,
 )
+from xmargin.validation.actual_pnl import PNL_SOURCES, actual_realised, is_futures
 from xmargin.validation.result import DAILY_COMPONENTS, BacktestResult, assemble  # noqa: F401 (re-exported)
 
 FloatArray = npt.NDArray[np.float64]
@@ -125,6 +131,7 @@ class EngineSpec:
     approx: str = "curves"
     other_horizons: tuple[int, ...] = ()  # realised P&L also over these (shorter) horizons
     span_curves: str = "exact"  # SPAN calibration curves: "exact" or "linear" (calibrate_span)
+    pnl: str = "actual"  # realised futures P&L: "actual" prices where the history has them, or "model"
 
 
 @dataclass(frozen=True, eq=False)
@@ -136,6 +143,7 @@ class DayContext:
     positions: sp.csr_matrix  # A x N
     realised: FloatArray  # N: dollars per unit over the horizon (NaN: unpriceable)
     realised_at: dict[int, FloatArray] = field(default_factory=dict)  # other horizons (EngineSpec)
+    actual: npt.NDArray[np.bool_] | None = None  # N: realised (main horizon) from actual futures prices
 
 
 def _is_futures(inst: Instrument | None) -> TypeGuard[TreasuryFuture | RateFuture]:
@@ -171,9 +179,10 @@ def _market(data_dir: Path) -> tuple[ParYieldHistory, SecuritiesMaster]:
 
 
 @lru_cache(maxsize=8)
-def _span_on(data_dir: Path, day: date, cme: CmeParams, curves: str = "exact") -> SpanParameters:
+def _span_on(data_dir: Path, day: date, cme: CmeParams, curves: str = "exact",
+             residual: ResidualParams | None = None) -> SpanParameters:
     history, master = _market(data_dir)
-    return calibrate_span(load_snapshot(day, data_dir=data_dir), master, history, cme, curves=curves)
+    return calibrate_span(load_snapshot(day, data_dir=data_dir), master, history, cme, residual, curves=curves)
 
 
 #: EWMA decay of the volatility that triggers an unscheduled SPAN recalibration (RiskMetrics daily).
@@ -203,7 +212,8 @@ def _span_for(spec: EngineSpec, day: date, history: ParYieldHistory) -> SpanPara
         day = recalibration_day(history, day, spec.params.cme.span_vol_trigger)
     elif spec.span == "once":
         day = history.dates[int(np.searchsorted(history.dates, np.datetime64(spec.start, "D")))].astype(date)
-    return _span_on(spec.data_dir, day, spec.params.cme, curves)
+    return _span_on(spec.data_dir, day, spec.params.cme, curves,
+                    spec.params.residual if spec.params.residual.any else None)
 
 
 def _subset(pnl: InstrumentPnL, cols: slice | npt.NDArray[np.int64]) -> InstrumentPnL:
@@ -286,14 +296,28 @@ def day_context(spec: EngineSpec, row: int, nearby: Sequence[int]) -> DayContext
         sset = ScenarioSet(day, specs["cme"], snap.tenors, snap.par_yields[None, :], zero, zero, np.zeros(1, bool),
                            None, snap.curve)
         sets["cme"] = (sset, InstrumentPnL(universe, exact.base_values, np.zeros((len(universe), 1)), exact.failures))
+    residual = residual_for_sets(universe, snap, master, p.residual, [sets[n][0] for n in spec.sets])
+    if residual is not None:  # residual factors over the same windows (xmargin.scenarios.residual)
+        for k, name in enumerate(spec.sets):
+            changes = residual.ficc_changes if k == 0 else residual.cme_changes
+            sets[name] = (sets[name][0], with_residual(sets[name][1], residual.pnl(changes)))
+    actual = None
+    realised_at = {x: exact.pnl[:, k] for k, x in enumerate(horizons)}
+    if spec.pnl == "actual":  # futures realised from actual prices where the history has them
+        prices = futures_history_for(spec.data_dir, p.residual)
+        for x in horizons:
+            realised_at[x], used = actual_realised(universe, prices, day, history.dates[row + x].astype(date),
+                                                   realised_at[x])
+            if x == h:
+                realised, actual = realised_at[x], used
     ficc = sets.get("ficc", sets.get("cme"))
     cme = sets.get("cme", ficc)
     assert ficc is not None and cme is not None
     span = _span_for(spec, day, history)
     attributes = instrument_attributes(universe, snap, master, p, spec.eligibility, span, exact.base_values)
     context = MarginContext(snap, master, p, spec.eligibility, universe, ficc[0], cme[0], ficc[1], cme[1], span,
-                            attributes)
-    return DayContext(day, context, q, realised, {x: exact.pnl[:, k] for k, x in enumerate(horizons)})
+                            attributes, residual)
+    return DayContext(day, context, q, realised, realised_at, actual)
 
 
 def _run_rows(spec: EngineSpec, rows: Sequence[int], nearby: Sequence[int], reducer: Callable[[DayContext], T]) -> list[T]:
@@ -361,6 +385,30 @@ def _backtest_reducer(day: DayContext, model: str, elected: tuple[bool, ...]) ->
     return margin, np.asarray(qm @ day.realised).ravel(), comps
 
 
+def _sourced_reducer(day: DayContext, model: str, elected: tuple[bool, ...]) -> tuple[FloatArray, ...]:
+    """:func:`_backtest_reducer` plus, per account, its futures positions held that day and
+    those realised from actual prices (``A x 2``)."""
+    margin, realised, comps = _backtest_reducer(day, model, elected)
+    ctx, q = day.context, day.positions
+    is_cme = ctx.attributes.is_cme
+    mask = np.ones(len(is_cme), bool) if model == "combined" else (is_cme if model == "cme" else ~is_cme)
+    fut = (is_futures(ctx.universe) & mask).astype(float)
+    held = (abs(q) > 0).astype(float)
+    used = fut * (day.actual.astype(float) if day.actual is not None else 0.0)
+    counts = np.column_stack([np.asarray(held @ fut).ravel(), np.asarray(held @ used).ravel()])
+    return margin, realised, comps, counts
+
+
+def _pnl_notes(pnl: str, spec: EngineSpec) -> tuple[str, ...]:
+    if pnl == "model":
+        return ("realised P&L: every position revalued on the later curve (--pnl model)",)
+    prices = futures_history_for(spec.data_dir, spec.params.residual)
+    where = ("no futures price history: futures P&L from the model" if prices is None
+             else f"futures prices from {prices.source}")
+    return (f"realised P&L: futures from actual prices where the history has the held contract ({where}); "
+            "cash and repo from the curve (no price history per security)",)
+
+
 def backtest(
     book: Book,
     start: date,
@@ -376,21 +424,28 @@ def backtest(
     span: str = "monthly",
     workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
+    pnl: str = "actual",
 ) -> BacktestResult:
-    """Backtest ``book`` (read as of ``start``) from ``start`` to ``end`` under ``model``."""
+    """Backtest ``book`` (read as of ``start``) from ``start`` to ``end`` under ``model``;
+    ``pnl``: realised futures P&L from ``"actual"`` prices (where the history has them) or the ``"model"``."""
     if model not in MODELS:
         raise ValueError(f"model must be one of {MODELS}")
+    if pnl not in PNL_SOURCES:
+        raise ValueError(f"pnl must be one of {PNL_SOURCES}")
     h = horizon_days or model_horizon(params, model)
     standalone_span = params.cme.standalone_model == "span"
     sets = {"ficc": ("ficc",), "cme": () if standalone_span else ("cme",), "combined": ("ficc", "cme")}[model]
     needs_span = model != "ficc" and standalone_span
     spec = EngineSpec(data_dir, params, eligibility, book.accounts, legs_of(book), start, h, sets,
-                      span if needs_span else "none", exact, refine)
-    reducer = partial(_backtest_reducer, model=model, elected=tuple(a.cross_margin for a in book.accounts))
+                      span if needs_span else "none", exact, refine, pnl=pnl)
+    reducer = partial(_sourced_reducer, model=model, elected=tuple(a.cross_margin for a in book.accounts))
     check_range(data_dir, params, start, end, h)
     dates, out = run_days(spec, start, end, reducer, workers=workers, progress=progress)
     method = "exact" if exact else "linearised bootstrap" + ("" if refine is None else f", VaR tail + {refine} exact")
-    return assemble(model, book.accounts, params, h, dates, out, method, tuple(roll_notes(spec.legs, start, h, dates)))
+    result = assemble(model, book.accounts, params, h, dates, [o[:3] for o in out], method,
+                      tuple(roll_notes(spec.legs, start, h, dates)) + _pnl_notes(pnl, spec))
+    counts = sum((o[3] for o in out), np.zeros((len(book.accounts), 2)))
+    return replace(result, futures_days=tuple((int(a), int(b)) for a, b in np.asarray(counts).reshape(-1, 2)))
 
 
 def check_range(data_dir: Path, params: MarginParams, start: date, end: date, horizon_days: int) -> None:

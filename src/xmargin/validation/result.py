@@ -46,6 +46,15 @@ class BacktestResult:
     #: (``model_margin``), ``portfolio_differential``, ``backtesting_charge`` and
     #: :data:`DAILY_COMPONENTS`; ``margin`` is ``model_margin`` plus the two add-ons.
     components: dict[str, FloatArray] = field(default_factory=dict)
+    #: per account: futures position-days, and those realised from actual futures prices
+    futures_days: tuple[tuple[int, int], ...] = field(default=())
+
+    def pnl_source(self, i: int) -> str:
+        """``"actual"`` when every futures position-day of account ``i`` used actual prices."""
+        if not self.futures_days:
+            return "model"
+        total, actual = self.futures_days[i]
+        return "actual" if total > 0 and actual == total else "model"
 
     def daily_rows(self) -> list[dict[str, Any]]:
         """One record per account and day: date, account, P&L, margin, exception, components."""
@@ -66,7 +75,10 @@ class BacktestResult:
         out = coverage_summary(self.margin[i], self.pnl[i], self.confidence, self.horizon_days)
         for b in out["zones"]["blocks"]:  # type: ignore[index]
             b["start"], b["end"] = str(self.dates[b["start"]]), str(self.dates[b["end"]])
-        return {"account": self.accounts[i], **out, "exception_dates": [str(d) for d in self.dates[self.exceptions[i]]]}
+        fd = self.futures_days[i] if self.futures_days else (0, 0)
+        return {"account": self.accounts[i], "pnl_source": self.pnl_source(i), "futures_position_days": fd[0],
+                "futures_position_days_actual": fd[1], **out,
+                "exception_dates": [str(d) for d in self.dates[self.exceptions[i]]]}
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "confidence": self.confidence, "horizon_days": self.horizon_days,

@@ -140,7 +140,7 @@ function logout() {
 
 function show(view) {
   state.view = view;
-  for (const v of ["whatif", "member", "market"]) {
+  for (const v of ["whatif", "member", "market", "calls"]) {
     $(`view-${v}`).hidden = v !== view;
     $(`tab-${v}`).setAttribute("aria-selected", String(v === view));
   }
@@ -396,6 +396,30 @@ async function loadMarket() {
   }
 }
 
+/* ------------------------------------------------------------------ calls reconciliation (issue 16) */
+
+async function runCalls() {
+  $("calls-error").textContent = "";
+  try {
+    const rows = parseCsv($("calls-text").value);
+    const calls = rows.map((r) => ({ account: r.account, clearinghouse: r.clearinghouse, called: Number(r.called) }));
+    const body = { calls, tolerance_pct: Number($("calls-tolerance").value || 0) };
+    const rep = await api("/reconcile-calls", { method: "POST", body: JSON.stringify(body) });
+    const tbody = $("calls-table").querySelector("tbody");
+    clear(tbody);
+    for (const r of rep.rows) {
+      const tr = document.createElement("tr");
+      if (r.flagged) tr.className = "flagged";
+      cell(tr, r.account); cell(tr, r.clearinghouse); cell(tr, r.called, fmtMoney); cell(tr, r.ours, fmtMoney);
+      cell(tr, r.difference, fmtMoney); cell(tr, r.difference_pct, fmtPct); cell(tr, r.flagged ? "FLAG" : "");
+      cell(tr, r.note);
+      tbody.appendChild(tr);
+    }
+    $("calls-summary").textContent = `${rep.summary.flagged} of ${rep.summary.pairs} flagged (as of ${rep.as_of})`;
+    $("calls-table").hidden = false;
+  } catch (e) { $("calls-error").textContent = e.message; }
+}
+
 /* ------------------------------------------------------------------ live updates (SSE over fetch) */
 
 function openStream() {
@@ -472,6 +496,7 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("member-select").addEventListener("change", (e) => { state.member = e.target.value; loadMember().catch(showViewError); });
   $("trade-form").addEventListener("submit", tradeWhatIf);
+  $("calls-run").addEventListener("click", runCalls);
   const saved = sessionStorage.getItem("xmargin-key");
   if (saved) login(saved).catch(() => sessionStorage.removeItem("xmargin-key"));
 });
