@@ -44,6 +44,7 @@ def verify_entries(rows: Iterable[Entry], head: tuple[int, str] | None = None) -
     """Check a sequence of entries (in stored order) and, when given, the head row."""
     expected = 1
     prev = GENESIS
+    before = GENESIS  # the hash of entry expected - 2 (the last good one when n - 1 was rewritten)
     checked = 0
     for e in rows:
         if e.seq != expected:
@@ -72,7 +73,7 @@ def verify_entries(rows: Iterable[Entry], head: tuple[int, str] | None = None) -
         if e.prev_hash != prev:
             if entry_hash(e.prev_hash, e.payload) == e.hash and e.seq > 1:
                 # entry n is consistent with the entry n - 1 it was chained to: n - 1 was rewritten
-                return _fail("altered", e.seq - 1, checked - 1, expected - 2, e.prev_hash,
+                return _fail("altered", e.seq - 1, checked - 1, expected - 2, before,
                              f"entry {e.seq - 1} was altered and rehashed: entry {e.seq} was chained to "
                              f"hash {e.prev_hash[:12]}..., entry {e.seq - 1} now hashes to {prev[:12]}...")
             return _fail("altered", e.seq, checked, expected - 1, prev,
@@ -80,7 +81,7 @@ def verify_entries(rows: Iterable[Entry], head: tuple[int, str] | None = None) -
         if entry_hash(prev, e.payload) != e.hash:
             return _fail("altered", e.seq, checked, expected - 1, prev,
                          f"entry {e.seq}: its hash does not match its payload: altered")
-        prev = e.hash
+        before, prev = prev, e.hash
         checked += 1
         expected += 1
     last = expected - 1

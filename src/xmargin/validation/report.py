@@ -173,8 +173,17 @@ def _totals(runs: Sequence[YearRun], model: str, i: int) -> dict[str, Any] | Non
             "green_share": 100.0 * rd["green"] / windows if windows else None}
 
 
-def render(runs: Sequence[YearRun], params: MarginParams, command: str, chart: str | None) -> str:
-    """The Markdown document."""
+RESIDUAL_POINTER = """## Residual risk factors and backtests on actual futures prices (issue 12)
+
+The issue-12 record (the DV01-neutral basis book through 2020 with its daily reduction factors, SR1/ZQ, the
+`xmargin demo` savings with the residual factors off and on, cost) is kept in
+[`validation-residual.md`](validation-residual.md), outside this generated file so that
+`xmargin validation-report` does not overwrite it.
+"""
+
+
+def render(runs: Sequence[YearRun], params: MarginParams, command: str, chart: str | None, note: str = "") -> str:
+    """The Markdown document (``note``: a paragraph placed under the settings)."""
     models = list(runs[0].results) if runs else []
     lines = ["# Validation record (generated: do not edit by hand)", "",
              f"Regenerate with `{command}`.", "",
@@ -187,6 +196,8 @@ def render(runs: Sequence[YearRun], params: MarginParams, command: str, chart: s
              f"Charge {'on' if params.ficc.backtesting_charge else 'off'}. Years run: "
              + (f"{runs[0].year}-{runs[-1].year}" if runs else "none")
              + f" ({sum(r.seconds for r in runs):.0f} s of backtesting on a shared 2-core machine).", ""]
+    if note:
+        lines += [note, ""]
     lines += [
         "## Which setting, and why", "",
         "Default scenario mode for FICC and for the CME VaR: **filtered historical simulation, EWMA decay 0.97**, "
@@ -240,6 +251,7 @@ def render(runs: Sequence[YearRun], params: MarginParams, command: str, chart: s
         lines.append("")
     if chart:
         lines += [f"![margin against realised loss, combined model]({chart})", ""]
+    lines += ["", RESIDUAL_POINTER]
     return "\n".join(lines) + "\n"
 
 
@@ -269,10 +281,10 @@ def plot(runs: Sequence[YearRun], path: Path, model: str = "combined", books: Se
     return path
 
 
-def write_report(runs: Sequence[YearRun], params: MarginParams, out: Path, command: str) -> Path:
+def write_report(runs: Sequence[YearRun], params: MarginParams, out: Path, command: str, note: str = "") -> Path:
     """Write the document (and its chart) atomically: a temporary file renamed into place."""
     chart = plot(runs, out.with_suffix(".png")) if runs else None
-    text = render(runs, params, command, chart.name if chart else None)
+    text = render(runs, params, command, chart.name if chart else None, note)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(text)
     tmp.replace(out)
