@@ -18,6 +18,12 @@ from xmargin.margin.params import MarginParams, load_params
 from xmargin.market.snapshot import MarketSnapshot, load_snapshot
 from xmargin.portfolio.book import Book
 from xmargin.portfolio.io import read_portfolio
+from xmargin.portfolio.members import (
+    MemberRegistry,
+    check_registrations,
+    load_members,
+    portfolio_members,
+)
 from xmargin.reference.eligibility import EligibilityRules, load_eligibility
 from xmargin.reference.securities import SecuritiesMaster, load_master
 from xmargin.reports.margin import account_records, explain_account, totals
@@ -31,6 +37,7 @@ class Environment:
     master: SecuritiesMaster
     params: MarginParams
     eligibility: EligibilityRules
+    members: MemberRegistry | None = None  # None: every member taken as dually registered
 
     @classmethod
     def load(
@@ -41,12 +48,22 @@ class Environment:
         previous_business_day: bool = False,
         config: str | Path | None = None,
         eligibility: str | Path | None = None,
+        members: str | Path | None = None,
     ) -> Environment:
+        registry = load_members(members) if members is not None else None
         snapshot = load_snapshot(as_of, data_dir=data_dir, previous_business_day=previous_business_day)
-        return cls(snapshot, load_master(snapshot.data_dir), load_params(config), load_eligibility(eligibility))
+        return cls(snapshot, load_master(snapshot.data_dir), load_params(config), load_eligibility(eligibility),
+                   registry)
 
     def read_book(self, path: str | Path) -> Book:
-        return read_portfolio(path, as_of=self.snapshot.as_of, master=self.master, eligibility=self.eligibility)
+        """Read a portfolio and check its members' registrations (members file, else the
+        portfolio's own ``members``, else none)."""
+        book = read_portfolio(path, as_of=self.snapshot.as_of, master=self.master, eligibility=self.eligibility)
+        check_registrations(book, self.registry_for(path))
+        return book
+
+    def registry_for(self, path: str | Path) -> MemberRegistry | None:
+        return self.members if self.members is not None else portfolio_members(path)
 
     def context(self, book: Book) -> MarginContext:
         return build_context(self.snapshot, self.master, book.universe, self.params, self.eligibility)
@@ -82,14 +99,50 @@ def margin_payload(
     }
 
 
+def audit_payload(payload: dict[str, Any], env: Environment, context: MarginContext, book: Book,
+                  portfolio: str | Path | None, *, explain: bool = False, as_of_rule: str = "") -> dict[str, Any]:
+    """Add what a risk manager needs to audit the document (``xmargin margin``, statements):
+
+    * ``provenance`` (:mod:`xmargin.reports.provenance`);
+    * per account ``arrangement``: the cross-margining account's and the ordinary accounts'
+      figures (:func:`xmargin.reports.arrangement.account_split`), and with ``explain`` the
+      ``reduction`` step by step (:func:`xmargin.reports.arrangement.reduction_explained`);
+    * warnings for incomplete futures baskets (:func:`xmargin.market.asof.basket_warnings`).
+    """
+    from xmargin.market.asof import basket_warnings
+    from xmargin.reports.arrangement import REDUCTION_LABELS, account_split, reduction_explained
+    from xmargin.reports.provenance import provenance
+
+    cap = context.params.cross.reduction_cap
+    for rec, split in zip(payload["accounts"], account_split(context, book), strict=True):
+        rec["arrangement"] = {k: v for k, v in split.items() if k != "account"}
+        if explain:
+            rec["reduction"] = reduction_explained(rec, cap)
+    if explain:
+        payload["reduction_labels"] = REDUCTION_LABELS
+    payload["warnings"] = [*payload["warnings"],
+                           *basket_warnings(book.universe.instruments, env.master, context.snapshot.as_of)]
+    inputs = {"portfolio": portfolio} if portfolio else {}
+    if env.members is not None:
+        inputs["members file"] = env.members.source
+    payload["provenance"] = provenance(
+        as_of=context.snapshot.as_of, data_dir=context.snapshot.data_dir, params=context.params.to_dict(),
+        eligibility=context.eligibility, members=env.registry_for(portfolio) if portfolio else env.members,
+        inputs=inputs, as_of_rule=as_of_rule)
+    return payload
+
+
 def margin_job(
     env: Environment,
     portfolio: str | Path,
     *,
     explain: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
+    audit: bool = False,
+    as_of_rule: str = "",
 ) -> dict[str, Any]:
-    """Read a portfolio, margin every account, return the JSON document."""
+    """Read a portfolio, margin every account, return the JSON document (``audit``: with
+    :func:`audit_payload`'s additions, as ``xmargin margin`` prints it)."""
     book = env.read_book(portfolio)
     if progress:
         progress("pricing scenarios", 0, 1)
@@ -99,4 +152,7 @@ def margin_job(
     margins = compute_margins(
         context, book, progress=(lambda d, t: progress("accounts", d, t)) if progress else None
     )
-    return margin_payload(context, book, margins, explain=explain)
+    payload = margin_payload(context, book, margins, explain=explain)
+    if audit:
+        audit_payload(payload, env, context, book, portfolio, explain=explain, as_of_rule=as_of_rule)
+    return payload

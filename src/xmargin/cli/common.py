@@ -43,7 +43,9 @@ DataDirOption = Annotated[
     typer.Option("--data-dir", help="Market data directory (default: $XMARGIN_DATA, ../shared/data, user cache)."),
 ]
 AsOfOption = Annotated[
-    str | None, typer.Option("--as-of", help="As-of date YYYY-MM-DD (default: the latest curve in the data).")
+    str | None,
+    typer.Option("--as-of", metavar="DATE", help="As-of date YYYY-MM-DD (default: the latest date on which curves, "
+                 "securities master and fixings are all complete; 'latest': the latest curve)."),
 ]
 PrevBusinessDayOption = Annotated[
     bool,
@@ -59,12 +61,32 @@ def parse_date(text: str, what: str = "--as-of") -> date:
         raise InputError(f"'{text}' is not a date (expected YYYY-MM-DD)", source="command line", field=what) from None
 
 
+def as_of_rule(as_of: str | None) -> str:
+    """How :func:`resolve_as_of` chooses the date for this ``--as-of`` value (for provenance)."""
+    if as_of is None:
+        from xmargin.market.asof import RULE
+
+        return f"default: {RULE}"
+    return "latest par curve (--as-of latest)" if as_of.lower() == "latest" else "given on the command line"
+
+
 def resolve_as_of(as_of: str | None, data_dir: Path | None) -> date:
-    """The as-of date the user asked for, or the last date with a curve."""
-    if as_of is None or as_of.lower() == "latest":
+    """The as-of date the user asked for; by default :func:`xmargin.market.asof.default_as_of`
+    (stated on stderr, with a warning when it is more than 5 business days old); ``latest``:
+    the last date with a curve."""
+    if as_of is not None and as_of.lower() == "latest":
         from xmargin.market.snapshot import latest_curve_date
 
         return latest_curve_date(data_dir)
+    if as_of is None:
+        from xmargin.market.asof import RULE, default_as_of, stale_warning
+
+        day = default_as_of(data_dir)
+        err_console.print(f"as of {day} (default: {RULE})", highlight=False, soft_wrap=True)
+        stale = stale_warning(day)
+        if stale:
+            err_console.print(f"[yellow]warning:[/] {escape(stale)}", highlight=False, soft_wrap=True)
+        return day
     return parse_date(as_of)
 
 
