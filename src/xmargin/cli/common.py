@@ -120,7 +120,7 @@ def fmt(value: Any, digits: int = 6) -> str:
 def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, digits: int = 6) -> Table:
     t = Table(title=title, header_style="bold cyan")
     for c in columns:
-        t.add_column(c, justify="right" if c not in ("instrument", "account", "member", "tenor") else "left")
+        t.add_column(c, justify="right" if c not in ("instrument", "account", "member", "tenor", "figure", "parameter") else "left")
     for r in rows:
         t.add_row(*[escape(fmt(v, digits)) for v in r])
     return t

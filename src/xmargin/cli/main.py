@@ -11,7 +11,15 @@ from typing import Annotated
 
 import typer
 
-from xmargin.cli import batch_cmd, demo_cmd, ledger_cmd, margin_cmd, serve_cmd, validation_cmd
+from xmargin.cli import (
+    batch_cmd,
+    demo_cmd,
+    ledger_cmd,
+    margin_cmd,
+    serve_cmd,
+    statement_cmd,
+    validation_cmd,
+)
 from xmargin.cli.common import (
     AsOfOption,
     DataDirOption,
@@ -43,6 +51,7 @@ ledger_cmd.register(app)
 serve_cmd.register(app)
 validation_cmd.register(app)
 batch_cmd.register(app)
+statement_cmd.register(app)
 
 
 def _snapshot(as_of: str | None, data_dir: Path | None, previous_business_day: bool):  # type: ignore[no-untyped-def]
