@@ -99,7 +99,8 @@ def test_accounts_members_and_elections(run: demo_cmd.DemoRun) -> None:
         mine = [a for a in accounts if a.member == member]
         assert [a.account for a in mine if a.archetype == "house"] == [f"{member}-HOUSE"]
         assert [a.account for a in mine if a.archetype == "affiliate"] == [f"{member}-AFF1"]
-        assert all(a.account_type == "house" for a in mine if a.archetype in ("house", "affiliate"))
+        # affiliates are their own account type, linked to the member (the 2025 amendment)
+        assert [a.account_type for a in mine if a.archetype in ("house", "affiliate")] == ["house", "affiliate"]
         customers = [a for a in mine if a.account_type == "customer"]
         assert len(customers) == 40
         assert {a.archetype for a in customers} <= {"basis", "rv_curve", "asset_manager", "directional", "dealer"}
