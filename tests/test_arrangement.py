@@ -297,3 +297,16 @@ def test_default_as_of_is_the_last_complete_date(data_dir: Path) -> None:
     assert len(warned) == 1 and "incomplete" in warned[0]
     assert basket_warnings([parse_future_symbol("ZNU24", date(2024, 6, 26))], master, date(2024, 6, 26)) == []
     assert np.busday_count(date(2024, 8, 9), date(2024, 8, 19)) == 6  # Fri -> Mon a week later, by hand
+
+
+# --- the command line -------------------------------------------------------------------------
+
+def test_help_has_no_type_noise() -> None:
+    """Every command's --help: no ``<bool>``/``<str>``/``<path>`` labels and no ``{argument}``."""
+    names = [c.name for c in app.registered_commands if c.name] + ["curve", "price"]
+    assert {"margin", "statement", "demo"} <= set(names)
+    for name in names:
+        r = invoke(name, "--help")
+        assert r.exit_code == 0, name
+        for noise in ("<bool>", "<str>", "<path>", "<int>", "<float>", "{"):
+            assert noise not in r.stdout, (name, noise)

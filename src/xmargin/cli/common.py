@@ -30,6 +30,51 @@ def _console(stderr: bool = False) -> Console:
 console = _console()
 err_console = _console(stderr=True)
 
+#: Help-type labels without Typer's ``<bool>``/``<str>`` noise: flags show none, others a word.
+_PLAIN_TYPES = {"<str>": "TEXT", "<path>": "PATH", "<int>": "INTEGER", "<float>": "NUMBER", "<file>": "FILE",
+                "<directory>": "DIR", "<bool>": ""}
+
+
+def _quiet_help_types() -> None:
+    """Make ``--help`` read like a man page: no type for flags, ``TEXT``/``PATH``/``NUMBER`` for
+    values, ``PORTFOLIO`` (not ``{portfolio}``) for arguments.  Typer 0.2x renders these in
+    ``display_type_rich`` and ``_usage_display_name``; if a later Typer renames them, help
+    falls back to its own labels."""
+    from typer import core
+
+    option_type = getattr(core.TyperOption, "display_type_rich", None)
+    argument_type = getattr(core.TyperArgument, "display_type_rich", None)
+    if option_type is None or argument_type is None or getattr(core.TyperOption, "_xmargin_quiet", False):
+        return
+
+    def plain(label: object) -> str | None:
+        text = None if label is None else str(label)
+        if text is None:
+            return None
+        return _PLAIN_TYPES.get(text, text[1:-1] if text.startswith("<") and text.endswith(">") else text) or None
+
+    def option_display(self: Any, ctx: Any) -> str | None:
+        if self.metavar is not None:
+            return str(self.metavar)
+        return None if self.is_flag else plain(option_type(self, ctx))
+
+    def argument_display(self: Any, ctx: Any) -> str | None:
+        return plain(argument_type(self, ctx))
+
+    core.TyperOption.display_type_rich = option_display  # type: ignore[method-assign]
+    core.TyperArgument.display_type_rich = argument_display  # type: ignore[method-assign]
+    if hasattr(core.TyperArgument, "_usage_display_name"):
+        def usage_name(self: Any) -> str:
+            name = str(self.metavar or self.name).upper()
+            name = name if self.nargs == 1 else f"{name}..."
+            return name if self.required else f"[{name}]"
+
+        core.TyperArgument._usage_display_name = usage_name  # type: ignore[method-assign]
+    core.TyperOption._xmargin_quiet = True  # type: ignore[attr-defined]
+
+
+_quiet_help_types()
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 

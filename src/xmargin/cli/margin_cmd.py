@@ -114,10 +114,8 @@ def margin(
 ) -> None:
     """Margin every account: each clearinghouse stand-alone, combined, and after cross-margining.
 
-    The JSON carries a provenance block (data files with last date and SHA-256, parameters
-    hash, version, time) and, per account, the cross-margining and ordinary accounts' figures;
-    --explain adds how the reduction was reached (r_FICC, r_CME, minimum, cap).
-    """
+    The JSON carries a provenance block (data files with last date and SHA-256, parameters hash, version, time) and, per account, the cross-margining and ordinary accounts' figures; --explain adds how the reduction was reached (r_FICC, r_CME, minimum, cap).
+    """  # noqa: E501 (one paragraph: Typer's help keeps line breaks after the first)
     from xmargin.workflow import Environment, margin_job
 
     day = resolve_as_of(as_of, data_dir)
