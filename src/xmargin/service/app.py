@@ -51,6 +51,7 @@ from xmargin.ledger.store import LedgerError
 from xmargin.service.auth import KeyStore
 from xmargin.service.routes import API_PREFIX, RequestError, input_error, router
 from xmargin.service.state import Conflict, NotFound, ServiceConfig, ServiceState
+from xmargin.service.statement_routes import statement_router
 
 STATIC = Path(str(resources.files("xmargin.service") / "static"))
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -199,6 +200,7 @@ def create_app(
         redoc_url=None,
     )
     app.include_router(router)
+    app.include_router(statement_router)  # GET /accounts/{account}/statement
     app.add_middleware(Guard, max_body_bytes=config.max_body_bytes)
 
     @app.exception_handler(RequestValidationError)

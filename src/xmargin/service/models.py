@@ -25,7 +25,7 @@ Archetype = Annotated[str, StringConstraints(strip_whitespace=True, max_length=3
 Money = Annotated[float, Field(allow_inf_nan=False, ge=-1e15, le=1e15)]
 Quantity = Annotated[float, Field(allow_inf_nan=False, ge=-1e13, le=1e13)]
 RatePct = Annotated[float, Field(allow_inf_nan=False, ge=-50.0, le=100.0)]
-AccountType = Literal["house", "customer"]
+AccountType = Literal["house", "customer", "affiliate"]
 MAX_POSITIONS = 5000
 
 

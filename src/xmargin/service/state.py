@@ -141,7 +141,8 @@ def demo_book(session: LedgerSession, config: DemoConfig) -> Book:
     m = session.market
     contracts = [c for root, n in DEMO_CONTRACTS.items() for c in listed_contracts(root, m.snapshot.as_of, n)]
     market = prepare_market(m.snapshot, m.master, contracts, haircut=config.repo_haircut)
-    return generate_book(market, config)
+    # the live engine keeps one election per account: no partial elections in the served book
+    return generate_book(market, replace(config, partial_share=0.0))
 
 
 class UpdateHub:
