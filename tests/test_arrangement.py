@@ -310,3 +310,24 @@ def test_help_has_no_type_noise() -> None:
         assert r.exit_code == 0, name
         for noise in ("<bool>", "<str>", "<path>", "<int>", "<float>", "{"):
             assert noise not in r.stdout, (name, noise)
+
+
+@pytest.mark.parametrize("width", [60, 80, 120])
+def test_tables_fit_the_terminal_without_cutting_figures(width: int) -> None:
+    from rich.console import Console
+
+    from xmargin.cli.common import table
+
+    columns = ["account", "member", "type", "FICC stand-alone", "CME stand-alone", "FICC combined", "CME combined",
+               "reduction", "before", "after", "savings", "savings %", "status"]
+    values = ["CUSTOMER-WITH-A-LONG-NAME", "CM01", "customer", 181250.72, 148988.0, 46941.4, 41497.64, 0.8,
+              330238.71, 66047.74, 264190.97, 80.0, "ok"]
+    console = Console(width=width, record=True)
+    console.print(table("Margin", columns, [values], digits=2))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= width
+    for v in values:
+        shown = f"{v:,.2f}" if isinstance(v, float) else v
+        assert shown in text, (width, shown)  # never cut to '1…'
+    for c in columns:
+        assert c in text.replace("\n", " ") or all(w in text for w in c.split()), c

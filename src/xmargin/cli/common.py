@@ -162,13 +162,60 @@ def fmt(value: Any, digits: int = 6) -> str:
     return str(value)
 
 
-def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, digits: int = 6) -> Table:
-    t = Table(title=title, header_style="bold cyan")
-    for c in columns:
-        t.add_column(c, justify="right" if c not in ("instrument", "account", "member", "tenor", "figure", "parameter") else "left")
-    for r in rows:
-        t.add_row(*[escape(fmt(v, digits)) for v in r])
-    return t
+LEFT_COLUMNS = ("instrument", "account", "member", "tenor", "figure", "parameter", "type", "status", "set by")
+
+
+class FittedTable:
+    """A table that fits the terminal: printed whole when it fits, otherwise split into
+    several tables of the columns that fit side by side, each repeating the first (key)
+    column.  No figure is ever cut short (Rich would otherwise squeeze columns to ``1…``)."""
+
+    def __init__(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], digits: int) -> None:
+        self.title = title
+        self.columns = list(columns)
+        self.cells = [[escape(fmt(v, digits)) for v in r] for r in rows]
+
+    def build(self, keep: Sequence[int], title: str) -> Table:
+        t = Table(title=title, header_style="bold cyan")
+        for k in keep:
+            c = self.columns[k]
+            t.add_column(c, justify="left" if c in LEFT_COLUMNS else "right", overflow="fold")
+        for r in self.cells:
+            t.add_row(*[r[k] for k in keep])
+        return t
+
+    def groups(self, console: Console, options: Any) -> list[list[int]]:
+        """Column groups (indices) that each fit ``options.max_width``."""
+        from rich.measure import Measurement
+
+        wide = options.update_width(1_000_000)  # measure unclamped: Rich clamps to the terminal
+
+        def width(keep: list[int]) -> int:
+            return Measurement.get(console, wide, self.build(keep, "")).maximum
+
+        everything = list(range(len(self.columns)))
+        if width(everything) <= options.max_width or len(self.columns) < 2:
+            return [everything]
+        out: list[list[int]] = []
+        current = [0]
+        for k in everything[1:]:
+            if len(current) == 1 or width([*current, k]) <= options.max_width:
+                current.append(k)
+            else:
+                out.append(current)
+                current = [0, k]
+        out.append(current)
+        return out
+
+    def __rich_console__(self, console: Console, options: Any) -> Iterator[Table]:
+        groups = self.groups(console, options)
+        for n, keep in enumerate(groups):
+            suffix = "" if len(groups) == 1 else f" ({n + 1}/{len(groups)})"
+            yield self.build(keep, self.title + suffix)
+
+
+def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, digits: int = 6) -> FittedTable:
+    return FittedTable(title, columns, rows, digits)
 
 
 ProgressCallback = Callable[[str, int, int], None]

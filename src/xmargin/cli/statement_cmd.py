@@ -18,6 +18,7 @@ from xmargin.cli.common import (
     emit_json,
     err_console,
     handle_errors,
+    progress_reporter,
     resolve_as_of,
     table,
 )
@@ -46,8 +47,12 @@ def statement(
     day = resolve_as_of(as_of, data_dir)
     env = Environment.load(day, data_dir=data_dir, previous_business_day=previous_business_day, config=config,
                            eligibility=eligibility, members=members)
-    doc = statement_job(env, portfolio, account, as_of_rule=as_of_rule(as_of))
-    paths = write_statement(doc, out)
+    with progress_reporter() as progress:
+        progress("statement", 0, 2)
+        doc = statement_job(env, portfolio, account, as_of_rule=as_of_rule(as_of))
+        progress("statement", 1, 2)
+        paths = write_statement(doc, out)
+        progress("statement", 2, 2)
     if format is OutputFormat.json:
         emit_json(doc)
         return
