@@ -331,3 +331,13 @@ def test_tables_fit_the_terminal_without_cutting_figures(width: int) -> None:
         assert shown in text, (width, shown)  # never cut to '1…'
     for c in columns:
         assert c in text.replace("\n", " ") or all(w in text for w in c.split()), c
+
+
+def test_incomplete_basket_is_said_not_silent(data_dir: Path) -> None:
+    """As of 2025-10-31 the securities master (auctions to 2024-08) misses ZNZ25 deliverables."""
+    r = invoke("futures", "basket", "ZNZ25", "--as-of", "2025-10-31", "--format", "json", "--data-dir", str(data_dir))
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert len(doc["warnings"]) == 1 and "incomplete" in doc["warnings"][0] and "incomplete" in r.stderr
+    r = invoke("futures", "basket", "ZNU24", "--as-of", AS_OF, "--format", "json", "--data-dir", str(data_dir))
+    assert json.loads(r.stdout)["warnings"] == []
