@@ -43,7 +43,11 @@ def account_statement(svc: ServiceState, who: Any, name: str) -> dict[str, Any]:
 
 @statement_router.get("/accounts/{account}/statement", tags=["summaries"],
                       summary="One account's margin statement (JSON, or offline HTML with ?format=html)",
-                      responses={**E401, **E404, **E503})
+                      response_class=JSONResponse,
+                      responses={200: {"description": "The statement document (JSON) or the offline HTML page",
+                                       "content": {"application/json": {"schema": {"type": "object"}},
+                                                   "text/html": {"schema": {"type": "string"}}}},
+                                 **E401, **E404, **E503})
 async def statement(account: AccountName, who: Who, svc: Svc,
                     format: Annotated[Literal["json", "html"], Query()] = "json") -> Any:
     from xmargin.reports.statement import render_statement
