@@ -49,7 +49,7 @@ def universe_ids(data_dir: Path | None = None) -> dict[str, list[str]]:
     """Instrument identifiers of the synthetic books, by kind."""
     from xmargin.config import resolve_data_dir
     from xmargin.margin.calibration import listed_contracts
-    from xmargin.reference.securities import load_master
+    from xmargin.masterdata import load_master
 
     master = load_master(resolve_data_dir(data_dir))
     notes = [r.cusip for r in master.notes_and_bonds(outstanding_on=AS_OF) if r.maturity > date(2024, 7, 31)]

@@ -35,8 +35,8 @@ RESULTS = Path(__file__).resolve().parent / "results" / "live.json"
 
 
 def _setup() -> tuple[Any, Any, list[Any], Any]:
+    from xmargin.clearing.replay import load_market
     from xmargin.engine import LiveEngine
-    from xmargin.ledger.replay import load_market
     from xmargin.margin.calibration import listed_contracts
     from xmargin.margin.context import build_context
     from xmargin.market.snapshot import latest_curve_date

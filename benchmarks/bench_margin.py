@@ -56,12 +56,13 @@ from xmargin.margin.calculator import compute_margins
 from xmargin.margin.calibration import listed_contracts
 from xmargin.margin.context import MarginContext, build_context
 from xmargin.market.snapshot import MarketSnapshot, load_snapshot
+from xmargin.masterdata import load_master
 from xmargin.portfolio.book import Account, Book
 from xmargin.pricing.revalue import InstrumentUniverse, sensitivities
 from xmargin.pricing.scenario_pnl import instrument_pnl
 from xmargin.reference.futures import TREASURY_FUTURES
 from xmargin.reference.lookup import Instrument
-from xmargin.reference.securities import SecuritiesMaster, load_master
+from xmargin.reference.securities import SecuritiesMaster
 
 AS_OF = date(2024, 6, 26)
 RESULTS = Path(__file__).resolve().parent / "results"

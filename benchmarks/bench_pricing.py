@@ -48,9 +48,9 @@ from rich.table import Table
 from xmargin.config import PAR_YIELDS_FILE, resolve_data_dir
 from xmargin.market.history import TENOR_MONTHS, TENORS, load_par_yields
 from xmargin.market.snapshot import load_snapshot
+from xmargin.masterdata import load_master
 from xmargin.pricing.bonds import dirty_prices
 from xmargin.reference.cashflows import resolve
-from xmargin.reference.securities import load_master
 from xmargin.reference.treasuries import TreasuryBill, TreasuryBond
 
 AS_OF = date(2024, 6, 26)

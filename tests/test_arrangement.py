@@ -278,9 +278,10 @@ def test_provenance_checksums_match_the_files(payload: dict[str, Any], statement
 # --- the default as-of date -------------------------------------------------------------------
 
 def test_default_as_of_is_the_last_complete_date(data_dir: Path) -> None:
-    from xmargin.market.asof import basket_warnings, default_as_of, stale_warning
+    from xmargin.market.asof import basket_warnings, stale_warning
+    from xmargin.masterdata import load_master
     from xmargin.reference.futures import parse_future_symbol
-    from xmargin.reference.securities import load_master
+    from xmargin.workflow import default_as_of
 
     # independently: the last curve date on or before the last original issue in auctions.csv
     lines = (data_dir / "securities" / "auctions.csv").read_text().splitlines()[1:]

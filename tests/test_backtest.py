@@ -32,7 +32,6 @@ from xmargin.market.history import load_par_yields
 from xmargin.market.snapshot import load_snapshot
 from xmargin.pricing.revalue import unit_values
 from xmargin.reference.futures import TreasuryFuture
-from xmargin.scenarios.historical import ScenarioSpec, build_scenarios
 from xmargin.validation import (
     christoffersen_independence,
     coverage_summary,
@@ -44,7 +43,7 @@ from xmargin.validation import (
     window_zones,
     zone_boundaries,
 )
-from xmargin.validation.backtest import BacktestResult, backtest, scenario_par
+from xmargin.validation.backtest import BacktestResult, backtest
 from xmargin.workflow import Environment
 
 # ---------------------------------------------------------------- statistics
@@ -147,19 +146,6 @@ def test_roll_rule_dates() -> None:
     assert nearby_index(TreasuryFuture("ZN", 2019, 3), date(2019, 2, 25), 3) == 0  # already rolled: front
 
 
-@pytest.mark.parametrize("spec", [ScenarioSpec(horizon_days=3, lookback_years=2.0),
-                                  ScenarioSpec(horizon_days=2, lookback_years=1.0, stress="2020-03", shift="relative")])
-def test_scenario_par_matches_build_scenarios(data_dir: Path, spec: ScenarioSpec) -> None:
-    snap = load_snapshot(date(2022, 10, 19), data_dir=data_dir)  # the 4M tenor is new: 13 tenors
-    history = load_par_yields(data_dir / PAR_YIELDS_FILE)
-    ref = build_scenarios(history, snap, spec)
-    par, rows, stress, period = scenario_par(history, snap, spec)
-    np.testing.assert_array_equal(par, ref.par_yields)
-    np.testing.assert_array_equal(history.dates[rows], ref.window_start)
-    np.testing.assert_array_equal(stress, ref.is_stress)
-    assert period == ref.stress_period
-
-
 BOOK = """account,member,account_type,instrument,quantity,cross_margin
 BASIS,M1,house,9128285C0,100000000,true
 BASIS,M1,house,ZNH19,-869,true
@@ -213,10 +199,10 @@ def test_margin_equals_production_full_revaluation(runs, production) -> None:  #
     ficc = margins_for_positions(ctx, (q @ sp.diags((~is_cme).astype(float))).tocsr(), ~xm).ficc_standalone
     cme = margins_for_positions(ctx, (q @ sp.diags(is_cme.astype(float))).tocsr(), ~xm).cme_standalone
     for model, ref in (("combined", combined), ("ficc", ficc), ("cme", cme)):
-        got = runs[model].margin[:, _column(runs[model], CHECK)]
+        got = runs[model].components["model_margin"][:, _column(runs[model], CHECK)]
         np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-6)
     assert combined[0] < 0.5 * ficc[0]  # the basis trade is cross-margined
-    plain = runs["plain"].margin[:, 0]  # first-order curves only, no exact tail
+    plain = runs["plain"].components["model_margin"][:, 0]  # first-order curves only, no exact tail
     np.testing.assert_allclose(plain, combined, rtol=0.02)
 
 
@@ -267,6 +253,52 @@ def test_cli_backtest(env: tuple[Environment, Path], tmp_path: Path) -> None:
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     bad = CliRunner().invoke(app, ["backtest", str(path), "--from", "2019-03-01", "--to", "2019-03-04", "--model", "x"])
     assert bad.exit_code == 2
+    # --daily: one row per account and day with the components; the JSON keeps its fields
+    daily = tmp_path / "daily.csv"
+    res = CliRunner().invoke(app, [*args[:-2], "--workers", "1", "--daily", str(daily)])
+    assert res.exit_code == 0, res.output
+    again = json.loads(res.stdout[res.stdout.index("{"):])
+    assert again["accounts"][0]["exceptions"] == payload["accounts"][0]["exceptions"]
+    assert {"observations", "exceptions", "kupiec", "zones"} <= set(again["accounts"][0])
+    import csv
+
+    rows = list(csv.DictReader(daily.open()))
+    assert len(rows) == 2 * payload["accounts"][0]["observations"]
+    r0 = rows[0]
+    total = float(r0["model_margin"]) + float(r0["portfolio_differential"]) + float(r0["backtesting_charge"])
+    assert float(r0["margin"]) == pytest.approx(total)
+    assert float(r0["ficc_var"]) > 0 and r0["date"] == "2019-03-01"
+    # a range outside the data: an error naming the date, nothing written
+    late = tmp_path / "late.csv"
+    res = CliRunner().invoke(app, ["backtest", str(path), "--from", "2019-03-01", "--to", "2031-01-02",
+                                   "--data-dir", str(e.snapshot.data_dir), "--daily", str(late)])
+    assert res.exit_code == 2 and "2031-01-02" in res.output and "--to" in res.output and not late.exists()
+    res = CliRunner().invoke(app, ["backtest", str(path), "--from", "1991-03-01", "--to", "1991-03-04",
+                                   "--data-dir", str(e.snapshot.data_dir)])
+    assert res.exit_code == 2 and "1991-03-01" in res.output and "--from" in res.output
+
+
+def test_portfolio_differential_by_hand() -> None:
+    """VaR 100, 120, 110, 150 with decay 0.5: increases 0, 20, 0, 40;
+    PD = 0, 0.5 x 20 = 10, 0.5 x 10 = 5, 0.5 x 5 + 0.5 x 40 = 22.5."""
+    from xmargin.margin.ficc_addons import portfolio_differential
+
+    np.testing.assert_allclose(portfolio_differential(np.array([[100.0, 120.0, 110.0, 150.0]]), 0.5)[0],
+                               [0.0, 10.0, 5.0, 22.5])
+
+
+def test_backtesting_charge_by_hand() -> None:
+    """Window 10 days, target 90% (k = floor(0.1 x n) + 1), horizon 1.  Deficiencies
+    (loss - margin) 0,5,0,0,3,0,0,0,0,0: known on day t are days <= t - 1.  Day 2 knows days 0-1,
+    one miss of 2 -> coverage 50% < 90%, k = floor(0.2) + 1 = 1: charge 5.  Day 5 knows 0-4,
+    2 misses in 5 -> 60%, k = 1: 5.  Day 10 knows 0-9: 2 misses in 10 -> 80% < 90%,
+    k = floor(1) + 1 = 2: the 2nd largest, 3.  Day 1 knows day 0 only (no miss): 0."""
+    from xmargin.margin.ficc_addons import backtesting_charge
+
+    margin = np.full((1, 11), 10.0)
+    loss = np.array([0.0, 15.0, 0.0, 0.0, 13.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    out = backtesting_charge(margin, -loss[None, :], 1, target=0.9, window=10)[0]
+    assert out[1] == 0.0 and out[2] == 5.0 and out[5] == 5.0 and out[10] == 3.0
 
 
 # ---------------------------------------------------------------- procyclicality
@@ -320,3 +352,76 @@ def test_procyclicality_model_variant_is_the_ficc_var(data_dir: Path) -> None:
     for v in ("floor", "stress_weight", "buffer"):
         assert np.all(res.margins[v] >= res.margins["base"] - 1e-6)
     assert np.all(res.margins["model"][1] < 0.5 * res.margins["model"][0])  # the ZN hedge cuts the VaR
+
+
+def test_one_pass_three_models_equals_separate_runs(runs, env) -> None:  # type: ignore[no-untyped-def]
+    """``backtest_models`` (one pass, second-order P&L ranking, exact VaR tail) gives the same
+    margin as three single-model backtests (full revaluation on first-order curves, exact tail)
+    on every day, and the same realised P&L for the 3-day models; SPAN is per root, so the
+    CME margin is unchanged by the 3-day roll rule."""
+    from xmargin.validation.multi import backtest_models
+
+    e, path = env
+    book = e.read_book(path)
+    kw = {"data_dir": e.snapshot.data_dir, "params": e.params, "eligibility": e.eligibility}
+    multi = backtest_models(book, START, END, span_curves="exact", **kw)
+    fast = backtest_models(book, START, END, models=("cme",), **kw)  # SPAN on first-order curves
+    np.testing.assert_allclose(fast["cme"].margin, runs["cme"].margin, rtol=5e-3)
+    for m in ("ficc", "cme", "combined"):
+        np.testing.assert_allclose(multi[m].components["model_margin"], runs[m].components["model_margin"],
+                                   rtol=1e-9, atol=1e-6)
+        assert multi[m].horizon_days == runs[m].horizon_days
+    for m in ("ficc", "combined"):
+        np.testing.assert_allclose(multi[m].pnl, runs[m].pnl, rtol=1e-9, atol=1e-6)
+
+
+def test_span_recalibration_trigger(data_dir: Path) -> None:
+    """Monthly: the first business day of the month; with a trigger, the last day the 10-year
+    yield's EWMA volatility (decay 0.94) moved more than the trigger from the calibration in
+    force (March 2020: volatility more than doubled within days)."""
+    from xmargin.scenarios.historical import factor_volatility
+    from xmargin.validation.backtest import recalibration_day
+
+    history = load_par_yields(data_dir / PAR_YIELDS_FILE)
+    assert recalibration_day(history, date(2020, 3, 31), 0.0) == date(2020, 3, 2)
+    assert recalibration_day(history, date(2020, 3, 31), 100.0) == date(2020, 3, 2)
+    day = recalibration_day(history, date(2020, 3, 31), 0.25)
+    assert date(2020, 3, 2) < day <= date(2020, 3, 31)
+    vol = factor_volatility(history, 0.94, False, 1.0)[:, 10]
+    dates = [d.astype(date) for d in history.dates]
+    calib = dates.index(date(2020, 3, 2))
+    for t in range(calib + 1, dates.index(date(2020, 3, 31)) + 1):  # the chain, written out
+        if abs(vol[t] / vol[calib] - 1.0) > 0.25:
+            calib = t
+    assert day == dates[calib]
+
+
+def test_validation_report_on_a_few_days(data_dir: Path, tmp_path: Path) -> None:
+    """The report's per-year row of each book equals the statistics recomputed from the
+    backtest result (exceptions, zone by the Basel rule, mean margin); the file and chart
+    are written."""
+    from xmargin.validation import traffic_light
+    from xmargin.validation.report import BOOKS, run_years, write_report
+
+    env = Environment.load(date(2022, 1, 3), data_dir=data_dir)
+    runs = run_years([2022], data_dir=data_dir, params=env.params, eligibility=env.eligibility,
+                     until=date(2022, 1, 7), cache=tmp_path / "cache")
+    res = runs[0].results["combined"]
+    assert len(res.dates) == 5 and res.accounts == BOOKS
+    out = write_report(runs, env.params, tmp_path / "validation.md", "xmargin validation-report")
+    text = out.read_text()
+    assert (tmp_path / "validation.png").read_bytes()[:4] == b"\x89PNG"
+    i = BOOKS.index("BASIS")
+    m, x = res.margin[i], res.pnl[i]
+    k = int((-x > m).sum())
+    row = f"| BASIS | 2022 | 5 | {k} |"
+    assert row in text and f"| {traffic_light(k, 5, 0.01)} | {m.mean():,.0f} |" in text
+    assert np.all(res.margin[BOOKS.index("OUT10Y")] > 0)
+    assert "| combined | BASIS |" in text and "| ficc | ZN |" not in text  # no FICC position in the ZN book
+    again = run_years([2022], data_dir=data_dir, params=env.params, eligibility=env.eligibility,
+                      until=date(2022, 1, 7), cache=tmp_path / "cache")  # from the cache
+    assert again[0].results["combined"].method == "cached"
+    np.testing.assert_array_equal(again[0].results["combined"].margin, res.margin)
+    (tmp_path / "b").mkdir()
+    assert write_report(again, env.params, tmp_path / "b" / "validation.md",
+                        "xmargin validation-report").read_text() == text

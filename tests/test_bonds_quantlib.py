@@ -41,6 +41,7 @@ import QuantLib as ql
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from xmargin.masterdata import load_master
 from xmargin.reference.cashflows import resolve
 from xmargin.reference.conventions import (
     bill_bond_equivalent_yield,
@@ -50,7 +51,6 @@ from xmargin.reference.conventions import (
     street_yield,
     yield_dv01,
 )
-from xmargin.reference.securities import load_master
 from xmargin.reference.treasuries import TreasuryBill, TreasuryBond
 
 ISMA = ql.ActualActual(ql.ActualActual.ISMA)

@@ -16,10 +16,11 @@ import typer
 from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
+from xmargin.clearing import AccountView, LedgerSession
 from xmargin.cli.ledger_cmd import register
 from xmargin.engine.trades import read_events
 from xmargin.errors import InputError
-from xmargin.ledger import AccountView, Ledger, LedgerSession, verify_ledger
+from xmargin.ledger import Ledger, verify_ledger
 from xmargin.ledger.store import normalize_url
 
 AS_OF = date(2025, 10, 31)
@@ -245,7 +246,7 @@ def test_missing_ledger_and_bad_url_are_errors(run, tmp_path):
     ],
 )
 def test_trades_file_errors_name_row_and_field(tmp_path, data_dir, text, row, field):
-    from xmargin.reference.securities import load_master
+    from xmargin.masterdata import load_master
 
     f = tmp_path / "t.csv"
     f.write_text(text)

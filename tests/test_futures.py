@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from xmargin.errors import ExpiredContractError, MissingMarketDataError, UnknownInstrumentError
 from xmargin.market.curve import ZeroCurves
 from xmargin.market.snapshot import MarketSnapshot, load_snapshot
+from xmargin.masterdata import load_master
 from xmargin.pricing.futures import treasury_future_details, treasury_future_prices
 from xmargin.reference.calendar import add_months
 from xmargin.reference.cashflows import resolve
@@ -27,7 +28,7 @@ from xmargin.reference.futures import (
     deliverable_basket,
     parse_future_symbol,
 )
-from xmargin.reference.securities import SecuritiesMaster, load_master
+from xmargin.reference.securities import SecuritiesMaster
 from xmargin.reference.stir import RateFuture
 from xmargin.reference.treasuries import TreasuryBond
 

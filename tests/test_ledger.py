@@ -19,29 +19,31 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from xmargin.engine.trades import parse_row
-from xmargin.errors import InputError
-from xmargin.ledger import (
+from xmargin.clearing import (
     AccountView,
-    ConflictError,
-    Event,
     HaircutSchedule,
-    Ledger,
-    LedgerError,
     LedgerSession,
     Mismatch,
-    OutOfOrderError,
-    UnknownTradeError,
     engine_view,
     load_market,
     reconcile,
     replay,
-    verify_export,
-    verify_ledger,
     views_from_ledger,
 )
+from xmargin.clearing.replay import market_data, params_from_dict
+from xmargin.engine.trades import parse_row
+from xmargin.errors import InputError
+from xmargin.ledger import (
+    ConflictError,
+    Event,
+    Ledger,
+    LedgerError,
+    OutOfOrderError,
+    UnknownTradeError,
+    verify_export,
+    verify_ledger,
+)
 from xmargin.ledger.hashing import GENESIS, canonical_json
-from xmargin.ledger.replay import market_data, params_from_dict
 from xmargin.ledger.store import normalize_url
 from xmargin.margin.params import MarginParams
 from xmargin.reference.lookup import parse_instrument
@@ -389,8 +391,8 @@ def test_session_rejects_bad_rows_before_writing_anything(ledger_url, market):
 
 
 def test_intraday_market_is_recorded_and_replayed(ledger_url, market):
+    from xmargin.clearing import Market
     from xmargin.engine import intraday_snapshot
-    from xmargin.ledger import Market
 
     with Ledger(ledger_url) as lg:
         session = LedgerSession.open(lg)

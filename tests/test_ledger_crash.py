@@ -22,8 +22,9 @@ from pathlib import Path
 
 import pytest
 
+from xmargin.clearing import LedgerSession, load_market, replay
 from xmargin.engine.trades import read_events
-from xmargin.ledger import Ledger, LedgerSession, load_market, replay, verify_ledger
+from xmargin.ledger import Ledger, verify_ledger
 
 AS_OF = date(2025, 10, 31)
 CONFIG = """[ficc.scenarios]

@@ -16,9 +16,9 @@ from datetime import date
 import numpy as np
 import pytest
 
+from xmargin.clearing.replay import load_market
 from xmargin.engine import LiveEngine, extend_context, intraday_snapshot
 from xmargin.errors import InputError
-from xmargin.ledger.replay import load_market
 from xmargin.margin.calculator import AccountMargins, compute_margins
 from xmargin.margin.calibration import listed_contracts
 from xmargin.margin.context import build_context

@@ -30,6 +30,7 @@ import scipy.sparse as sp
 from xmargin.margin.calculator import AccountMargins, compute_margins, margins_for_positions
 from xmargin.margin.context import MarginContext, build_context
 from xmargin.market.snapshot import MarketSnapshot, load_snapshot
+from xmargin.masterdata import load_master
 from xmargin.portfolio.book import Account, build_book
 from xmargin.portfolio.io import read_portfolio
 from xmargin.pricing.revalue import InstrumentUniverse, sensitivities
@@ -37,7 +38,7 @@ from xmargin.pricing.scenario_pnl import InstrumentPnL
 from xmargin.reference.eligibility import load_eligibility
 from xmargin.reference.lookup import parse_instrument
 from xmargin.reference.repo import make_repo
-from xmargin.reference.securities import SecuritiesMaster, load_master
+from xmargin.reference.securities import SecuritiesMaster
 from xmargin.reports.margin import account_records
 
 AS_OF = date(2024, 6, 26)

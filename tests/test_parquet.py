@@ -20,11 +20,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from xmargin.errors import InputError, UnknownInstrumentError
+from xmargin.masterdata import load_master
 from xmargin.portfolio import parquet
 from xmargin.portfolio.io import read_portfolio
 from xmargin.portfolio.parquet import read_parquet
 from xmargin.reference.eligibility import load_eligibility
-from xmargin.reference.securities import load_master
 
 AS_OF = date(2024, 6, 26)
 HEADER = ["account", "member", "account_type", "instrument", "quantity", "cross_margin",

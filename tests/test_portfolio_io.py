@@ -21,11 +21,12 @@ from xmargin.errors import (
     NotSupportedError,
     UnknownInstrumentError,
 )
+from xmargin.masterdata import load_master
 from xmargin.portfolio.book import Book
 from xmargin.portfolio.io import read_portfolio
 from xmargin.reference.eligibility import EligibilityRules, load_eligibility
 from xmargin.reference.repo import Repo
-from xmargin.reference.securities import SecuritiesMaster, load_master
+from xmargin.reference.securities import SecuritiesMaster
 
 AS_OF = date(2024, 6, 26)
 HEADER = "account,member,account_type,instrument,quantity,cross_margin"

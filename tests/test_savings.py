@@ -19,10 +19,10 @@ from xmargin.errors import InputError
 from xmargin.margin.calculator import AccountMargins, compute_margins
 from xmargin.margin.context import build_context
 from xmargin.market.snapshot import load_snapshot
+from xmargin.masterdata import load_master
 from xmargin.portfolio.book import Account, build_book
 from xmargin.pricing.revalue import InstrumentUniverse, sensitivities
 from xmargin.reference.futures import TreasuryFuture
-from xmargin.reference.securities import load_master
 from xmargin.reports.savings import FundingRate, funding_rate, savings_report
 
 AS_OF = date(2024, 6, 26)

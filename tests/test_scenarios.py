@@ -1,5 +1,8 @@
 """Historical-simulation scenarios on the real Treasury par yield history (as of 2024-06-26).
 
+Plain historical simulation (``mode="historical"``); the filtered mode is tested in
+``test_filtered.py``.
+
 The expected values are read from ``yields/par_yield_curve.csv`` in this file with the
 standard library (``csv``, ``datetime``), independently of :mod:`xmargin.market.history`: every
 scenario's par curve must be the as-of curve plus the change between the two history dates
@@ -82,7 +85,7 @@ def snapshot(data_dir: Path) -> MarketSnapshot:
 @pytest.fixture(scope="module")
 def ficc_set(history: ParYieldHistory, snapshot: MarketSnapshot) -> ScenarioSet:
     """The FICC default: 3-day changes, 10-year look-back, absolute, automatic stress."""
-    return build_scenarios(history, snapshot, ScenarioSpec(horizon_days=3))
+    return build_scenarios(history, snapshot, ScenarioSpec(mode="historical", horizon_days=3))
 
 
 def _day(value: np.datetime64) -> date:
@@ -163,7 +166,7 @@ def test_relative_shifts(history: ParYieldHistory, snapshot: MarketSnapshot, raw
     first window: if the 10Y went 2.50% -> 2.60% with the as-of 10Y at 4.32%, the scenario is
     (5.32%) * (3.60 / 3.50) - 1% = 4.472% (a 15.2 bp move, not the 10 bp absolute one)."""
     assert math.isclose((0.0432 + 0.01) * (0.0360 / 0.0350) - 0.01, 0.04472, rel_tol=1e-12)
-    spec = ScenarioSpec(horizon_days=3, lookback_years=1.0, shift="relative", stress="none")
+    spec = ScenarioSpec(mode="historical", horizon_days=3, lookback_years=1.0, shift="relative", stress="none")
     scen = build_scenarios(history, snapshot, spec)
     assert not scen.is_stress.any()
     c = 0.01
@@ -179,8 +182,8 @@ def test_relative_and_absolute_differ_when_levels_differ(history: ParYieldHistor
     """A relative shift scales a past move by (today's level + c) / (then level + c): with
     rates near 5% today and near zero in 2021 and early 2022, the relative moves of the last
     three years are larger on average at the short end (the 3M tenor)."""
-    spec_a = ScenarioSpec(horizon_days=3, lookback_years=3.0, stress="none")
-    spec_r = ScenarioSpec(horizon_days=3, lookback_years=3.0, shift="relative", stress="none")
+    spec_a = ScenarioSpec(mode="historical", horizon_days=3, lookback_years=3.0, stress="none")
+    spec_r = ScenarioSpec(mode="historical", horizon_days=3, lookback_years=3.0, shift="relative", stress="none")
     move_a = np.abs(build_scenarios(history, snapshot, spec_a).par_yields - snapshot.par_yields)
     move_r = np.abs(build_scenarios(history, snapshot, spec_r).par_yields - snapshot.par_yields)
     k3m = TENORS.index("3M")
@@ -194,7 +197,7 @@ def test_named_stress_month_gives_exactly_that_months_windows(
 ) -> None:
     """``stress="2020-03"``: one stressed scenario per published day of March 2020 (22 days,
     2020-03-02 .. 2020-03-31), appended after the base scenarios, each starting on that day."""
-    spec = ScenarioSpec(horizon_days=3, lookback_years=1.0, stress="2020-03")
+    spec = ScenarioSpec(mode="historical", horizon_days=3, lookback_years=1.0, stress="2020-03")
     scen = build_scenarios(history, snapshot, spec)
     march = [d for d in raw.dates if (d.year, d.month) == (2020, 3)]
     assert len(march) == 22
@@ -214,7 +217,7 @@ def test_named_stress_range_and_year(history: ParYieldHistory, snapshot: MarketS
     them."""
     for text, lo, hi in (("2008-09-15:2008-10-15", date(2008, 9, 15), date(2008, 10, 15)),
                          ("2008", date(2008, 1, 1), date(2008, 12, 31))):
-        spec = ScenarioSpec(horizon_days=3, lookback_years=1.0, stress=text)
+        spec = ScenarioSpec(mode="historical", horizon_days=3, lookback_years=1.0, stress=text)
         scen = build_scenarios(history, snapshot, spec)
         days = [d for d in raw.dates if lo <= d <= hi]
         assert [_day(d) for d in scen.window_start[scen.is_stress]] == days
@@ -249,7 +252,7 @@ def test_auto_stress_window_is_the_most_severe_year(ficc_set: ScenarioSet, raw: 
 
 
 def test_no_stress(history: ParYieldHistory, snapshot: MarketSnapshot) -> None:
-    scen = build_scenarios(history, snapshot, ScenarioSpec(horizon_days=2, lookback_years=1.0, stress="none"))
+    scen = build_scenarios(history, snapshot, ScenarioSpec(mode="historical", horizon_days=2, lookback_years=1.0, stress="none"))
     assert not scen.is_stress.any()
     assert scen.stress_period is None
 
@@ -269,7 +272,7 @@ def test_no_stress(history: ParYieldHistory, snapshot: MarketSnapshot) -> None:
 )
 def test_bad_stress_periods_raise_input_error(text: str, history: ParYieldHistory, snapshot: MarketSnapshot) -> None:
     with pytest.raises(InputError) as err:
-        build_scenarios(history, snapshot, ScenarioSpec(horizon_days=3, lookback_years=1.0, stress=text))
+        build_scenarios(history, snapshot, ScenarioSpec(mode="historical", horizon_days=3, lookback_years=1.0, stress=text))
     assert err.value.field == "stress"
     assert text in str(err.value)
 
@@ -287,6 +290,6 @@ def test_bad_specs_raise_input_error(kwargs: dict[str, object], field: str) -> N
 def test_lookback_longer_than_the_history(history: ParYieldHistory, snapshot: MarketSnapshot, raw: Csv) -> None:
     """A 50-year look-back from 2024 reaches before 1990: it uses every published day from the
     first one (1990-01-02) instead of failing; the count is all days up to the as-of minus 3."""
-    scen = build_scenarios(history, snapshot, ScenarioSpec(horizon_days=3, lookback_years=50.0, stress="none"))
+    scen = build_scenarios(history, snapshot, ScenarioSpec(mode="historical", horizon_days=3, lookback_years=50.0, stress="none"))
     assert _day(scen.window_start[0]) == raw.dates[0] == date(1990, 1, 2)
     assert scen.size == raw.position[AS_OF] + 1 - 3

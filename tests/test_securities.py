@@ -27,11 +27,12 @@ import pytest
 from xmargin.errors import InputError, NotSupportedError, UnknownInstrumentError
 from xmargin.market.history import TENOR_MONTHS, load_par_yields
 from xmargin.market.snapshot import load_snapshot
+from xmargin.masterdata import load_master
 from xmargin.pricing.bonds import clean_prices
 from xmargin.reference.cashflows import resolve
 from xmargin.reference.conventions import street_yield
 from xmargin.reference.cusip import cusip_check_digit
-from xmargin.reference.securities import derive_coupons, load_master, regular_dated_date
+from xmargin.reference.securities import derive_coupons, regular_dated_date
 from xmargin.reference.treasuries import TreasuryBill, TreasuryBond, parse_ust
 
 FED_TYPES = {"MARKET BASED NOTE": "note", "MARKET BASED BOND": "bond", "MARKET BASED BILL": "bill",

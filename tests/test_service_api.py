@@ -21,8 +21,9 @@ import httpx
 import numpy as np
 import pytest
 
+from xmargin.clearing import replay
 from xmargin.cli.demo_cmd import default_as_of
-from xmargin.ledger import Ledger, replay, verify_ledger
+from xmargin.ledger import Ledger, verify_ledger
 from xmargin.margin.calculator import compute_margins
 from xmargin.service.testing import ServerProcess
 from xmargin.workflow import Environment, margin_job

@@ -16,6 +16,7 @@ from xmargin.margin.calculator import AccountMargins, compute_margins
 from xmargin.margin.context import MarginContext, build_context
 from xmargin.margin.params import MarginParams, load_params
 from xmargin.market.snapshot import MarketSnapshot, load_snapshot
+from xmargin.masterdata import load_master
 from xmargin.portfolio.book import Book
 from xmargin.portfolio.io import read_portfolio
 from xmargin.portfolio.members import (
@@ -25,8 +26,18 @@ from xmargin.portfolio.members import (
     portfolio_members,
 )
 from xmargin.reference.eligibility import EligibilityRules, load_eligibility
-from xmargin.reference.securities import SecuritiesMaster, load_master
+from xmargin.reference.securities import SecuritiesMaster
 from xmargin.reports.margin import account_records, explain_account, totals
+
+
+def default_as_of(data_dir: str | Path | None = None) -> date:
+    """The one default as-of date of every command: :func:`xmargin.market.asof.complete_as_of`
+    (the last curve on which curves, securities master and fixings are all complete)."""
+    from xmargin.config import resolve_data_dir
+    from xmargin.market.asof import complete_as_of
+
+    root = resolve_data_dir(data_dir)
+    return complete_as_of(root, load_master(root))
 
 
 @dataclass(frozen=True, eq=False)
@@ -156,3 +167,31 @@ def margin_job(
     if audit:
         audit_payload(payload, env, context, book, portfolio, explain=explain, as_of_rule=as_of_rule)
     return payload
+
+
+def statement_from(env: Environment, context: MarginContext, sub: Book, portfolio: str | Path | None, *,
+                   as_of_rule: str = "") -> dict[str, Any]:
+    """The statement (:mod:`xmargin.reports.statement`) of the one account of ``sub`` on
+    ``context``: the same functions as ``xmargin margin`` on the account alone (per customer,
+    gross), so the figures agree to the cent."""
+    from xmargin.reports.statement import statement_document
+
+    margins = compute_margins(context, sub)
+    payload = margin_payload(context, sub, margins, explain=True)
+    audit_payload(payload, env, context, sub, portfolio, explain=True, as_of_rule=as_of_rule)
+    registry = env.registry_for(portfolio) if portfolio else env.members
+    return statement_document(payload, context, sub, registry)
+
+
+def statement_job(env: Environment, portfolio: str | Path, account: str, *, as_of_rule: str = "") -> dict[str, Any]:
+    """``xmargin statement``: read the portfolio, margin ``account`` alone, its statement."""
+    from xmargin.errors import InputError
+
+    book = env.read_book(portfolio)
+    index = book.account_index()
+    if account not in index:
+        names = [a.account for a in book.accounts]
+        raise InputError(f"no account '{account}' in the portfolio (accounts: {', '.join(names[:12])}"
+                         f"{', ...' if len(names) > 12 else ''})", source=portfolio, field="--account")
+    sub = book.select([index[account]])
+    return statement_from(env, env.context(sub), sub, portfolio, as_of_rule=as_of_rule)

@@ -116,7 +116,7 @@ def as_of_rule(as_of: str | None) -> str:
 
 
 def resolve_as_of(as_of: str | None, data_dir: Path | None) -> date:
-    """The as-of date the user asked for; by default :func:`xmargin.market.asof.default_as_of`
+    """The as-of date the user asked for; by default :func:`xmargin.workflow.default_as_of`
     (stated on stderr, with a warning when it is more than 5 business days old); ``latest``:
     the last date with a curve."""
     if as_of is not None and as_of.lower() == "latest":
@@ -124,7 +124,8 @@ def resolve_as_of(as_of: str | None, data_dir: Path | None) -> date:
 
         return latest_curve_date(data_dir)
     if as_of is None:
-        from xmargin.market.asof import RULE, default_as_of, stale_warning
+        from xmargin.market.asof import RULE, stale_warning
+        from xmargin.workflow import default_as_of
 
         day = default_as_of(data_dir)
         err_console.print(f"as of {day} (default: {RULE})", highlight=False, soft_wrap=True)

@@ -62,9 +62,9 @@ class DemoRun:
 
 
 def default_as_of(data_dir: str | Path | None = None) -> date:
-    """The default date of every command (:func:`xmargin.market.asof.default_as_of`): the last
+    """The default date of every command (:func:`xmargin.workflow.default_as_of`): the last
     curve on or before the securities master's last issue (and the fixings' last dates)."""
-    from xmargin.market.asof import default_as_of as common_default
+    from xmargin.workflow import default_as_of as common_default
 
     return common_default(data_dir)
 
@@ -287,7 +287,8 @@ def write_statements(run: DemoRun, out: Path, accounts: list[str] | None = None,
     named account) in ``out/statements``; each is the account alone on the run's context."""
     from dataclasses import replace
 
-    from xmargin.reports.statement import statement_from, write_statement
+    from xmargin.reports.statement import write_statement
+    from xmargin.workflow import statement_from
 
     env = replace(run.env, members=demo_members(run.book)) if run.env is not None else None
     index = run.book.account_index()

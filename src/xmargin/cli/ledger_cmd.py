@@ -67,8 +67,9 @@ def _ledger() -> None:
 
 def _session(ledger_url: str | None, as_of: str | None, data_dir: Path | None, config: Path | None,
              eligibility: Path | None, haircuts: Path | None):  # type: ignore[no-untyped-def]
+    from xmargin.clearing import HaircutSchedule, LedgerSession, load_market
     from xmargin.cli.common import resolve_as_of
-    from xmargin.ledger import HaircutSchedule, Ledger, LedgerSession, load_market
+    from xmargin.ledger import Ledger
 
     ledger = Ledger(ledger_url) if ledger_url is not None else None
     session = LedgerSession.open(ledger, data_dir=data_dir)
@@ -244,7 +245,8 @@ def replay_cmd(
     format: FormatOption = OutputFormat.table,
 ) -> None:
     """Rebuild the engine from the log; exit 1 unless its margins equal the recorded ones exactly."""
-    from xmargin.ledger import Ledger, LedgerSession
+    from xmargin.clearing import LedgerSession
+    from xmargin.ledger import Ledger
 
     with Ledger(ledger, create=False) as lg:
         session = LedgerSession.open(lg, data_dir=data_dir)
@@ -307,7 +309,8 @@ def reconcile_cmd(
     format: FormatOption = OutputFormat.table,
 ) -> None:
     """Compare the latest FICC-side and CME-side views of each cross-margining account; exit 1 on any mismatch."""
-    from xmargin.ledger import Ledger, reconcile, views_from_ledger
+    from xmargin.clearing import reconcile, views_from_ledger
+    from xmargin.ledger import Ledger
 
     with Ledger(ledger, create=False) as lg:
         views = views_from_ledger(lg)

@@ -106,9 +106,9 @@ def price(
 ) -> None:
     """Clean and dirty price, accrued, yield and DV01 off the curve (or price from a yield)."""
     from xmargin.errors import InputError
+    from xmargin.masterdata import load_master
     from xmargin.reference.futures import TreasuryFuture
     from xmargin.reference.lookup import parse_instrument
-    from xmargin.reference.securities import load_master
     from xmargin.reference.stir import RateFuture
 
     if yield_pct is not None:
@@ -178,9 +178,9 @@ def futures_basket(
 ) -> None:
     """The deliverable basket of a Treasury futures contract with conversion factors."""
     from xmargin.errors import InputError
+    from xmargin.masterdata import load_master
     from xmargin.pricing.futures import treasury_future_details
     from xmargin.reference.futures import TreasuryFuture, parse_future_symbol
-    from xmargin.reference.securities import load_master
 
     snap = _snapshot(as_of, data_dir, previous_business_day)
     contract = parse_future_symbol(symbol, snap.as_of, source="command line")

@@ -41,8 +41,8 @@ def statement(
     """The statement a BD-FCM sends one customer: positions by clearinghouse and account, stand-alone
     and combined margins, r_FICC, r_CME, the cap and which applied, requirements, saving, the
     scenario dates behind each VaR, and the data with its vintage.  Writes JSON and offline HTML."""
-    from xmargin.reports.statement import statement_job, write_statement
-    from xmargin.workflow import Environment
+    from xmargin.reports.statement import write_statement
+    from xmargin.workflow import Environment, statement_job
 
     day = resolve_as_of(as_of, data_dir)
     env = Environment.load(day, data_dir=data_dir, previous_business_day=previous_business_day, config=config,

@@ -47,6 +47,26 @@ def _env(day: Any, data_dir: Path | None, config: Path | None, eligibility: Path
     return Environment.load(day, data_dir=data_dir, previous_business_day=True, config=config, eligibility=eligibility)
 
 
+def write_daily_csv(result: Any, path: Path) -> Path:
+    """Margin components per account and day (dollars) as CSV, written to a temporary file
+    and renamed, so a failure leaves no half-written file."""
+    import csv
+
+    rows = result.daily_rows()
+    fields = list(rows[0]) if rows else ["date", "account", "pnl", "margin", "exception"]
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with tmp.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise InputError(f"cannot write the daily file: {exc}", source=str(path), field="--daily") from None
+    return path
+
+
 def plot_backtest(result: Any, i: int, path: str | Path) -> Path:
     """PNG (matplotlib, Agg) of account ``i`` of a :class:`~xmargin.validation.backtest.BacktestResult`:
     minus the margin (the loss threshold) and the realised P&L, in $ million, exceptions in red."""
@@ -83,6 +103,7 @@ def backtest(
     chart: Annotated[Path | None, typer.Option("--chart", help="Write a PNG per account: FILE, FILE-2.png, ...")] = None,
     exact: Annotated[bool, typer.Option("--exact", help="Bootstrap every scenario curve (slow; for checks).")] = False,
     span: Annotated[str, typer.Option("--span", help="SPAN recalibration: monthly, once or daily.")] = "monthly",
+    daily: Annotated[Path | None, typer.Option("--daily", help="Write margin components per account and day (CSV).")] = None,
     workers: WorkersOption = 0,
     data_dir: DataDirOption = None,
     format: FormatOption = OutputFormat.table,
@@ -107,6 +128,9 @@ def backtest(
                      eligibility=env.eligibility, model=model, horizon_days=horizon or None, exact=exact, span=span,
                      workers=_workers(workers), progress=lambda d, t: bar.update(task, completed=d, total=t))
     payload = result.to_dict()
+    if daily is not None:
+        write_daily_csv(result, daily)
+        payload["daily"] = str(daily)
     if chart is not None:
         paths = [plot_backtest(result, i, chart if i == 0 else chart.with_name(f"{chart.stem}-{i + 1}{chart.suffix}"))
                  for i in range(len(result.accounts))]
@@ -141,7 +165,7 @@ def procyclicality(
     period: Annotated[list[str] | None, typer.Option("--period", help="YYYY, YYYY-MM or FROM:TO (repeatable).")] = None,
     tenor: Annotated[int, typer.Option("--tenor", help="Par note tenor (years) of the default book.")] = 10,
     hedge: Annotated[str, typer.Option("--hedge", help="Futures root of the default basis book ('' for none).")] = "ZN",
-    base_lookback: Annotated[float, typer.Option("--base-lookback", help="Years of the procyclical benchmark VaR.")] = 1.0,
+    base_lookback: Annotated[float, typer.Option("--base-lookback", help="Years of the plain-HS benchmark VaR (the filtered mode uses the model look-back).")] = 1.0,
     floor_lookback: Annotated[float, typer.Option("--floor-lookback", help="Years of the VaR floor.")] = 10.0,
     stress_weight: Annotated[float, typer.Option("--stress-weight", help="Weight of stressed scenarios.")] = 0.25,
     buffer: Annotated[float, typer.Option("--buffer", help="Drawable margin buffer (fraction).")] = 0.25,
@@ -187,11 +211,11 @@ def procyclicality(
         return
     for per in payload["periods"]:
         rows = [[a["account"], v, m[v].get("mean"), m[v].get("peak"), m[v].get("trough"), m[v].get("peak_to_trough"),
-                 m[v].get("max_1d_increase_pct"), m[v].get("max_30d_increase_pct")]
+                 m[v].get("max_1d_increase_pct"), m[v].get("max_5d_increase_pct"), m[v].get("max_30d_increase_pct")]
                 for a in per["accounts"] for m in [a["measures"]] for v in VARIANTS]
         console.print(table(f"Procyclicality {per['period']} ({per['from']}..{per['to']}), VaR margin in dollars",
                             ["account", "variant", "mean", "peak", "trough", "peak/trough", "max 1d rise %",
-                             "max 30d rise %"], rows, digits=2))
+                             "max 5d rise %", "max 30d rise %"], rows, digits=2))
 
 
 def optimise(
@@ -321,7 +345,48 @@ def default(
                          for w in s["worst"]], digits=0))
 
 
+def validation_report(
+    from_year: Annotated[int, typer.Option("--from-year", help="First calendar year.")] = 2005,
+    to_year: Annotated[int, typer.Option("--to-year", help="Last calendar year.")] = 2025,
+    out: Annotated[Path, typer.Option("--out", help="Markdown file (a PNG chart is written next to it).")] = Path("docs/validation.md"),
+    years: Annotated[str, typer.Option("--years", help="Comma-separated years in the order to run them (overrides "
+                                       "--from-year/--to-year); the file is rewritten after each year.")] = "",
+    cache: Annotated[Path, typer.Option("--cache", help="Per-year results kept here and reused.")] = Path(
+        "benchmarks/results/validation"),
+    workers: WorkersOption = 1,
+    data_dir: DataDirOption = None,
+    config: ConfigOption = None,
+    eligibility: EligibilityOption = None,
+) -> None:
+    """Regenerate the validation record: reference books backtested per calendar year, every model."""
+    from datetime import date
+
+    from xmargin.validation.report import run_years, write_report
+
+    if to_year < from_year:
+        raise InputError(f"--to-year {to_year} is before --from-year {from_year}", source="command line",
+                         field="--to-year")
+    try:
+        order = [int(y) for y in years.split(",") if y.strip()] or list(range(from_year, to_year + 1))
+    except ValueError:
+        raise InputError(f"'{years}' is not a comma-separated list of years", source="command line",
+                         field="--years") from None
+    env = _env(date(min(order), 1, 2), data_dir, config, eligibility)
+    command = (f"xmargin validation-report --from-year {min(order)} --to-year {max(order)} --out {out}")
+    done_runs: list[Any] = []
+
+    def done(year: int, run: Any) -> None:
+        done_runs.append(run)
+        write_report(sorted(done_runs, key=lambda r: r.year), env.params, out, command)
+        err_console.print(f"{year}: {len(run.results['combined'].dates)} days in {run.seconds:.0f} s; {out} rewritten")
+
+    run_years(order, data_dir=env.snapshot.data_dir, params=env.params, eligibility=env.eligibility,
+              workers=_workers(workers), cache=cache, progress=done)
+    console.print(f"wrote {out}")
+
+
 def register(app: typer.Typer) -> None:
+    app.command("validation-report")(handle_errors(validation_report))
     app.command("backtest")(handle_errors(backtest))
     app.command("procyclicality")(handle_errors(procyclicality))
     app.command("optimise")(handle_errors(optimise))

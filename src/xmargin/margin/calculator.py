@@ -28,8 +28,9 @@ from xmargin.margin.context import MarginContext
 from xmargin.margin.cross import reduction_factors
 from xmargin.margin.ficc import concentration_addon, ficc_requirement
 from xmargin.margin.span import SpanInputs, span_requirement
-from xmargin.margin.var import var_with_stress
+from xmargin.margin.var import model_var
 from xmargin.portfolio.book import Book
+from xmargin.scenarios.historical import ScenarioSet
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -116,6 +117,14 @@ def _worst_loss(pnl: FloatArray) -> FloatArray:
     return np.maximum(-pnl.min(axis=1), 0.0) if pnl.shape[1] else np.zeros(pnl.shape[0])
 
 
+def scenario_set_var(pnl: FloatArray, scenarios: ScenarioSet, confidence: float) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
+    """``(VaR, stress_used)`` of account P&L rows over ``scenarios`` with its spec's tools
+    (filtered scenarios, unscaled floor, stress weight, buffer: :func:`~xmargin.margin.var.model_var`)."""
+    spec = scenarios.spec
+    return model_var(pnl, scenarios.is_stress, scenarios.is_floor, confidence,
+                     stress_weight=spec.stress_weight, buffer=spec.buffer)
+
+
 def margins_for_positions(context: MarginContext, q: sp.csr_matrix, xm: npt.NDArray[np.bool_],
                           q_elected: sp.csr_matrix | None = None) -> AccountMargins:
     """Margin figures for the accounts whose positions are the rows of ``q``.
@@ -134,15 +143,15 @@ def margins_for_positions(context: MarginContext, q: sp.csr_matrix, xm: npt.NDAr
     q_r = (q - q_e).tocsr()
     q_ef, q_ec = _scale_columns(q_e, ~a.is_cme), _scale_columns(q_e, a.is_cme)
     q_rf, q_rc = _scale_columns(q_r, ~a.is_cme), _scale_columns(q_r, a.is_cme)
-    stress_f = context.ficc_scenarios.is_stress
-    stress_c = context.cme_scenarios.is_stress
+    set_f = context.ficc_scenarios
+    set_c = context.cme_scenarios
     conf_f = p.ficc.confidence
 
     # FICC, stand-alone on each sub-portfolio
     pnl_ef = np.asarray(q_ef @ ficc_pnl)
     pnl_rf = np.asarray(q_rf @ ficc_pnl)
-    var_e, stress_e = var_with_stress(pnl_ef, stress_f, conf_f)
-    var_r, stress_r = var_with_stress(pnl_rf, stress_f, conf_f)
+    var_e, stress_e = scenario_set_var(pnl_ef, set_f, conf_f)
+    var_r, stress_r = scenario_set_var(pnl_rf, set_f, conf_f)
     floor_e = np.asarray(abs(q_ef) @ a.floor_weight).ravel()
     floor_r = np.asarray(abs(q_rf) @ a.floor_weight).ravel()
     thr, cost = p.ficc.concentration_dv01_threshold, p.ficc.concentration_cost_bp
@@ -155,8 +164,8 @@ def margins_for_positions(context: MarginContext, q: sp.csr_matrix, xm: npt.NDAr
     span_e = span_requirement(_span_inputs(q_ec, context), context.span)
     span_r = span_requirement(_span_inputs(q_rc, context), context.span)
     if p.cme.standalone_model == "var":
-        cme_var_e, _ = var_with_stress(np.asarray(q_ec @ cme_pnl), stress_c, p.cme.var_confidence)
-        cme_var_r, _ = var_with_stress(np.asarray(q_rc @ cme_pnl), stress_c, p.cme.var_confidence)
+        cme_var_e, _ = scenario_set_var(np.asarray(q_ec @ cme_pnl), set_c, p.cme.var_confidence)
+        cme_var_r, _ = scenario_set_var(np.asarray(q_rc @ cme_pnl), set_c, p.cme.var_confidence)
         cme_e, cme_r = cme_var_e, cme_var_r
     else:
         cme_var_e = cme_var_r = np.zeros(q.shape[0])
@@ -164,8 +173,8 @@ def margins_for_positions(context: MarginContext, q: sp.csr_matrix, xm: npt.NDAr
 
     # Combined portfolio of E under each house's VaR model
     pnl_ec_f = np.asarray(q_ec @ ficc_pnl)
-    f_comb, _ = var_with_stress(pnl_ef + pnl_ec_f, stress_f, conf_f)
-    c_comb, _ = var_with_stress(np.asarray(q_e @ cme_pnl), stress_c, p.cme.var_confidence)
+    f_comb, _ = scenario_set_var(pnl_ef + pnl_ec_f, set_f, conf_f)
+    c_comb, _ = scenario_set_var(np.asarray(q_e @ cme_pnl), set_c, p.cme.var_confidence)
     # what could not be computed: stand-alone needs FICC prices for FICC positions and a SPAN
     # root (or CME prices under the VaR model) for futures; the combined run needs every
     # eligible position priced under both scenario sets, else no reduction (the fallback)

@@ -36,13 +36,24 @@ class FiccParams:
     """FICC-style historical-simulation VaR (cash Treasuries and repo)."""
 
     confidence: float = 0.99  # public (DTCC)
-    scenarios: ScenarioSpec = field(default_factory=lambda: ScenarioSpec(horizon_days=3))  # 3-day: public
+    #: 3-day horizon: public.  Filtered historical simulation: choice, backtest-justified
+    #: (docs/methodology.md section 4.1, docs/validation.md).
+    scenarios: ScenarioSpec = field(default_factory=lambda: ScenarioSpec(horizon_days=3, mode="filtered"))
     floor_table: tuple[tuple[float, float], ...] = DEFAULT_FLOOR_TABLE  # choice
     #: Concentration add-on (our stand-in for FICC's Margin Liquidity Adjustment), **choice**:
     #: net DV01 per maturity bucket beyond ``concentration_dv01_threshold`` dollars per bp is
     #: charged ``concentration_cost_bp`` basis points of extra liquidation move.
     concentration_dv01_threshold: float = 500_000.0
     concentration_cost_bp: float = 2.0
+    #: Path-dependent add-ons (DTCC "FICC market risk"; applied by the backtest, which has the
+    #: member's history; :mod:`xmargin.margin.ficc_addons`).  Portfolio Differential: EWMA of
+    #: the increases in the VaR charge, decay ``pd_decay`` (**choice**).  Backtesting Charge:
+    #: when coverage over ``backtesting_window_days`` falls below ``backtesting_target``.
+    portfolio_differential: bool = True
+    pd_decay: float = 0.94
+    backtesting_charge: bool = True
+    backtesting_target: float = 0.99
+    backtesting_window_days: int = 250
 
 
 @dataclass(frozen=True)
@@ -51,9 +62,16 @@ class CmeParams:
 
     standalone_model: str = "span"  # "span" (default) or "var"
     var_confidence: float = 0.99  # choice (public: 99% for SPAN coverage)
-    var_scenarios: ScenarioSpec = field(default_factory=lambda: ScenarioSpec(horizon_days=2))  # choice: 2 days
+    var_scenarios: ScenarioSpec = field(default_factory=lambda: ScenarioSpec(horizon_days=2, mode="filtered"))  # choice: 2 days, FHS
     span_confidence: float = 0.99  # public: scanning range covers >= 99% of 1-day moves
     span_lookback_years: float = 10.0  # choice
+    #: Short window of the SPAN calibration: each parameter is the larger of the short- and
+    #: the long-window figure (CME reviews margins against short- and long-term volatility).
+    #: 0 turns it off.  **choice**: 1 year.
+    span_short_lookback_years: float = 1.0
+    #: Backtests recalibrate SPAN monthly and also when the 1-day EWMA volatility of the 10-year
+    #: par yield moves more than this fraction from its level at the last calibration (0: off).
+    span_vol_trigger: float = 0.25
     extreme_multiple: float = 2.0  # standard SPAN scenarios 15-16
     extreme_cover: float = 0.35  # standard SPAN scenarios 15-16
     #: Inter-commodity credit rates are calibrated, capped here (**choice**).
@@ -96,13 +114,31 @@ _RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "extreme_multiple": (0.0, float("inf"), False, False),
     "span_lookback_years": (0.0, float("inf"), False, False),
     "stress_window_days": (1.0, float("inf"), True, False),
+    "horizon_days": (1.0, float("inf"), True, False),
+    "lookback_years": (0.0, float("inf"), False, False),
+    "decay": (0.0, 1.0, False, False),
+    "max_scale": (1.0, float("inf"), True, False),
+    "buffer": (0.0, 1.0, True, True),
+    "stress_weight": (0.0, 1.0, True, False),
+    "span_short_lookback_years": (0.0, float("inf"), True, False),
+    "span_vol_trigger": (0.0, float("inf"), True, False),
+    "pd_decay": (0.0, 1.0, False, False),
+    "backtesting_target": (0.0, 1.0, False, False),
+    "backtesting_window_days": (1.0, float("inf"), True, False),
 }
-_CHOICES: dict[str, tuple[str, ...]] = {"standalone_model": ("span", "var"), "shift": ("absolute", "relative")}
+_CHOICES: dict[str, tuple[str, ...]] = {"standalone_model": ("span", "var"), "shift": ("absolute", "relative"),
+                                        "mode": ("historical", "filtered")}
+#: Alternative spellings of table keys: ``[cme.scenarios]`` is ``[cme.var_scenarios]``.
+_ALIASES: dict[str, dict[str, str]] = {"cme": {"scenarios": "var_scenarios"}}
 
 
 def _checked(current: Any, value: Any, key: str, section: str, path: Path) -> Any:
     """``value`` for parameter ``key`` if it has the default's type and an accepted value."""
     name = f"{section}.{key}"
+    if isinstance(current, bool):
+        if not isinstance(value, bool):
+            raise InputError(f"{value!r} is not true or false", source=path, field=name)
+        return value
     if isinstance(current, str):
         if not isinstance(value, str) or (key in _CHOICES and value not in _CHOICES[key]):
             raise InputError(f"{value!r} is not one of {list(_CHOICES.get(key, ['a string']))}", source=path, field=name)
@@ -125,13 +161,20 @@ def _apply(obj: Any, values: dict[str, Any], section: str, path: Path) -> Any:
     names = {f.name: f for f in fields(obj)}
     updates: dict[str, Any] = {}
     for key, value in values.items():
+        key = _ALIASES.get(section, {}).get(key, key)
         if key not in names:
             raise InputError(f"unknown parameter '{key}' in [{section}]", source=path, field=key)
         current = getattr(obj, key)
         if isinstance(current, ScenarioSpec):
             if not isinstance(value, dict):
                 raise InputError("expected a table", source=path, field=f"{section}.{key}")
-            value = _apply(current, value, f"{section}.{key}", path)
+            try:
+                value = _apply(current, value, f"{section}.{key}", path)
+            except InputError as exc:
+                if exc.source is not None:
+                    raise
+                # a cross-field check of ScenarioSpec (e.g. a window shorter than the horizon)
+                raise InputError(exc.reason, source=path, field=f"{section}.{key}.{exc.field}") from None
         elif key in ("floor_table", "scan_range_override"):
             try:
                 if key == "floor_table":

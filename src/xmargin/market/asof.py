@@ -35,14 +35,13 @@ def master_last_issue(master: SecuritiesMaster) -> date:
     return max(r.issue_date for r in master.records.values())
 
 
-def input_end_dates(data_dir: str | Path | None = None) -> dict[str, date]:
+def input_end_dates(data_dir: str | Path | None, master: SecuritiesMaster) -> dict[str, date]:
     """The last date each input covers (curve, securities master, SOFR, EFFR where present)."""
     from xmargin.market.history import load_par_yields, load_rate_series
-    from xmargin.reference.securities import load_master
 
     root = resolve_data_dir(data_dir)
     ends = {"par_curve": load_par_yields(root / PAR_YIELDS_FILE).last_date,
-            "securities_master": master_last_issue(load_master(root))}
+            "securities_master": master_last_issue(master)}
     for key, path, name in (("sofr", SOFR_FILE, "SOFR"), ("fedfunds", FEDFUNDS_FILE, "EFFR")):
         if (root / path).is_file():
             dates = load_rate_series(root / path, name).dates
@@ -50,12 +49,13 @@ def input_end_dates(data_dir: str | Path | None = None) -> dict[str, date]:
     return ends
 
 
-def default_as_of(data_dir: str | Path | None = None) -> date:
-    """The default as-of date (see the module docstring)."""
+def complete_as_of(data_dir: str | Path | None, master: SecuritiesMaster) -> date:
+    """The default as-of date (see the module docstring) for the data in ``data_dir`` and its
+    securities master (``xmargin.workflow.default_as_of`` loads the master)."""
     from xmargin.market.history import load_par_yields
 
     root = resolve_data_dir(data_dir)
-    limit = min(input_end_dates(root).values())
+    limit = min(input_end_dates(root, master).values())
     dates = load_par_yields(root / PAR_YIELDS_FILE).dates
     i = int(np.searchsorted(dates, np.datetime64(limit, "D"), side="right")) - 1
     if i < 0:

@@ -38,7 +38,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from xmargin.errors import InputError, XMarginError
-from xmargin.portfolio import io as csv_io
+from xmargin.portfolio import text as csv_io
 from xmargin.portfolio.book import ACCOUNT_TYPES, Account, Book
 from xmargin.portfolio.fields import FALSE_WORDS, REPO_FIELDS, TRUE_WORDS, date_field, number_field
 from xmargin.pricing.revalue import InstrumentUniverse
@@ -130,7 +130,7 @@ def _validate_as_csv(
         tmp = Path(tmpdir) / "portfolio.csv"
         _write_csv(header, columns, n, tmp)
         try:
-            book = csv_io.read_portfolio(tmp, as_of=as_of, master=master, eligibility=eligibility)
+            book = csv_io.read_text_portfolio(tmp, as_of=as_of, master=master, eligibility=eligibility)
         except InputError as exc:
             raise _as_csv_error(exc, path, tmp) from None
     warnings = tuple(w.replace(str(tmp), str(path)) for w in book.warnings)
@@ -358,7 +358,7 @@ def read_parquet(
 ) -> Book:
     """Read and validate a Parquet portfolio file into a :class:`Book` (see the module doc).
 
-    The same book, warnings and errors as :func:`xmargin.portfolio.io.read_portfolio` on the
+    The same book, warnings and errors as :func:`xmargin.portfolio.text.read_text_portfolio` on the
     file's CSV export (row numbers count the header as row 1).
     """
     path = Path(path)

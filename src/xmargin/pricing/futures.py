@@ -48,6 +48,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -65,6 +66,12 @@ from xmargin.reference.securities import SecuritiesMaster
 FloatArray = npt.NDArray[np.float64]
 
 
+@lru_cache(maxsize=256)
+def _basket(contract: TreasuryFuture, master: SecuritiesMaster, as_of: date) -> list[Deliverable]:
+    """:func:`deliverable_basket`, cached per day (shared: read only)."""
+    return deliverable_basket(contract, master, as_of)
+
+
 def contract_basket(contract: TreasuryFuture, master: SecuritiesMaster, as_of: date) -> list[Deliverable]:
     """Deliverable basket as known on ``as_of``; raises if the contract cannot be priced.
 
@@ -78,7 +85,7 @@ def contract_basket(contract: TreasuryFuture, master: SecuritiesMaster, as_of: d
             f"not after the as-of date {as_of}",
             field="instrument",
         )
-    basket = deliverable_basket(contract, master, as_of)
+    basket = _basket(contract, master, as_of)
     if not basket:
         rule = contract.spec.rule_for(contract.year, contract.month)
         raise MissingMarketDataError(

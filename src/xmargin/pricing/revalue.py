@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -98,10 +99,13 @@ def unit_values(
     return out
 
 
+@lru_cache(maxsize=4)
 def bumped_par_curves(snapshot: MarketSnapshot) -> tuple[ZeroCurves, list[str]]:
     """Curves for DV01 and key-rate DV01: parallel and per-tenor +-1 bp par bumps.
 
     Row order: parallel down, parallel up, then (down, up) for each published tenor.
+    Cached per snapshot (the same day's bumps serve DV01, key rates and the backtest's
+    delta-gamma P&L); treat the result as read-only.
     """
     base = snapshot.par_yields
     n = len(base)
@@ -127,3 +131,11 @@ def sensitivities(
     dv01 = (values[:, 0] - values[:, 1]) / 2.0
     krd = (values[:, 2::2] - values[:, 3::2]) / 2.0
     return dv01, krd
+
+
+def linear_curves(snapshot: MarketSnapshot, par: FloatArray) -> ZeroCurves:
+    """Zero curves for scenario par curves, to first order around the snapshot's curve."""
+    bumped, _ = bumped_par_curves(snapshot)
+    jac = (bumped.node_logdf[3::2] - bumped.node_logdf[2::2]) / (2 * ONE_BP)  # tenors x nodes
+    base = snapshot.curve
+    return ZeroCurves(base.as_of, base.tenors, base.node_times, base.node_logdf + (par - snapshot.par_yields) @ jac)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -56,8 +57,12 @@ def _overlap_fraction(a: date, b: date, bond: TreasuryBond, first_index: int) ->
     return total
 
 
+@lru_cache(maxsize=65536)
 def resolve_one(security: Cash, settle: date) -> _Resolved:
-    """Cash flows after ``settle``, accrued and first-period fraction of one security."""
+    """Cash flows after ``settle``, accrued and first-period fraction of one security.
+
+    Cached (securities are frozen; the same bonds and delivery dates recur day after day in
+    backtests): the result is shared, read it only."""
     if settle >= security.maturity:
         raise InputError(
             f"{security.identifier} matures on {security.maturity}, not after settlement {settle}",

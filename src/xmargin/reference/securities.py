@@ -32,14 +32,14 @@ from __future__ import annotations
 
 import csv
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from xmargin.config import AUCTIONS_FILE, FEDINVEST_GLOB, PAR_YIELDS_FILE, file_stamp
+from xmargin.config import AUCTIONS_FILE, FEDINVEST_GLOB
 from xmargin.errors import (
     InputError,
     MissingMarketDataError,
@@ -199,25 +199,17 @@ def derive_coupons(
     return best
 
 
-def _par_yield_at(history_dates: np.ndarray, yields_pct: np.ndarray, months: np.ndarray,
-                  on: date, term_months: float) -> float:
-    i = max(int(np.searchsorted(history_dates, np.datetime64(on, "D"), side="right")) - 1, 0)
-    row = yields_pct[i]
-    ok = ~np.isnan(row)
-    return float(np.interp(term_months, months[ok], row[ok])) / 100.0
+#: ``par_yield(on, term_months)``: the par yield (decimal) on a date at a term in months.
+ParYieldAt = Callable[[date, float], float]
 
 
-def load_master(data_dir: str | Path) -> SecuritiesMaster:
-    """Build the securities master from the data directory (cached per directory)."""
-    root = Path(data_dir).resolve()
-    stamps = tuple(file_stamp(p) for p in [root / AUCTIONS_FILE, *sorted(root.glob(FEDINVEST_GLOB))])
-    return _load_master_cached(root, stamps)
+def build_master(data_dir: Path, par_yield: ParYieldAt) -> SecuritiesMaster:
+    """Build the securities master from the raw files in ``data_dir``.
 
-
-@lru_cache(maxsize=4)
-def _load_master_cached(data_dir: Path, stamps: tuple[int, ...]) -> SecuritiesMaster:
-    from xmargin.market.history import TENOR_MONTHS, load_par_yields
-
+    ``par_yield`` supplies the market's par yield at each auction (to narrow derived coupons,
+    see the module doc); reference data does not read market history itself, the build step
+    above both (:func:`xmargin.masterdata.load_master`) passes it in.
+    """
     path = data_dir / AUCTIONS_FILE
     if not path.is_file():
         raise MissingMarketDataError(f"{path}: auction results not found (run 'xmargin data fetch')")
@@ -240,8 +232,6 @@ def _load_master_cached(data_dir: Path, stamps: tuple[int, ...]) -> SecuritiesMa
                 raise InputError("not a number", source=path, row=rownum, field="price_per_100") from None
             by_cusip.setdefault(cusip, []).append(r)
 
-    history = load_par_yields(data_dir / PAR_YIELDS_FILE)
-    months = np.array(TENOR_MONTHS, dtype=float)
     records: dict[str, SecurityRecord] = {}
     excluded: Counter[str] = Counter()
     to_derive: list[tuple[str, dict[str, str], int, str]] = []
@@ -269,8 +259,7 @@ def _load_master_cached(data_dir: Path, stamps: tuple[int, ...]) -> SecuritiesMa
         issues = [date.fromisoformat(f["issue_date"]) for _, f, _, _ in to_derive]
         prices = np.array([float(f["price_per_100"]) for _, f, _, _ in to_derive])
         mkt = np.array([
-            _par_yield_at(history.dates, history.yields_pct, months, date.fromisoformat(f["auction_date"]),
-                          (m - i).days / 365.25 * 12)
+            par_yield(date.fromisoformat(f["auction_date"]), (m - i).days / 365.25 * 12)
             for (_, f, _, _), m, i in zip(to_derive, mats, issues, strict=True)
         ])
         coupons = derive_coupons(mats, issues, prices, mkt)

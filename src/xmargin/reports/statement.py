@@ -24,8 +24,6 @@ from typing import Any
 
 import numpy as np
 
-from xmargin.errors import InputError
-from xmargin.margin.calculator import compute_margins
 from xmargin.reference.eligibility import clearinghouse
 from xmargin.reports.arrangement import REDUCTION_LABELS, account_labels
 from xmargin.reports.margin import HEADLINE
@@ -48,30 +46,12 @@ FIGURE_LABELS = {
 }
 
 
-def statement_job(env: Any, portfolio: str | Path, account: str, *, as_of_rule: str = "") -> dict[str, Any]:
-    """The statement document of ``account`` in ``portfolio`` (``env``: a workflow Environment)."""
-    book = env.read_book(portfolio)
-    index = book.account_index()
-    if account not in index:
-        names = [a.account for a in book.accounts]
-        raise InputError(f"no account '{account}' in the portfolio (accounts: {', '.join(names[:12])}"
-                         f"{', ...' if len(names) > 12 else ''})", source=portfolio, field="--account")
-    sub = book.select([index[account]])
-    context = env.context(sub)
-    return statement_from(env, context, sub, portfolio, as_of_rule=as_of_rule)
-
-
-def statement_from(env: Any, context: Any, sub: Any, portfolio: str | Path | None, *,
-                   as_of_rule: str = "") -> dict[str, Any]:
-    """The statement of the one account of ``sub`` (a one-account book) on ``context``."""
-    from xmargin.workflow import audit_payload, margin_payload
-
-    margins = compute_margins(context, sub)
-    payload = margin_payload(context, sub, margins, explain=True)
-    audit_payload(payload, env, context, sub, portfolio, explain=True, as_of_rule=as_of_rule)
+def statement_document(payload: dict[str, Any], context: Any, sub: Any, registry: Any) -> dict[str, Any]:
+    """The statement of the one account of ``sub`` from its audited ``xmargin margin`` document
+    (``payload``: with ``explain``, ``arrangement``, ``reduction`` and ``provenance``;
+    :func:`xmargin.workflow.statement_job` makes it)."""
     rec = payload["accounts"][0]
     acc = sub.accounts[0]
-    registry = env.registry_for(portfolio) if portfolio else env.members
     member = registry.members.get(acc.member).to_dict() if registry is not None and acc.member in registry.members \
         else {"member": acc.member, "registrations": "not supplied: taken as dually registered"}
     return {

@@ -19,6 +19,15 @@ names a period (``"2020-03"``, ``"2008"`` or ``"2008-09-01:2009-03-31"``).  Its 
 appended and flagged; the VaR models take the larger of the VaR without and with them, so
 the stress is used only when it raises the margin.  Every scenario keeps the dates of its
 window, so any figure can be traced to the days that drove it.
+
+Scenario mode (``ScenarioSpec.mode``): ``historical`` (plain historical simulation, as above)
+or ``filtered`` (filtered historical simulation: each look-back change rescaled per tenor by
+today's EWMA volatility over the volatility at the end of its own window,
+:mod:`xmargin.scenarios.filtered`).  Stressed scenarios are never rescaled.  With
+``floor = true`` in the filtered mode the unscaled look-back scenarios are appended too
+(flagged ``is_floor``), so the VaR can be floored at the unscaled VaR (EMIR RTS 153/2013
+art. 28(1)(c)); ``buffer`` and ``stress_weight`` are read by the VaR
+(:func:`xmargin.margin.var.model_var`).
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ from xmargin.errors import InputError
 from xmargin.market.curve import ZeroCurves
 from xmargin.market.history import TENOR_MONTHS, TENORS, ParYieldHistory
 from xmargin.market.snapshot import MarketSnapshot
+from xmargin.scenarios.filtered import apply_scales, ewma_volatility, filter_scales
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -49,14 +59,38 @@ class ScenarioSpec:
     relative_displacement_pct: float = 1.0
     stress: str = "auto"  # "auto", "none", "YYYY", "YYYY-MM" or "YYYY-MM-DD:YYYY-MM-DD"
     stress_window_days: int = 250
+    #: ``"historical"`` (plain) or ``"filtered"`` (FHS, :mod:`xmargin.scenarios.filtered`).
+    mode: str = "historical"
+    decay: float = 0.97  # EWMA decay of the FHS volatility (module filtered; docs/methodology.md 4.1)
+    max_scale: float = 5.0  # cap on the FHS volatility ratio (choice)
+    #: Anti-procyclicality tools, EMIR RTS 153/2013 article 28(1)(a)-(c):
+    buffer: float = 0.0  # (a) margin buffer as a fraction of the VaR (0.25 = 25%)
+    stress_weight: float = 0.0  # (b) weight of the stressed scenarios (0: max(VaR, VaR with stress))
+    floor: bool = False  # (c) floor at the unscaled look-back VaR (filtered mode)
 
     def __post_init__(self) -> None:
         if self.horizon_days < 1:
             raise InputError("horizon must be at least one business day", field="horizon_days")
         if self.lookback_years <= 0:
             raise InputError("look-back must be positive", field="lookback_years")
+        if self.lookback_years * 252 <= self.horizon_days:
+            raise InputError(f"look-back of {self.lookback_years} years is shorter than the {self.horizon_days}-day "
+                             "horizon", field="lookback_years")
+        if self.stress_window_days < self.horizon_days:
+            raise InputError(f"stress window of {self.stress_window_days} days is shorter than the "
+                             f"{self.horizon_days}-day horizon", field="stress_window_days")
         if self.shift not in ("absolute", "relative"):
             raise InputError(f"shift type '{self.shift}' is not 'absolute' or 'relative'", field="shift")
+        if self.mode not in ("historical", "filtered"):
+            raise InputError(f"scenario mode '{self.mode}' is not 'historical' or 'filtered'", field="mode")
+        if not 0.0 < self.decay < 1.0:
+            raise InputError(f"decay {self.decay} is outside (0, 1)", field="decay")
+        if not self.max_scale >= 1.0:
+            raise InputError(f"max_scale {self.max_scale} is below 1", field="max_scale")
+        if not 0.0 <= self.buffer <= 1.0:
+            raise InputError(f"buffer {self.buffer} is outside [0, 1]", field="buffer")
+        if not 0.0 <= self.stress_weight < 1.0:
+            raise InputError(f"stress_weight {self.stress_weight} is outside [0, 1)", field="stress_weight")
 
 
 @dataclass(frozen=True)
@@ -77,14 +111,22 @@ class ScenarioSet:
     is_stress: npt.NDArray[np.bool_]
     stress_period: tuple[date, date] | None
     curves: ZeroCurves = field(repr=False)
+    #: unscaled look-back copies appended for the VaR floor (filtered mode with ``floor``)
+    is_floor: npt.NDArray[np.bool_] | None = None
 
     @property
     def size(self) -> int:
         return int(self.par_yields.shape[0])
 
+    @property
+    def floor_mask(self) -> npt.NDArray[np.bool_]:
+        return np.zeros(self.size, bool) if self.is_floor is None else self.is_floor
+
     def label(self, s: int) -> str:
         """``"2020-03-09..2020-03-12"`` (``(stress)`` appended for stressed scenarios)."""
         text = f"{self.window_start[s]}..{self.window_end[s]}"
+        if self.floor_mask[s]:
+            return text + " (unscaled)"
         return text + " (stress)" if self.is_stress[s] else text
 
 
@@ -144,8 +186,42 @@ def most_severe_window(history: ParYieldHistory, horizon_days: int, window_days:
     return start, start + window_days
 
 
-def build_scenarios(history: ParYieldHistory, snapshot: MarketSnapshot, spec: ScenarioSpec) -> ScenarioSet:
-    """The scenario set for ``snapshot.as_of`` (see the module docstring)."""
+@lru_cache(maxsize=8)
+def factor_volatility(history: ParYieldHistory, spec_decay: float, relative: bool, displacement: float) -> FloatArray:
+    """EWMA volatility of every tenor after every history row (see :mod:`.filtered`)."""
+    return ewma_volatility(filled_history(history), spec_decay, relative=relative, displacement=displacement)
+
+
+@dataclass(frozen=True)
+class ScenarioRows:
+    """The par curves of a scenario set before bootstrapping (see :func:`scenario_par`)."""
+
+    par: FloatArray  # S x n, decimal
+    rows: npt.NDArray[np.int64]  # S: history row of each window's start
+    is_stress: npt.NDArray[np.bool_]
+    is_floor: npt.NDArray[np.bool_]
+    stress_period: tuple[date, date] | None
+
+
+def _stress_rows(history: ParYieldHistory, spec: ScenarioSpec, as_of: date, end_row: int) -> npt.NDArray[np.int64]:
+    h = spec.horizon_days
+    if spec.stress == "none":
+        return np.array([], dtype=np.int64)
+    if spec.stress == "auto":
+        i, j = most_severe_window(history, h, spec.stress_window_days, as_of)
+        return np.arange(i, min(j, end_row - h))
+    lo, hi = named_period(spec.stress)
+    i = int(np.searchsorted(history.dates, np.datetime64(lo, "D"), side="left"))
+    j = int(np.searchsorted(history.dates, np.datetime64(hi, "D"), side="right"))
+    rows = np.arange(i, min(j, end_row - h))
+    if len(rows) == 0:
+        raise InputError(f"stress period '{spec.stress}' has no history before {as_of}", field="stress")
+    return rows
+
+
+def scenario_par(history: ParYieldHistory, snapshot: MarketSnapshot, spec: ScenarioSpec) -> ScenarioRows:
+    """The scenario par curves of ``snapshot.as_of`` in order: look-back (filtered in the
+    ``filtered`` mode), stressed period, then the unscaled look-back copies for the floor."""
     h = spec.horizon_days
     y = filled_history(history)
     cols = [TENORS.index(t) for t in snapshot.tenors]
@@ -157,39 +233,45 @@ def build_scenarios(history: ParYieldHistory, snapshot: MarketSnapshot, spec: Sc
             f"not enough history before {snapshot.as_of} for a {spec.lookback_years}-year look-back", field="as_of"
         )
     starts = np.arange(first_row, end_row - h)
-    stress_period = None
-    stress_rows = np.array([], dtype=np.int64)
-    if spec.stress != "none":
-        if spec.stress == "auto":
-            i, j = most_severe_window(history, h, spec.stress_window_days, snapshot.as_of)
-            stress_rows = np.arange(i, min(j, end_row - h))
-        else:
-            lo, hi = named_period(spec.stress)
-            i = int(np.searchsorted(history.dates, np.datetime64(lo, "D"), side="left"))
-            j = int(np.searchsorted(history.dates, np.datetime64(hi, "D"), side="right"))
-            stress_rows = np.arange(i, min(j, end_row - h))
-            if len(stress_rows) == 0:
-                raise InputError(f"stress period '{spec.stress}' has no history before {snapshot.as_of}", field="stress")
-        if len(stress_rows):
-            stress_period = (history.dates[stress_rows[0]].astype(date), history.dates[stress_rows[-1]].astype(date))
-    rows = np.concatenate([starts, stress_rows])
+    stress_rows = _stress_rows(history, spec, snapshot.as_of, end_row)
+    filtered = spec.mode == "filtered"
+    floor_rows = starts if filtered and spec.floor else np.array([], dtype=np.int64)
+    rows = np.concatenate([starts, stress_rows, floor_rows])
     before = y[rows][:, cols] / 100.0
     after = y[rows + h][:, cols] / 100.0
     base = snapshot.par_yields[None, :]
-    if spec.shift == "absolute":
-        par = base + (after - before)
-    else:
-        c = spec.relative_displacement_pct / 100.0
+    relative = spec.shift == "relative"
+    c = spec.relative_displacement_pct / 100.0
+    if relative:
         par = (base + c) * (after + c) / (before + c) - c
-    is_stress = np.concatenate([np.zeros(len(starts), bool), np.ones(len(stress_rows), bool)])
+    else:
+        par = base + (after - before)
+    if filtered:
+        vol = factor_volatility(history, spec.decay, relative, spec.relative_displacement_pct)[:, cols]
+        n = len(starts)
+        scales = filter_scales(vol, starts + h, end_row - 1, spec.max_scale)
+        par[:n] = apply_scales(before[:n], after[:n], base, scales, relative=relative, displacement=c)
+    n_s, n_f = len(stress_rows), len(floor_rows)
+    is_stress = np.r_[np.zeros(len(starts), bool), np.ones(n_s, bool), np.zeros(n_f, bool)]
+    is_floor = np.r_[np.zeros(len(starts) + n_s, bool), np.ones(n_f, bool)]
+    period = ((history.dates[stress_rows[0]].astype(date), history.dates[stress_rows[-1]].astype(date))
+              if n_s else None)
+    return ScenarioRows(par, rows, is_stress, is_floor, period)
+
+
+def build_scenarios(history: ParYieldHistory, snapshot: MarketSnapshot, spec: ScenarioSpec) -> ScenarioSet:
+    """The scenario set for ``snapshot.as_of`` (see the module docstring)."""
+    built = scenario_par(history, snapshot, spec)
+    rows, h = built.rows, spec.horizon_days
     return ScenarioSet(
         as_of=snapshot.as_of,
         spec=spec,
         tenors=snapshot.tenors,
-        par_yields=par,
+        par_yields=built.par,
         window_start=history.dates[rows],
         window_end=history.dates[rows + h],
-        is_stress=is_stress,
-        stress_period=stress_period,
-        curves=snapshot.curves_from_par(par),
+        is_stress=built.is_stress,
+        stress_period=built.stress_period,
+        curves=snapshot.curves_from_par(built.par),
+        is_floor=built.is_floor,
     )

@@ -1,7 +1,7 @@
 """The service's state: one ledger session (engine + collateral + ledger), loaded once.
 
 Loading (:meth:`ServiceState.load`): the ledger is opened and replayed
-(:class:`~xmargin.ledger.LedgerSession`); when it holds no market yet, the end-of-day market of
+(:class:`~xmargin.clearing.LedgerSession`); when it holds no market yet, the end-of-day market of
 the as-of date is recorded (default: the demo's date, :func:`~xmargin.cli.demo_cmd.default_as_of`);
 when it holds no trade yet, the opening book -- the demo book (``DemoConfig``), or a portfolio
 file -- is recorded as opening trades ``open-<account>-<n>`` at the as-of date's midnight,
@@ -34,11 +34,12 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from xmargin.clearing import LedgerSession, load_market
+from xmargin.clearing.replay import decode_margins
 from xmargin.engine.live import HEADLINE, MARGIN_FIELDS, LiveEngine, extend_context
 from xmargin.engine.trades import Trade, format_time, parse_row
 from xmargin.errors import InputError, XMarginError
-from xmargin.ledger import Ledger, LedgerSession, load_market
-from xmargin.ledger.replay import decode_margins
+from xmargin.ledger import Ledger
 from xmargin.margin.calculator import AccountMargins, compute_margins
 from xmargin.margin.context import InstrumentAttributes, MarginContext, build_context
 from xmargin.portfolio.book import Account, Book, build_book

@@ -25,8 +25,7 @@ statement_router = APIRouter(prefix=API_PREFIX)
 
 def account_statement(svc: ServiceState, who: Any, name: str) -> dict[str, Any]:
     """The statement document of ``name`` (404 unless the key sees the account)."""
-    from xmargin.reports.statement import statement_from
-    from xmargin.workflow import Environment
+    from xmargin.workflow import Environment, statement_from
 
     acc = svc._account(who, name)
     eng = svc.engine

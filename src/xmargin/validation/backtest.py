@@ -48,13 +48,14 @@ from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache, partial
 from pathlib import Path
-from typing import Any, TypeGuard, TypeVar
+from typing import TypeGuard, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
 from xmargin.config import PAR_YIELDS_FILE
+from xmargin.errors import InputError, XMarginError
 from xmargin.margin.calculator import margins_for_positions
 from xmargin.margin.calibration import calibrate_span
 from xmargin.margin.context import (  # the context's own per-instrument inputs
@@ -67,29 +68,35 @@ from xmargin.margin.var import tail_rank
 from xmargin.market.curve import ZeroCurves
 from xmargin.market.history import TENORS, ParYieldHistory, load_par_yields
 from xmargin.market.snapshot import MarketSnapshot, load_snapshot
+from xmargin.masterdata import load_master
 from xmargin.portfolio.book import Account, Book
-from xmargin.pricing.revalue import InstrumentUniverse, bumped_par_curves
+from xmargin.pricing.revalue import (
+    InstrumentUniverse,
+    bumped_par_curves,
+    linear_curves,
+    unit_values,
+)
 from xmargin.pricing.scenario_pnl import InstrumentPnL, instrument_pnl
 from xmargin.reference.eligibility import EligibilityRules
 from xmargin.reference.futures import TreasuryFuture
 from xmargin.reference.lookup import Instrument
-from xmargin.reference.securities import SecuritiesMaster, load_master
+from xmargin.reference.securities import SecuritiesMaster
 from xmargin.reference.stir import RateFuture
 from xmargin.scenarios.historical import (
+    ScenarioRows,
     ScenarioSet,
-    ScenarioSpec,
+    factor_volatility,
     filled_history,
-    most_severe_window,
-    named_period,
+    scenario_par,
 )
 from xmargin.validation import (
     Leg,
-    coverage_summary,
     instrument_on,
     legs_of,
     nearby_index,
     roll_notes,
 )
+from xmargin.validation.result import DAILY_COMPONENTS, BacktestResult, assemble  # noqa: F401 (re-exported)
 
 FloatArray = npt.NDArray[np.float64]
 T = TypeVar("T")
@@ -112,6 +119,12 @@ class EngineSpec:
     span: str = "monthly"  # "none", "once", "monthly", "daily"
     exact: bool = False
     refine: int | None = 16  # None: no exact tail
+    #: ``"curves"``: full revaluation on first-order scenario curves; ``"taylor"``: key-rate
+    #: delta and diagonal gamma from the day's +-1 bp par bumps (no scenario curve at all).
+    #: Either way the VaR tail is then revalued exactly (``refine``).
+    approx: str = "curves"
+    other_horizons: tuple[int, ...] = ()  # realised P&L also over these (shorter) horizons
+    span_curves: str = "exact"  # SPAN calibration curves: "exact" or "linear" (calibrate_span)
 
 
 @dataclass(frozen=True, eq=False)
@@ -122,47 +135,34 @@ class DayContext:
     context: MarginContext
     positions: sp.csr_matrix  # A x N
     realised: FloatArray  # N: dollars per unit over the horizon (NaN: unpriceable)
+    realised_at: dict[int, FloatArray] = field(default_factory=dict)  # other horizons (EngineSpec)
 
 
 def _is_futures(inst: Instrument | None) -> TypeGuard[TreasuryFuture | RateFuture]:
     return isinstance(inst, TreasuryFuture | RateFuture)
 
 
-def scenario_par(history: ParYieldHistory, snapshot: MarketSnapshot, spec: ScenarioSpec) -> tuple[FloatArray, npt.NDArray[np.int64], npt.NDArray[np.bool_], tuple[date, date] | None]:
-    """``(par S x n, window start rows, is_stress, stress period)``: the scenario par curves of
-    :func:`build_scenarios` without bootstrapping them (same rows, same order)."""
-    h, y = spec.horizon_days, filled_history(history)
-    cols = [TENORS.index(t) for t in snapshot.tenors]
-    as_of = np.datetime64(snapshot.as_of, "D")
-    end_row = int(np.searchsorted(history.dates, as_of, side="right"))
-    first_row = int(np.searchsorted(history.dates, as_of - np.timedelta64(int(round(spec.lookback_years * 365.25)), "D")))
-    starts = np.arange(first_row, end_row - h)
-    stress = np.array([], dtype=np.int64)
-    if spec.stress == "auto":
-        i, j = most_severe_window(history, h, spec.stress_window_days, snapshot.as_of)
-        stress = np.arange(i, min(j, end_row - h))
-    elif spec.stress != "none":
-        lo, hi = named_period(spec.stress)
-        i = int(np.searchsorted(history.dates, np.datetime64(lo, "D"), side="left"))
-        stress = np.arange(i, min(int(np.searchsorted(history.dates, np.datetime64(hi, "D"), side="right")), end_row - h))
-    period = (history.dates[stress[0]].astype(date), history.dates[stress[-1]].astype(date)) if len(stress) else None
-    rows = np.concatenate([starts, stress])
-    before, after = y[rows][:, cols] / 100.0, y[rows + h][:, cols] / 100.0  # the same operations, bit for bit
-    base = snapshot.par_yields[None, :]
-    if spec.shift == "absolute":
-        par = base + (after - before)
-    else:
-        c = spec.relative_displacement_pct / 100.0
-        par = (base + c) * (after + c) / (before + c) - c
-    return par, rows, np.r_[np.zeros(len(starts), bool), np.ones(len(stress), bool)], period
-
-
-def linear_curves(snapshot: MarketSnapshot, par: FloatArray) -> ZeroCurves:
-    """Zero curves for scenario par curves, to first order around the snapshot's curve."""
-    bumped, _ = bumped_par_curves(snapshot)
-    jac = (bumped.node_logdf[3::2] - bumped.node_logdf[2::2]) / (2 * ONE_BP)  # tenors x nodes
-    base = snapshot.curve
-    return ZeroCurves(base.as_of, base.tenors, base.node_times, base.node_logdf + (par - snapshot.par_yields) @ jac)
+def taylor_pnl(universe: InstrumentUniverse, snap: MarketSnapshot, master: SecuritiesMaster,
+               par: FloatArray) -> FloatArray | None:
+    """``N x S`` second-order P&L per unit for scenario par curves ``par`` (``S x n``):
+    ``delta . dy + 1/2 gamma (w . dy)^2`` with the key-rate deltas from central +-1 bp par
+    bumps, the parallel gamma ``gamma`` and ``w = delta / sum(delta)`` (convexity on the
+    delta-weighted shift: per-tenor 1 bp second differences are dominated by the curve
+    interpolation and useless).  ``None`` if a row cannot be priced (the caller revalues)."""
+    bumped, _ = bumped_par_curves(snap)
+    try:
+        values = unit_values(universe, snap, bumped, master)
+        base = unit_values(universe, snap, snap.curve, master)[:, 0]
+    except XMarginError:
+        return None
+    if not np.isfinite(values).all() or not np.isfinite(base).all():
+        return None
+    delta = (values[:, 3::2] - values[:, 2::2]) / (2.0 * ONE_BP)  # N x n, per unit of par (decimal)
+    gamma = (values[:, 0] + values[:, 1] - 2.0 * base) / ONE_BP**2  # N
+    d = par - snap.par_yields[None, :]
+    total = delta.sum(axis=1)
+    w = np.divide(delta, total[:, None], out=np.zeros_like(delta), where=total[:, None] != 0)
+    return delta @ d.T + 0.5 * gamma[:, None] * (w @ d.T) ** 2
 
 
 @lru_cache(maxsize=2)
@@ -171,37 +171,61 @@ def _market(data_dir: Path) -> tuple[ParYieldHistory, SecuritiesMaster]:
 
 
 @lru_cache(maxsize=8)
-def _span_on(data_dir: Path, day: date, cme: CmeParams) -> SpanParameters:
+def _span_on(data_dir: Path, day: date, cme: CmeParams, curves: str = "exact") -> SpanParameters:
     history, master = _market(data_dir)
-    return calibrate_span(load_snapshot(day, data_dir=data_dir), master, history, cme)
+    return calibrate_span(load_snapshot(day, data_dir=data_dir), master, history, cme, curves=curves)
+
+
+#: EWMA decay of the volatility that triggers an unscheduled SPAN recalibration (RiskMetrics daily).
+TRIGGER_DECAY = 0.94
+
+
+def recalibration_day(history: ParYieldHistory, day: date, trigger: float) -> date:
+    """The SPAN calibration date in force on ``day``: the first business day of its month, or
+    the last later day on which the 10-year par yield's EWMA volatility (decay 0.94) had moved
+    more than ``trigger`` (a fraction) from its level at the calibration then in force."""
+    first = int(np.searchsorted(history.dates, np.datetime64(day.replace(day=1), "D")))
+    today = int(np.searchsorted(history.dates, np.datetime64(day, "D")))
+    calib = first
+    if trigger > 0 and today > first:
+        vol = factor_volatility(history, TRIGGER_DECAY, False, 1.0)[:, TENORS.index("10Y")]
+        for t in range(first + 1, today + 1):
+            if abs(vol[t] / vol[calib] - 1.0) > trigger:
+                calib = t
+    return history.dates[calib].astype(date)
 
 
 def _span_for(spec: EngineSpec, day: date, history: ParYieldHistory) -> SpanParameters:
     if spec.span == "none":
         return SpanParameters((), np.zeros(0), np.zeros(0), ())
-    if spec.span == "monthly":  # the first business day of the month in the history
-        first = np.datetime64(day.replace(day=1), "D")
-        day = history.dates[int(np.searchsorted(history.dates, first))].astype(date)
+    curves = spec.span_curves
+    if spec.span == "monthly":  # the first business day of the month, or a volatility trigger since
+        day = recalibration_day(history, day, spec.params.cme.span_vol_trigger)
     elif spec.span == "once":
         day = history.dates[int(np.searchsorted(history.dates, np.datetime64(spec.start, "D")))].astype(date)
-    return _span_on(spec.data_dir, day, spec.params.cme)
+    return _span_on(spec.data_dir, day, spec.params.cme, curves)
 
 
 def _subset(pnl: InstrumentPnL, cols: slice | npt.NDArray[np.int64]) -> InstrumentPnL:
     return InstrumentPnL(pnl.universe, pnl.base_values, pnl.pnl[:, cols], pnl.failures)
 
 
-def _tail_columns(parts: sp.csr_matrix, pnl: FloatArray, is_stress: npt.NDArray[np.bool_], confidence: float,
-                  extra: int) -> npt.NDArray[np.int64]:
+def _tail_columns(parts: sp.csr_matrix, pnl: FloatArray, built: ScenarioRows, confidence: float,
+                  extra: int, weighted: bool = False) -> npt.NDArray[np.int64]:
     """Union over the rows of ``parts`` (account figures) of their VaR scenario and the
-    ``extra`` next worst, with and without the stressed ones, and every column with a
-    non-finite price."""
+    ``extra`` next worst, with and without the stressed ones (and in the unscaled floor
+    scenarios; with a stress weight, the ``extra`` worst beyond the weighted quantile's reach),
+    and every column with a non-finite price."""
     account_pnl = np.asarray(parts @ np.nan_to_num(pnl))
     account_pnl = account_pnl[np.any(account_pnl != 0.0, axis=1)]
     cols = [np.flatnonzero(~np.isfinite(pnl).all(axis=0) & np.isfinite(pnl).any(axis=0))]
-    for mask in (~is_stress, np.ones_like(is_stress)):
+    is_stress, is_floor = built.is_stress, built.is_floor
+    masks = [~is_stress & ~is_floor, ~is_floor]
+    if is_floor.any():
+        masks.append(is_floor)
+    for mask in masks:
         idx = np.flatnonzero(mask)
-        k = min(tail_rank(len(idx), confidence) + extra, len(idx))
+        k = min((1 + weighted) * tail_rank(len(idx), confidence) + extra, len(idx))
         if k and len(account_pnl):
             worst = np.argpartition(account_pnl[:, idx], k - 1, axis=1)[:, :k]
             cols.append(idx[worst.ravel()])
@@ -224,33 +248,38 @@ def day_context(spec: EngineSpec, row: int, nearby: Sequence[int]) -> DayContext
     specs = {"ficc": p.ficc.scenarios, "cme": p.cme.var_scenarios}
     built = {name: scenario_par(history, snap, specs[name]) for name in spec.sets}
     cols = [TENORS.index(t) for t in snap.tenors]
-    realised_par = filled_history(history)[row + h, cols][None, :] / 100.0
-    pars = [built[n][0] for n in spec.sets]
+    horizons = (h, *spec.other_horizons)
+    realised_par = filled_history(history)[[row + x for x in horizons]][:, cols] / 100.0
+    nr = len(horizons)
+    pars = [built[n].par for n in spec.sets]
     sizes = np.cumsum([0, *[len(x) for x in pars]])
     all_par = np.vstack(pars) if pars else np.zeros((0, len(cols)))
     if spec.exact or not len(all_par):
         exact = instrument_pnl(universe, snap, master, snap.curves_from_par(np.vstack([realised_par, all_par])))
-        realised, pnl = exact.pnl[:, 0], exact.pnl[:, 1:]
+        realised, pnl = exact.pnl[:, 0], exact.pnl[:, nr:]
     else:
-        approx = instrument_pnl(universe, snap, master, linear_curves(snap, all_par))
-        pnl = approx.pnl.copy()
+        pnl = taylor_pnl(universe, snap, master, all_par) if spec.approx == "taylor" else None
+        if pnl is None:
+            pnl = instrument_pnl(universe, snap, master, linear_curves(snap, all_par)).pnl.copy()
         fut = np.array([_is_futures(i) for i in universe.instruments], dtype=float)
         elig = np.array([spec.eligibility.is_eligible(i) for i in universe.instruments], dtype=float)
         parts = sp.vstack([q, q @ sp.diags(fut), q @ sp.diags(1.0 - fut), q @ sp.diags(elig)]).tocsr()
         conf = {"ficc": p.ficc.confidence, "cme": p.cme.var_confidence}
-        tails = [sizes[k] + _tail_columns(parts, pnl[:, sizes[k]:sizes[k + 1]], built[n][2], conf[n], spec.refine)
+        tails = [sizes[k] + _tail_columns(parts, pnl[:, sizes[k]:sizes[k + 1]], built[n], conf[n], spec.refine,
+                                          specs[n].stress_weight > 0)
                  for k, n in enumerate(spec.sets)] if spec.refine is not None else []
         redo = np.unique(np.concatenate([np.zeros(0, np.int64), *tails]))
         exact = instrument_pnl(universe, snap, master, snap.curves_from_par(np.vstack([realised_par, all_par[redo]])))
         realised = exact.pnl[:, 0]
-        pnl[:, redo] = exact.pnl[:, 1:]
+        pnl[:, redo] = exact.pnl[:, nr:]
     full = InstrumentPnL(universe, exact.base_values, pnl, exact.failures)
     sets: dict[str, tuple[ScenarioSet, InstrumentPnL]] = {}
     for k, name in enumerate(spec.sets):
-        par, rows, stress, period = built[name]
+        b = built[name]
         curves = ZeroCurves(snap.as_of, snap.tenors, snap.curve.node_times, np.zeros((0, len(cols))))  # not kept: use par
-        sset = ScenarioSet(day, specs[name], snap.tenors, par, history.dates[rows],
-                           history.dates[rows + specs[name].horizon_days], stress, period, curves)
+        sset = ScenarioSet(day, specs[name], snap.tenors, b.par, history.dates[b.rows],
+                           history.dates[b.rows + specs[name].horizon_days], b.is_stress, b.stress_period, curves,
+                           b.is_floor)
         sets[name] = (sset, _subset(full, slice(sizes[k], sizes[k + 1])))
     if not sets:  # SPAN only: one zero scenario keeps the VaR parts at zero
         zero = np.array([np.datetime64(day, "D")])
@@ -264,7 +293,7 @@ def day_context(spec: EngineSpec, row: int, nearby: Sequence[int]) -> DayContext
     attributes = instrument_attributes(universe, snap, master, p, spec.eligibility, span, exact.base_values)
     context = MarginContext(snap, master, p, spec.eligibility, universe, ficc[0], cme[0], ficc[1], cme[1], span,
                             attributes)
-    return DayContext(day, context, q, realised)
+    return DayContext(day, context, q, realised, {x: exact.pnl[:, k] for k, x in enumerate(horizons)})
 
 
 def _run_rows(spec: EngineSpec, rows: Sequence[int], nearby: Sequence[int], reducer: Callable[[DayContext], T]) -> list[T]:
@@ -314,8 +343,9 @@ def model_horizon(params: MarginParams, model: str) -> int:
     return {"ficc": ficc_h, "cme": cme_h, "combined": max(ficc_h, params.cme.var_scenarios.horizon_days)}[model]
 
 
-def _backtest_reducer(day: DayContext, model: str, elected: tuple[bool, ...]) -> tuple[FloatArray, FloatArray]:
-    """``(margin A, realised P&L A)`` of one day under ``model`` (``elected``: cross-margin flags)."""
+def _backtest_reducer(day: DayContext, model: str, elected: tuple[bool, ...]) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """``(margin A, realised P&L A, components C x A)`` of one day under ``model``
+    (``elected``: cross-margin flags; components in :data:`DAILY_COMPONENTS` order)."""
     ctx, q = day.context, day.positions
     is_cme = ctx.attributes.is_cme
     if model == "combined":
@@ -327,38 +357,8 @@ def _backtest_reducer(day: DayContext, model: str, elected: tuple[bool, ...]) ->
     qm = (q @ sp.diags(mask.astype(float))).tocsr()
     m = margins_for_positions(ctx, qm, xm)
     margin = {"ficc": m.ficc_standalone, "cme": m.cme_standalone, "combined": m.total_after}[model]
-    return margin, np.asarray(qm @ day.realised).ravel()
-
-
-@dataclass(frozen=True, eq=False)
-class BacktestResult:
-    """Margin and realised P&L per account (rows) and day (columns), dollars."""
-
-    model: str
-    confidence: float
-    horizon_days: int
-    accounts: tuple[str, ...]
-    dates: npt.NDArray[np.datetime64]
-    margin: FloatArray
-    pnl: FloatArray
-    method: str
-    notes: tuple[str, ...] = field(default=())
-
-    @property
-    def exceptions(self) -> npt.NDArray[np.bool_]:
-        return np.isfinite(self.margin) & np.isfinite(self.pnl) & (-self.pnl > self.margin)
-
-    def summary(self, i: int) -> dict[str, Any]:
-        out = coverage_summary(self.margin[i], self.pnl[i], self.confidence, self.horizon_days)
-        for b in out["zones"]["blocks"]:  # type: ignore[index]
-            b["start"], b["end"] = str(self.dates[b["start"]]), str(self.dates[b["end"]])
-        return {"account": self.accounts[i], **out, "exception_dates": [str(d) for d in self.dates[self.exceptions[i]]]}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "confidence": self.confidence, "horizon_days": self.horizon_days,
-                "method": self.method, "from": str(self.dates[0]) if len(self.dates) else None,
-                "to": str(self.dates[-1]) if len(self.dates) else None, "notes": list(self.notes),
-                "accounts": [self.summary(i) for i in range(len(self.accounts))]}
+    comps = np.array([getattr(m, c) for c in DAILY_COMPONENTS], dtype=float)
+    return margin, np.asarray(qm @ day.realised).ravel(), comps
 
 
 def backtest(
@@ -387,10 +387,26 @@ def backtest(
     spec = EngineSpec(data_dir, params, eligibility, book.accounts, legs_of(book), start, h, sets,
                       span if needs_span else "none", exact, refine)
     reducer = partial(_backtest_reducer, model=model, elected=tuple(a.cross_margin for a in book.accounts))
+    check_range(data_dir, params, start, end, h)
     dates, out = run_days(spec, start, end, reducer, workers=workers, progress=progress)
-    margin = np.array([m for m, _ in out]).T.reshape(len(book.accounts), len(dates))
-    pnl = np.array([x for _, x in out]).T.reshape(len(book.accounts), len(dates))
-    conf = params.ficc.confidence if model != "cme" else (params.cme.span_confidence if standalone_span else params.cme.var_confidence)
-    return BacktestResult(model, conf, h, tuple(a.account for a in book.accounts), dates, margin, pnl,
-                          "exact" if exact else "linearised bootstrap" + ("" if refine is None else f", VaR tail + {refine} exact"),
-                          tuple(roll_notes(spec.legs, start, h, dates)))
+    method = "exact" if exact else "linearised bootstrap" + ("" if refine is None else f", VaR tail + {refine} exact")
+    return assemble(model, book.accounts, params, h, dates, out, method, tuple(roll_notes(spec.legs, start, h, dates)))
+
+
+def check_range(data_dir: Path, params: MarginParams, start: date, end: date, horizon_days: int) -> None:
+    """Raise :class:`InputError` naming the date when ``[start, end]`` leaves the history: the
+    first day needs a full look-back before it, the last its ``horizon_days`` after it."""
+    history, _ = _market(data_dir)
+    years = max(params.ficc.scenarios.lookback_years, params.cme.var_scenarios.lookback_years,
+                params.cme.span_lookback_years)
+    first = history.dates[0] + np.timedelta64(int(round(years * 365.25)), "D")
+    last = history.dates[-1 - horizon_days] if len(history.dates) > horizon_days else history.dates[0]
+    if np.datetime64(start, "D") < first:
+        raise InputError(f"backtest start {start} is before {first}, the first day with a {years:g}-year look-back "
+                         f"in the history ({history.dates[0]}..{history.dates[-1]})", source="command line",
+                         field="--from")
+    if np.datetime64(end, "D") > last:
+        raise InputError(f"backtest end {end} is after {last}, the last day whose {horizon_days}-day P&L is in the "
+                         f"history (ends {history.dates[-1]})", source="command line", field="--to")
+    if end < start:
+        raise InputError(f"backtest end {end} is before its start {start}", source="command line", field="--to")

@@ -1,27 +1,31 @@
-"""Procyclicality: margin through the stressed periods and the anti-procyclicality tools.
+"""Procyclicality: margin through the stressed periods, each anti-procyclicality tool on and off.
 
 The daily engine of :mod:`xmargin.validation.backtest` margins a book on every business day
 of each period (look-back ending that day).  From each day's scenario P&L of every account
-(the FICC VaR model's horizon, 3 days, on the whole book) five margin series are formed:
+(the FICC VaR model's horizon, 3 days, on the whole book) these margin series are formed;
+the three tools are the options of EMIR RTS 153/2013 (Commission Delegated Regulation (EU)
+No 153/2013), article 28(1)(a)-(c):
 
-* ``base``: historical VaR over the last ``base_lookback_years`` (1 year), no stress: the
-  procyclical benchmark;
-* ``buffer``: ``base`` with a buffer of ``buffer`` (25%) that is drawn down when margin
-  rises (EMIR RTS 153/2013, Article 28(1)(a)).  Rule (**choice**): the margin stays within
-  ``[VaR, (1 + buffer) VaR]`` and moves only when it would leave that band, starting at the
-  top; so rises of up to 25% are absorbed and the buffer is rebuilt as VaR falls;
-* ``stress_weight``: the ``base`` scenarios and the stressed period's scenarios weighted
-  ``1 - w`` and ``w`` (w = 25%, Article 28(1)(b)), VaR the weighted empirical quantile
-  (the ``ceil((1 - a) S)``-th worst loss when all weights are equal, as in
-  :mod:`xmargin.margin.var`);
-* ``floor``: ``max(base, VaR over the last long_lookback_years (10))`` (Article 28(1)(c));
-* ``model``: xmargin's FICC VaR: 10-year look-back plus the most severe stressed year,
-  ``max(VaR without, VaR with the stress)`` (its floor and add-ons are not included, so the
-  five series compare like with like).
+* ``base``: the VaR of the configured scenario mode with no tool: plain historical
+  simulation over the last ``base_lookback_years`` (1 year: the procyclical benchmark), or,
+  in the ``filtered`` mode, the FHS VaR over the model's look-back;
+* ``buffer`` (28(1)(a)): ``base`` with a buffer of ``buffer`` (25%) drawn down when margin
+  rises.  Rule (**choice**): the margin stays within ``[VaR, (1 + buffer) VaR]`` and moves
+  only when it would leave that band, starting at the top; so rises of up to 25% are
+  absorbed and the buffer is rebuilt as VaR falls;
+* ``stress_weight`` (28(1)(b)): the larger of ``base`` and the VaR with the stressed
+  period's scenarios weighted ``w`` (25%) and ``base``'s ``1 - w``
+  (:func:`xmargin.margin.var.weighted_var`);
+* ``floor`` (28(1)(c)): ``max(base, plain (unscaled) VaR over the last long_lookback_years
+  (10))``;
+* ``all``: the three together (the buffer released as above on ``max(stress_weight, floor)``);
+* ``model``: xmargin's FICC VaR as configured (``[ficc.scenarios]``: mode, tools; a buffer
+  there is held, not released) -- floors and add-ons left out, so the series compare like
+  with like.
 
 Measures per series (Murphy, Vasios and Vause, "An investigation into the procyclicality of
 risk-based initial margin models", Bank of England Financial Stability Paper 29, 2014):
-peak-to-trough ratio (largest / smallest margin in the period), the largest 1-day and
+peak-to-trough ratio (largest / smallest margin in the period), the largest 1-, 5- and
 30-day (business day) increases in percent, and the mean margin (the cost of the tool).
 Default periods: 2008, the first half of 2020 (around March 2020), and 2022.
 """
@@ -39,15 +43,15 @@ import numpy as np
 import numpy.typing as npt
 
 from xmargin.margin.params import MarginParams
-from xmargin.margin.var import historical_var, var_with_stress
+from xmargin.margin.var import historical_var, model_var, weighted_var
 from xmargin.portfolio.book import Account
 from xmargin.reference.eligibility import EligibilityRules
-from xmargin.scenarios.historical import named_period
+from xmargin.scenarios.historical import ScenarioSpec, named_period
 from xmargin.validation import Leg
 from xmargin.validation.backtest import DayContext, EngineSpec, run_days
 
 FloatArray = npt.NDArray[np.float64]
-VARIANTS = ("base", "buffer", "stress_weight", "floor", "model")
+VARIANTS = ("base", "buffer", "stress_weight", "floor", "all", "model")
 DEFAULT_PERIODS = ("2008", "2020-01-01:2020-06-30", "2022")
 
 
@@ -64,35 +68,42 @@ class ApcOptions:
     long_lookback_years: float = 10.0
     stress_weight: float = 0.25
     buffer: float = 0.25
+    model_spec: ScenarioSpec | None = None  # the configured FICC spec (set by :func:`procyclicality`)
 
 
-def weighted_var(pnl: FloatArray, weights: FloatArray, confidence: float) -> FloatArray:
-    """VaR (dollars, >= 0) of each row of ``pnl`` (``A x S``) with scenario ``weights`` (``S``,
-    summing to 1; zero-weight scenarios ignored): the loss of the first scenario, worst first,
-    at which the cumulative weight reaches ``1 - confidence``."""
-    order = np.argsort(pnl, axis=1, kind="stable")
-    cum = np.cumsum(weights[order], axis=1)
-    idx = np.argmax(cum >= round(1.0 - confidence, 12) - 1e-12, axis=1)
-    return np.maximum(-np.take_along_axis(pnl, order, axis=1)[np.arange(len(pnl)), idx], 0.0)
+def opts_spec(day_spec: ScenarioSpec, opts: ApcOptions) -> ScenarioSpec:
+    """The configured spec the ``model`` series uses (the day's set has a longer look-back)."""
+    return opts.model_spec or day_spec
 
 
 def apc_margins(pnl: FloatArray, window_start: npt.NDArray[np.datetime64], is_stress: npt.NDArray[np.bool_],
-                day: date, confidence: float, opts: ApcOptions) -> FloatArray:
-    """``A x 4``: the path-independent series ``base, stress_weight, floor, model`` on one day."""
+                day: date, confidence: float, opts: ApcOptions, *, is_floor: npt.NDArray[np.bool_] | None = None,
+                spec: ScenarioSpec | None = None) -> FloatArray:
+    """``A x 5``: the path-independent series ``base, stress_weight, floor, all (before the
+    buffer), model`` on one day (module docstring).  ``is_floor`` flags the unscaled copies of
+    a filtered set; ``spec`` is the configured FICC scenario spec (default: plain)."""
+    spec = spec or ScenarioSpec()
     today = np.datetime64(day, "D")
     years = (today - window_start.astype("datetime64[D]")).astype(np.int64) / 365.25
-    short = ~is_stress & (years <= opts.base_lookback_years)
-    long_ = ~is_stress & (years <= opts.long_lookback_years)
+    floor_cols = np.zeros(len(is_stress), bool) if is_floor is None else is_floor
+    filtered = bool(floor_cols.any())
+    lookback = ~is_stress & ~floor_cols
+    short = lookback & (years <= (spec.lookback_years if filtered else opts.base_lookback_years))
+    unscaled = (floor_cols if filtered else lookback) & (years <= opts.long_lookback_years)
     base = historical_var(pnl[:, short], confidence)
     w = np.where(short, (1.0 - opts.stress_weight) / max(short.sum(), 1), 0.0)
     if is_stress.any():
         w = w + np.where(is_stress, opts.stress_weight / is_stress.sum(), 0.0)
     else:
         w = w / w.sum()
-    weighted = weighted_var(pnl, w, confidence)
-    floor = np.maximum(base, historical_var(pnl[:, long_], confidence))
-    model, _ = var_with_stress(pnl[:, long_ | is_stress], is_stress[long_ | is_stress], confidence)
-    return np.column_stack([base, weighted, floor, model])
+    weighted = np.maximum(base, weighted_var(pnl, w, confidence))
+    floor = np.maximum(base, historical_var(pnl[:, unscaled], confidence))
+    both = np.maximum(weighted, floor)
+    in_model = (lookback & (years <= spec.lookback_years)) | (is_stress & (spec.stress != "none"))
+    in_model |= floor_cols & (years <= spec.lookback_years) & spec.floor
+    model, _ = model_var(pnl[:, in_model], is_stress[in_model], floor_cols[in_model], confidence,
+                         stress_weight=spec.stress_weight, buffer=spec.buffer)
+    return np.column_stack([base, weighted, floor, both, model])
 
 
 def buffered(var_series: FloatArray, buffer: float) -> FloatArray:
@@ -106,7 +117,7 @@ def buffered(var_series: FloatArray, buffer: float) -> FloatArray:
 
 
 def procyclicality_measures(series: FloatArray, dates: npt.NDArray[np.datetime64]) -> dict[str, float | str]:
-    """Peak, trough, peak-to-trough ratio, largest 1- and 30-day increases (%), mean (dollars)."""
+    """Peak, trough, peak-to-trough ratio, largest 1-, 5- and 30-day increases (%), mean (dollars)."""
     s = np.asarray(series, dtype=float)
     ok = np.isfinite(s)
     s, d = s[ok], dates[ok]
@@ -122,15 +133,16 @@ def procyclicality_measures(series: FloatArray, dates: npt.NDArray[np.datetime64
 
     return {"mean": float(s.mean()), "peak": peak, "peak_date": str(d[int(np.argmax(s))]), "trough": trough,
             "trough_date": str(d[int(np.argmin(s))]), "peak_to_trough": peak / trough if trough > 0 else float("inf"),
-            "max_1d_increase_pct": rise(1), "max_30d_increase_pct": rise(30)}
+            "max_1d_increase_pct": rise(1), "max_5d_increase_pct": rise(5), "max_30d_increase_pct": rise(30)}
 
 
 def _reducer(day: DayContext, opts: ApcOptions) -> FloatArray:
     ctx = day.context
     pnl = np.asarray(day.positions @ ctx.ficc_pnl.filled)
     bad = np.asarray(abs(day.positions) @ (~ctx.ficc_pnl.priced).astype(float)).ravel() > 0
-    out = apc_margins(pnl, ctx.ficc_scenarios.window_start, ctx.ficc_scenarios.is_stress, day.day,
-                      ctx.params.ficc.confidence, opts)
+    sset = ctx.ficc_scenarios
+    out = apc_margins(pnl, sset.window_start, sset.is_stress, day.day, ctx.params.ficc.confidence, opts,
+                      is_floor=sset.is_floor, spec=opts_spec(ctx.params.ficc.scenarios, opts))
     out[bad] = np.nan
     return out
 
@@ -160,8 +172,11 @@ def procyclicality(
     """Margin series of every variant through each period; ``legs_for(start)`` gives the book
     held through the period that starts on ``start`` (futures legs as of that day)."""
     opts = options or ApcOptions()
-    lookback = max(opts.long_lookback_years, params.ficc.scenarios.lookback_years)
-    p = with_params(params, lookback_years=lookback)
+    spec = params.ficc.scenarios
+    lookback = max(opts.long_lookback_years, spec.lookback_years)
+    p = with_params(params, lookback_years=lookback, floor=spec.mode == "filtered",
+                    stress="auto" if spec.stress == "none" else spec.stress)
+    opts = replace(opts, model_spec=spec)
     out = []
     for text in periods:
         lo, hi = named_period(text)
@@ -169,9 +184,10 @@ def procyclicality(
                           p.ficc.scenarios.horizon_days, ("ficc",), "none")
         cb = (lambda d, t, text=text: progress(text, d, t)) if progress else None
         dates, res = run_days(spec, lo, hi, partial(_reducer, opts=opts), workers=workers, progress=cb)
-        arr = np.stack(res, axis=2) if res else np.zeros((len(accounts), 4, 0))  # A x 4 x D
-        margins = {"base": arr[:, 0], "stress_weight": arr[:, 1], "floor": arr[:, 2], "model": arr[:, 3]}
+        arr = np.stack(res, axis=2) if res else np.zeros((len(accounts), 5, 0))  # A x 5 x D
+        margins = {"base": arr[:, 0], "stress_weight": arr[:, 1], "floor": arr[:, 2], "model": arr[:, 4]}
         margins["buffer"] = buffered(np.nan_to_num(arr[:, 0]), opts.buffer) if arr.shape[2] else arr[:, 0]
+        margins["all"] = buffered(np.nan_to_num(arr[:, 3]), opts.buffer) if arr.shape[2] else arr[:, 3]
         out.append(PeriodResult(text, dates, margins))
     return out
 
@@ -183,8 +199,8 @@ def par_note_book(data_dir: Path, *, tenor_years: int = 10, face: float = 1e8, h
     ``PAR{n}Y-{root}``: the same note against the front contract, DV01-neutral on the
     period's first day (contracts then held constant, rolled)."""
     from xmargin.market.snapshot import load_snapshot
+    from xmargin.masterdata import load_master
     from xmargin.pricing.revalue import InstrumentUniverse, sensitivities
-    from xmargin.reference.securities import load_master
     from xmargin.validation import instrument_on, live_contracts
 
     months = 12 * tenor_years
@@ -207,7 +223,7 @@ def par_note_book(data_dir: Path, *, tenor_years: int = 10, face: float = 1e8, h
 
 def to_dict(results: Sequence[PeriodResult], accounts: Sequence[Account], options: ApcOptions) -> dict[str, Any]:
     return {
-        "options": options.__dict__,
+        "options": {k: v for k, v in options.__dict__.items() if k != "model_spec"},
         "variants": list(VARIANTS),
         "periods": [
             {"period": r.period, "from": str(r.dates[0]) if len(r.dates) else None,

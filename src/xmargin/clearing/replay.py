@@ -22,18 +22,19 @@ from typing import Any, cast
 
 import numpy as np
 
+from xmargin.clearing.collateral import CollateralBook, HaircutSchedule
+from xmargin.clearing.reconcile import AccountView
 from xmargin.engine.live import MARGIN_FIELDS, LiveEngine, intraday_snapshot
 from xmargin.engine.trades import CollateralMovement, Trade, resolve_instrument
 from xmargin.errors import XMarginError
-from xmargin.ledger.collateral import CollateralBook, HaircutSchedule
-from xmargin.ledger.reconcile import AccountView
 from xmargin.ledger.store import Entry, Ledger, LedgerError
 from xmargin.margin.context import build_context
 from xmargin.margin.params import CmeParams, CrossParams, FiccParams, MarginParams, load_params
 from xmargin.market.snapshot import MarketSnapshot, load_snapshot
+from xmargin.masterdata import load_master
 from xmargin.pricing.revalue import InstrumentUniverse
 from xmargin.reference.eligibility import EligibilityRules, load_eligibility
-from xmargin.reference.securities import SecuritiesMaster, load_master
+from xmargin.reference.securities import SecuritiesMaster
 from xmargin.scenarios.historical import ScenarioSpec
 
 PACKAGED_ELIGIBILITY = "xmargin/data/eligibility.toml"
@@ -79,7 +80,8 @@ def params_from_dict(data: Mapping[str, Any]) -> MarginParams:
     table = tuple((math.inf if b is None else float(b), float(r)) for b, r in ficc.pop("floor_table"))
     override = tuple((str(k), float(v)) for k, v in cme.pop("scan_range_override"))
     f = _decode_like(FiccParams(), ficc)
-    c = _decode_like(CmeParams(), cme)
+    # records made before the two-window SPAN calibration (no such key) replay with the 10-year window only
+    c = _decode_like(CmeParams(span_short_lookback_years=0.0), cme)
     f = FiccParams(**{**{x.name: getattr(f, x.name) for x in fields(f)}, "floor_table": table,
                       "scenarios": _decode_like(ScenarioSpec(), data["ficc"]["scenarios"])})
     c = CmeParams(**{**{x.name: getattr(c, x.name) for x in fields(c)}, "scan_range_override": override,

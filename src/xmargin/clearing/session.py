@@ -25,14 +25,14 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from xmargin.clearing.collateral import CollateralBook
+from xmargin.clearing.reconcile import AccountView, engine_view
+from xmargin.clearing.replay import Market, ReplayState, encode_margins, market_data, replay
 from xmargin.engine.live import LiveEngine
 from xmargin.engine.trades import Cancel, CollateralMovement, Trade
 from xmargin.engine.trades import Event as InputEvent
 from xmargin.errors import InputError, XMarginError
-from xmargin.ledger.collateral import CollateralBook
 from xmargin.ledger.hashing import canonical_json
-from xmargin.ledger.reconcile import AccountView, engine_view
-from xmargin.ledger.replay import Market, ReplayState, encode_margins, market_data, replay
 from xmargin.ledger.store import Event, Ledger, LedgerError
 from xmargin.reference.lookup import Instrument
 

@@ -1,0 +1,83 @@
+"""Filtered historical simulation (FHS): historical changes rescaled to today's volatility.
+
+For every risk factor ``f`` (a par-curve tenor) the EWMA variance of its one-day changes
+``d[t, f]`` (RiskMetrics, J.P. Morgan/Reuters "RiskMetrics -- Technical Document", 4th ed. 1996,
+section 5.2.1):
+
+    sigma2[t, f] = decay * sigma2[t - 1, f] + (1 - decay) * d[t, f] ** 2
+
+seeded with the mean of ``d ** 2`` over the first ``SEED_DAYS`` days of the history.  An
+``h``-day historical change whose window ends on row ``e`` is multiplied by
+
+    scale[f] = min(sigma[today, f] / max(sigma[e, f], VOL_FLOOR), max_scale)
+
+(Barone-Adesi, Giannopoulos and Vosper, "VaR without correlations for portfolios of
+derivative securities", J. Futures Markets 19(5), 1999; Gurrola-Perez and Murphy, "Filtered
+historical simulation Value-at-Risk models and their competitors", Bank of England Working
+Paper 525, 2015), so a 2013 change is replayed at 2022's volatility and a 2008 change at a
+calm year's.  The volatility "on its own date" is the one at the end of the change's window
+(it includes the change itself, as in Gurrola-Perez and Murphy's eq. 3; using the day before
+would let one jump on a calm day be scaled up without bound).  ``max_scale`` caps the ratio
+(**choice**, default 5): in the zero-rate years the short tenors barely moved, and an
+uncapped ratio would turn a 1 bp tick into a 50 bp scenario.  Relative shifts are filtered
+on the log of the displaced ratio, absolute shifts on the change itself.
+
+Units: ``sigma`` in the units of the change (percentage points for absolute shifts).  What is
+left out: GARCH filters, volatility of the stressed period (stressed scenarios stay as they
+happened: they are the anti-procyclicality margin, EMIR RTS 153/2013 art. 28(1)(b)).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from scipy.signal import lfilter
+
+FloatArray = npt.NDArray[np.float64]
+
+SEED_DAYS = 250
+#: Smallest daily volatility divided by (percentage points or log units): 0.001 bp.
+VOL_FLOOR = 1e-5
+
+
+def ewma_variance(daily: FloatArray, decay: float, seed_days: int = SEED_DAYS) -> FloatArray:
+    """EWMA variance after each row of ``daily`` (``T x F`` one-day changes), same shape.
+
+    ``out[t] = decay * out[t - 1] + (1 - decay) * daily[t] ** 2`` with ``out[-1]`` the mean of
+    ``daily[:seed_days] ** 2`` (the recursion in closed form by :func:`scipy.signal.lfilter`).
+    """
+    sq = np.asarray(daily, dtype=float) ** 2
+    if sq.shape[0] == 0:
+        return sq
+    seed = sq[:seed_days].mean(axis=0)
+    out, _ = lfilter([1.0 - decay], [1.0, -decay], sq, axis=0, zi=(decay * seed)[None, :])
+    return np.asarray(out)
+
+
+def ewma_volatility(levels: FloatArray, decay: float, *, relative: bool = False,
+                    displacement: float = 1.0) -> FloatArray:
+    """``T x F`` EWMA volatility of the one-day changes of ``levels`` (``T x F``) after each row;
+    row 0 (no change yet) repeats the seed.  ``relative``: changes are
+    ``ln((y[t] + c) / (y[t - 1] + c))`` with ``c = displacement``."""
+    y = np.asarray(levels, dtype=float)
+    daily = np.log((y[1:] + displacement) / (y[:-1] + displacement)) if relative else y[1:] - y[:-1]
+    var = ewma_variance(daily, decay)
+    seed = (daily[:SEED_DAYS] ** 2).mean(axis=0)
+    return np.sqrt(np.vstack([seed[None, :], var]))
+
+
+def filter_scales(vol: FloatArray, end_rows: npt.NDArray[np.int64], today_row: int, max_scale: float) -> FloatArray:
+    """``S x F`` multipliers ``sigma[today] / sigma[end_rows]`` capped at ``max_scale``."""
+    ratio = vol[today_row][None, :] / np.maximum(vol[end_rows], VOL_FLOOR)
+    return np.minimum(ratio, max_scale)
+
+
+def apply_scales(before: FloatArray, after: FloatArray, base: FloatArray, scales: FloatArray, *,
+                 relative: bool, displacement: float) -> FloatArray:
+    """Scenario levels: ``base`` moved by the historical change ``after - before`` (or the
+    displaced log ratio) multiplied factor by factor by ``scales``.  This is the one hook
+    where per-factor changes are scaled; other risk factors (basis, spreads) can use it too."""
+    if relative:
+        c = displacement
+        return (base + c) * np.exp(scales * np.log((after + c) / (before + c))) - c
+    return base + scales * (after - before)

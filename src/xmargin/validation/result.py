@@ -1,0 +1,100 @@
+"""Backtest results: margin and realised P&L per account and day, and their components.
+
+:func:`assemble` turns the daily engine's per-day ``(margin, P&L, components)`` into a
+:class:`BacktestResult`, adding FICC's path-dependent Portfolio Differential and Backtesting
+Charge (:mod:`xmargin.margin.ficc_addons`) to the FICC and combined models.  Dollars.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from xmargin.margin.ficc_addons import backtesting_charge, portfolio_differential
+from xmargin.margin.params import MarginParams
+from xmargin.portfolio.book import Account
+from xmargin.validation import coverage_summary
+
+FloatArray = npt.NDArray[np.float64]
+
+
+#: Margin components recorded per account and day (``--daily``), from
+#: :class:`~xmargin.margin.calculator.AccountMargins`.
+DAILY_COMPONENTS = ("ficc_var", "ficc_floor_topup", "ficc_concentration", "span_scan_risk", "span_intra_spread_charge",
+                    "span_inter_spread_credit", "cme_var", "applied_reduction_factor", "ficc_requirement",
+                    "cme_requirement")
+
+
+@dataclass(frozen=True, eq=False)
+class BacktestResult:
+    """Margin and realised P&L per account (rows) and day (columns), dollars."""
+
+    model: str
+    confidence: float
+    horizon_days: int
+    accounts: tuple[str, ...]
+    dates: npt.NDArray[np.datetime64]
+    margin: FloatArray
+    pnl: FloatArray
+    method: str
+    notes: tuple[str, ...] = field(default=())
+    #: name -> ``A x D`` dollars: the model's margin before FICC's path-dependent add-ons
+    #: (``model_margin``), ``portfolio_differential``, ``backtesting_charge`` and
+    #: :data:`DAILY_COMPONENTS`; ``margin`` is ``model_margin`` plus the two add-ons.
+    components: dict[str, FloatArray] = field(default_factory=dict)
+
+    def daily_rows(self) -> list[dict[str, Any]]:
+        """One record per account and day: date, account, P&L, margin, exception, components."""
+        out = []
+        for i, acc in enumerate(self.accounts):
+            for j, d in enumerate(self.dates):
+                rec: dict[str, Any] = {"date": str(d), "account": acc, "pnl": float(self.pnl[i, j]),
+                                       "margin": float(self.margin[i, j]), "exception": bool(self.exceptions[i, j])}
+                rec.update({k: float(v[i, j]) for k, v in self.components.items()})
+                out.append(rec)
+        return out
+
+    @property
+    def exceptions(self) -> npt.NDArray[np.bool_]:
+        return np.isfinite(self.margin) & np.isfinite(self.pnl) & (-self.pnl > self.margin)
+
+    def summary(self, i: int) -> dict[str, Any]:
+        out = coverage_summary(self.margin[i], self.pnl[i], self.confidence, self.horizon_days)
+        for b in out["zones"]["blocks"]:  # type: ignore[index]
+            b["start"], b["end"] = str(self.dates[b["start"]]), str(self.dates[b["end"]])
+        return {"account": self.accounts[i], **out, "exception_dates": [str(d) for d in self.dates[self.exceptions[i]]]}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "confidence": self.confidence, "horizon_days": self.horizon_days,
+                "method": self.method, "from": str(self.dates[0]) if len(self.dates) else None,
+                "to": str(self.dates[-1]) if len(self.dates) else None, "notes": list(self.notes),
+                "accounts": [self.summary(i) for i in range(len(self.accounts))]}
+
+
+def assemble(model: str, accounts: Sequence[Account], params: MarginParams, h: int, dates: npt.NDArray[np.datetime64],
+             out: Sequence[tuple[FloatArray, FloatArray, FloatArray]], method: str,
+             notes: tuple[str, ...]) -> BacktestResult:
+    """A :class:`BacktestResult` from the daily reducer outputs, with FICC's path-dependent
+    add-ons (:mod:`xmargin.margin.ficc_addons`) on the FICC and combined models."""
+    n_acc = len(accounts)
+    base = np.array([m for m, _, _ in out]).T.reshape(n_acc, len(dates))
+    pnl = np.array([x for _, x, _ in out]).T.reshape(n_acc, len(dates))
+    comps = np.stack([c for _, _, c in out], axis=2) if out else np.zeros((len(DAILY_COMPONENTS), n_acc, 0))
+    components = {"model_margin": base, **{name: comps[k] for k, name in enumerate(DAILY_COMPONENTS)}}
+    margin = base.copy()
+    f = params.ficc
+    if model != "cme" and f.portfolio_differential:
+        components["portfolio_differential"] = portfolio_differential(components["ficc_var"], f.pd_decay)
+        margin = margin + components["portfolio_differential"]
+    if model != "cme" and f.backtesting_charge:
+        components["backtesting_charge"] = backtesting_charge(margin, pnl, h, target=f.backtesting_target,
+                                                              window=f.backtesting_window_days)
+        margin = margin + components["backtesting_charge"]
+    standalone_span = params.cme.standalone_model == "span"
+    conf = params.ficc.confidence if model != "cme" else (params.cme.span_confidence if standalone_span else params.cme.var_confidence)
+    return BacktestResult(model, conf, h, tuple(a.account for a in accounts), dates, margin, pnl, method, notes,
+                          components)
