@@ -32,10 +32,10 @@ import numpy as np
 
 from xmargin.margin.params import MarginParams
 from xmargin.market.snapshot import load_snapshot
+from xmargin.masterdata import load_master
 from xmargin.portfolio.book import Account
 from xmargin.pricing.revalue import InstrumentUniverse, sensitivities
 from xmargin.reference.eligibility import EligibilityRules
-from xmargin.reference.securities import load_master
 from xmargin.validation import (
     Leg,
     christoffersen_independence,
