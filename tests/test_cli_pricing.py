@@ -34,10 +34,14 @@ def test_curve_json_contract(data_dir: Path) -> None:
     assert abs(out["discount_factor"][0] - 1 / (1 + out["par_yield_pct"][0] / 100 * one_month_days / 365)) < 1e-12
 
 
-def test_curve_default_is_latest_date(data_dir: Path) -> None:
+def test_curve_default_is_the_common_default_and_latest_is_the_last_curve(data_dir: Path) -> None:
+    """One default for every command: the last curve on or before the securities master's last
+    issue (computed here from the raw files); ``--as-of latest`` is the last curve."""
+    lines = (data_dir / "yields" / "par_yield_curve.csv").read_text().strip().splitlines()
+    last_issue = max(r.split(",")[4] for r in (data_dir / "securities" / "auctions.csv").read_text().splitlines()[1:])
     out = _json(["curve"], data_dir)
-    last_line = (data_dir / "yields" / "par_yield_curve.csv").read_text().strip().splitlines()[-1]
-    assert out["as_of"] == last_line.split(",")[0]
+    assert out["as_of"] == max(r.split(",")[0] for r in lines[1:] if r.split(",")[0] <= last_issue)
+    assert _json(["curve", "--as-of", "latest"], data_dir)["as_of"] == lines[-1].split(",")[0]
 
 
 def test_price_json_contract_cash_and_futures(data_dir: Path) -> None:

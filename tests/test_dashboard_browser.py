@@ -220,3 +220,43 @@ def test_admin_market_view(browser: Any, server: ServerProcess) -> None:
     page.wait_for_selector('#member-accounts tbody tr[data-account="CM02-HOUSE"]')
     page.close()
     assert problems == [], problems
+
+
+def test_accounts_searchable_paged_and_statement_one_click_away(browser: Any, server: ServerProcess) -> None:
+    """A member with many accounts: the table pages and filters; each row's statement opens
+    in one click, with the API's statement figures."""
+    import math
+
+    api = httpx.Client(base_url=server.api, headers=server.headers("CM01"), timeout=60)
+    summary = api.get("/members/CM01").json()
+    names = [a["account"] for a in summary["accounts"]]
+    page, problems = _page(browser, server)
+    _login(page, server, "CM01")
+    page.wait_for_selector('#member-accounts tbody tr[data-account="CM01-HOUSE"]')
+    visible = page.locator("#member-accounts tbody tr:visible")
+    page.select_option("#page-size", "10")
+    assert visible.count() == 10
+    assert page.inner_text("#page-info") == f"page 1 of {math.ceil(len(names) / 10)}"
+    page.click("#page-next")
+    assert visible.count() == min(10, len(names) - 10)
+    assert visible.first.get_attribute("data-account") == names[10]
+    page.fill("#account-search", "c0007")  # case-insensitive, by name
+    assert visible.count() == 1 and visible.first.get_attribute("data-account") == "CM01-C0007"
+    assert page.inner_text("#account-count") == f"1 of {len(names)} accounts"
+
+    with page.context.expect_page() as opened:
+        page.click('#member-accounts button.statement[data-account="CM01-C0007"]')
+    st = opened.value
+    st.wait_for_load_state("load")
+    assert st.title().startswith("Margin statement: account CM01-C0007")
+    doc = api.get("/accounts/CM01-C0007/statement").json()
+    row = next(a for a in summary["accounts"] if a["account"] == "CM01-C0007")
+    assert round(doc["figures"]["total_after"], 2) == round(row["total_after"], 2)
+    assert f"{doc['figures']['total_after']:,.4f}" in st.content()
+    images = st.evaluate("Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)")
+    assert images == [True, True]
+    assert api.get("/accounts/CM02-C0001/statement").status_code == 404  # another member's account
+    st.close()
+    page.close()
+    api.close()
+    assert problems == [], problems

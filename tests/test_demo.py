@@ -99,7 +99,8 @@ def test_accounts_members_and_elections(run: demo_cmd.DemoRun) -> None:
         mine = [a for a in accounts if a.member == member]
         assert [a.account for a in mine if a.archetype == "house"] == [f"{member}-HOUSE"]
         assert [a.account for a in mine if a.archetype == "affiliate"] == [f"{member}-AFF1"]
-        assert all(a.account_type == "house" for a in mine if a.archetype in ("house", "affiliate"))
+        # affiliates are their own account type, linked to the member (the 2025 amendment)
+        assert [a.account_type for a in mine if a.archetype in ("house", "affiliate")] == ["house", "affiliate"]
         customers = [a for a in mine if a.account_type == "customer"]
         assert len(customers) == 40
         assert {a.archetype for a in customers} <= {"basis", "rv_curve", "asset_manager", "directional", "dealer"}
@@ -264,3 +265,45 @@ def test_formula_account_names_are_neutralised_in_the_csv_outputs(run: demo_cmd.
         assert not any(v.startswith(("=", "+", "@")) for r in rows for v in r.values() if v), name
         if name == "portfolio":  # negative quantities stay numbers
             assert any(r["quantity"].startswith("-") and float(r["quantity"]) < 0 for r in rows)
+
+
+def test_statements_on_request_equal_the_run_to_the_cent(run: demo_cmd.DemoRun, tmp_path: Path) -> None:
+    """``xmargin demo --statements``: one statement per customer; each carries its account's
+    figures from the run's own margin arrays, both accounts' figures when it keeps positions out
+    of cross-margining, and provenance."""
+    book = run.book
+    partial = [a.account for i, a in enumerate(book.accounts) if a.account_type == "customer" and a.cross_margin
+               and book.elected is not None and (book.positions[i] != book.elected[i]).nnz]
+    plain = next(a.account for a in book.accounts if a.account_type == "customer" and a.cross_margin
+                 and a.account not in partial)
+    names = [plain, *partial[:1]]
+    paths = demo_cmd.write_statements(run, tmp_path, names)
+    assert [p.name for p in paths] == [f"statement-{n}.html" for n in names]
+    index = book.account_index()
+    for name in names:
+        doc = json.loads((tmp_path / "statements" / f"statement-{name}.json").read_text())
+        i = index[name]
+        for key in ("total_before", "total_after", "savings", "ficc_requirement", "cme_requirement"):
+            assert round(doc["figures"][key], 2) == round(float(getattr(run.margins, key)[i]), 2), (name, key)
+        arr = doc["arrangement"]
+        assert arr["cross_margin_account"]["total_after"] + arr["ordinary_accounts"]["total"] == pytest.approx(
+            doc["figures"]["total_after"], rel=1e-12)
+        assert doc["provenance"]["registrations"]["members"][0]["bd_fcm"] is True
+
+
+def test_partial_elections_keep_rate_futures_in_ordinary_accounts(market) -> None:  # type: ignore[no-untyped-def]
+    book = generate_book(market, DemoConfig(members=1, customers_per_member=60, seed=3, xm_share=1.0,
+                                            partial_share=1.0))
+    assert book.elected is not None
+    kept_out = 0
+    for i, acc in enumerate(book.accounts):
+        row, xm_row = book.positions.getrow(i), book.elected.getrow(i)
+        elected = dict(zip(xm_row.indices, xm_row.data, strict=True))
+        for j, q in zip(row.indices, row.data, strict=True):
+            inst = book.universe.instruments[j]
+            out = acc.account_type == "customer" and isinstance(inst, RateFuture)
+            assert elected.get(j, 0.0) == (0.0 if out else q), (acc.account, book.universe.ids[j])
+            kept_out += out
+    assert kept_out > 0 and demo_cmd.partial_elections(book) > 0
+    none = generate_book(market, DemoConfig(members=1, customers_per_member=60, seed=3, partial_share=0.0))
+    assert demo_cmd.partial_elections(none) == 0

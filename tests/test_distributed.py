@@ -215,8 +215,11 @@ def test_cli_batch_on_a_scheduler(book_csv: Path, data_dir: Path, reference: dic
     assert result.exit_code == 0, result.output
     stdout = result.stdout if hasattr(result, "stdout") else result.output
     payload = json.loads(stdout[stdout.index("{"):])
+    written = json.loads(out.read_text())
+    for doc in (payload, written):  # the CLI adds the provenance block (data files, hashes, version)
+        assert doc.pop("provenance")["data_files"][-1]["path"] == str(book_csv.resolve())
     assert _dump(payload) == _dump(reference)
-    assert _dump(json.loads(out.read_text())) == _dump(reference)
+    assert _dump(written) == _dump(reference)
 
 
 def test_cli_batch_fails_loudly(book_csv: Path, data_dir: Path, client: Any, tmp_path: Path,

@@ -137,15 +137,19 @@ def small_history(tmp_path: Path):
         (date(2024, 6, 19), "holiday"),
         (date(2024, 6, 13), "before the first date in the data (2024-06-14)"),
         (date(2024, 6, 21), "after the last date in the data (2024-06-20)"),
+        (date(2024, 7, 31), "after the last date in the data (2024-06-20)"),
     ],
 )
 def test_as_of_without_curve_says_why_and_suggests_previous_business_day(small_history, as_of: date, why: str) -> None:
+    """The --previous-business-day hint is given only where it would find a curve: not before
+    the data, not more than a week after it."""
     with pytest.raises(MissingMarketDataError) as info:
         small_history.curve(as_of)
     message = str(info.value)
     assert why in message
     assert str(as_of) in message
-    assert "--previous-business-day" in message
+    helps = date(2024, 6, 14) <= as_of <= date(2024, 6, 27)
+    assert ("--previous-business-day" in message) == helps
     assert str(small_history.source) in message
 
 

@@ -130,7 +130,10 @@ def test_report_tables_and_parameters(outputs: tuple[demo_cmd.DemoRun, Path]) ->
     for member in ("CM01", "CM02"):
         assert f"<td>{member}</td>" in text
     shown = html.unescape(text)
-    assert "--seed 5" in shown and '"reduction_cap": 0.8' in shown and "SOFR fixing of 2024-08-15" in shown
+    assert "--seed 5" in shown and "SOFR fixing of 2024-08-15" in shown
+    # the parameters as a table (dotted name, value), then the provenance block
+    assert "<td>margin_params.cross.reduction_cap</td><td>0.8</td>" in shown
+    assert "Data and provenance" in shown and run.context.eligibility.sha256 not in ("",)
 
 
 def _browser_problems(page, url: str) -> list[str]:  # type: ignore[no-untyped-def]

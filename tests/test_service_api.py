@@ -339,8 +339,9 @@ def test_member_and_market_summaries_are_sums_of_accounts(server: ServerProcess,
         mine = [r for r in rows if r["member"] == member]
         s = client.get(f"/members/{member}", headers=server.headers(member)).json()
         assert [a["account"] for a in s["accounts"]] == [r["account"] for r in mine]
-        for part, sel in (("house", "house"), ("customers", "customer")):
-            sub = [r for r in mine if r["account_type"] == sel]
+        # the house part: the member's own account and its affiliates' (each its own account)
+        for part, sel in (("house", ("house", "affiliate")), ("customers", ("customer",))):
+            sub = [r for r in mine if r["account_type"] in sel]
             assert s[part]["accounts"] == len(sub)
             assert s[part]["before"] == pytest.approx(sum(r["total_before"] for r in sub), rel=1e-12)
             assert s[part]["after"] == pytest.approx(sum(r["total_after"] for r in sub), rel=1e-12)

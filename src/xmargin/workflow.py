@@ -19,10 +19,26 @@ from xmargin.market.snapshot import MarketSnapshot, load_snapshot
 from xmargin.masterdata import load_master
 from xmargin.portfolio.book import Book
 from xmargin.portfolio.io import read_portfolio
+from xmargin.portfolio.members import (
+    MemberRegistry,
+    check_registrations,
+    load_members,
+    portfolio_members,
+)
 from xmargin.pricing.residual_pnl import residual_summary
 from xmargin.reference.eligibility import EligibilityRules, load_eligibility
 from xmargin.reference.securities import SecuritiesMaster
 from xmargin.reports.margin import account_records, explain_account, totals
+
+
+def default_as_of(data_dir: str | Path | None = None) -> date:
+    """The one default as-of date of every command: :func:`xmargin.market.asof.complete_as_of`
+    (the last curve on which curves, securities master and fixings are all complete)."""
+    from xmargin.config import resolve_data_dir
+    from xmargin.market.asof import complete_as_of
+
+    root = resolve_data_dir(data_dir)
+    return complete_as_of(root, load_master(root))
 
 
 @dataclass(frozen=True, eq=False)
@@ -33,6 +49,7 @@ class Environment:
     master: SecuritiesMaster
     params: MarginParams
     eligibility: EligibilityRules
+    members: MemberRegistry | None = None  # None: every member taken as dually registered
 
     @classmethod
     def load(
@@ -44,13 +61,22 @@ class Environment:
         config: str | Path | None = None,
         eligibility: str | Path | None = None,
         futures_history: str | Path | None = None,
+        members: str | Path | None = None,
     ) -> Environment:
+        registry = load_members(members) if members is not None else None
         snapshot = load_snapshot(as_of, data_dir=data_dir, previous_business_day=previous_business_day)
         params = with_futures_history(load_params(config), futures_history)
-        return cls(snapshot, load_master(snapshot.data_dir), params, load_eligibility(eligibility))
+        return cls(snapshot, load_master(snapshot.data_dir), params, load_eligibility(eligibility), registry)
 
     def read_book(self, path: str | Path) -> Book:
-        return read_portfolio(path, as_of=self.snapshot.as_of, master=self.master, eligibility=self.eligibility)
+        """Read a portfolio and check its members' registrations (members file, else the
+        portfolio's own ``members``, else none)."""
+        book = read_portfolio(path, as_of=self.snapshot.as_of, master=self.master, eligibility=self.eligibility)
+        check_registrations(book, self.registry_for(path))
+        return book
+
+    def registry_for(self, path: str | Path) -> MemberRegistry | None:
+        return self.members if self.members is not None else portfolio_members(path)
 
     def context(self, book: Book) -> MarginContext:
         return build_context(self.snapshot, self.master, book.universe, self.params, self.eligibility)
@@ -103,6 +129,39 @@ def margin_payload(
     return add_cme_figures(doc, context, book, margins, explain=explain)
 
 
+def audit_payload(payload: dict[str, Any], env: Environment, context: MarginContext, book: Book,
+                  portfolio: str | Path | None, *, explain: bool = False, as_of_rule: str = "") -> dict[str, Any]:
+    """Add what a risk manager needs to audit the document (``xmargin margin``, statements):
+
+    * ``provenance`` (:mod:`xmargin.reports.provenance`);
+    * per account ``arrangement``: the cross-margining account's and the ordinary accounts'
+      figures (:func:`xmargin.reports.arrangement.account_split`), and with ``explain`` the
+      ``reduction`` step by step (:func:`xmargin.reports.arrangement.reduction_explained`);
+    * warnings for incomplete futures baskets (:func:`xmargin.market.asof.basket_warnings`).
+    """
+    from xmargin.market.asof import basket_warnings
+    from xmargin.reports.arrangement import REDUCTION_LABELS, account_split, reduction_explained
+    from xmargin.reports.provenance import provenance
+
+    cap = context.params.cross.reduction_cap
+    for rec, split in zip(payload["accounts"], account_split(context, book), strict=True):
+        rec["arrangement"] = {k: v for k, v in split.items() if k != "account"}
+        if explain:
+            rec["reduction"] = reduction_explained(rec, cap)
+    if explain:
+        payload["reduction_labels"] = REDUCTION_LABELS
+    payload["warnings"] = [*payload["warnings"],
+                           *basket_warnings(book.universe.instruments, env.master, context.snapshot.as_of)]
+    inputs = {"portfolio": portfolio} if portfolio else {}
+    if env.members is not None:
+        inputs["members file"] = env.members.source
+    payload["provenance"] = provenance(
+        as_of=context.snapshot.as_of, data_dir=context.snapshot.data_dir, params=context.params.to_dict(),
+        eligibility=context.eligibility, members=env.registry_for(portfolio) if portfolio else env.members,
+        inputs=inputs, as_of_rule=as_of_rule)
+    return payload
+
+
 def margin_job(
     env: Environment,
     portfolio: str | Path,
@@ -110,8 +169,11 @@ def margin_job(
     explain: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
     cme_params: str | Path | None = None,
+    audit: bool = False,
+    as_of_rule: str = "",
 ) -> dict[str, Any]:
-    """Read a portfolio, margin every account, return the JSON document.
+    """Read a portfolio, margin every account, return the JSON document (``audit``: with
+    :func:`audit_payload`'s additions, as ``xmargin margin`` prints it).
 
     ``cme_params``: a CME SPAN parameter file for the CME stand-alone figures
     (:mod:`xmargin.formats.cme_margin`); the calibration when ``None``."""
@@ -133,4 +195,35 @@ def margin_job(
     margins = compute_margins(
         context, book, progress=(lambda d, t: progress("accounts", d, t)) if progress else None
     )
-    return margin_payload(context, book, margins, explain=explain)
+    payload = margin_payload(context, book, margins, explain=explain)
+    if audit:
+        audit_payload(payload, env, context, book, portfolio, explain=explain, as_of_rule=as_of_rule)
+    return payload
+
+
+def statement_from(env: Environment, context: MarginContext, sub: Book, portfolio: str | Path | None, *,
+                   as_of_rule: str = "") -> dict[str, Any]:
+    """The statement (:mod:`xmargin.reports.statement`) of the one account of ``sub`` on
+    ``context``: the same functions as ``xmargin margin`` on the account alone (per customer,
+    gross), so the figures agree to the cent."""
+    from xmargin.reports.statement import statement_document
+
+    margins = compute_margins(context, sub)
+    payload = margin_payload(context, sub, margins, explain=True)
+    audit_payload(payload, env, context, sub, portfolio, explain=True, as_of_rule=as_of_rule)
+    registry = env.registry_for(portfolio) if portfolio else env.members
+    return statement_document(payload, context, sub, registry)
+
+
+def statement_job(env: Environment, portfolio: str | Path, account: str, *, as_of_rule: str = "") -> dict[str, Any]:
+    """``xmargin statement``: read the portfolio, margin ``account`` alone, its statement."""
+    from xmargin.errors import InputError
+
+    book = env.read_book(portfolio)
+    index = book.account_index()
+    if account not in index:
+        names = [a.account for a in book.accounts]
+        raise InputError(f"no account '{account}' in the portfolio (accounts: {', '.join(names[:12])}"
+                         f"{', ...' if len(names) > 12 else ''})", source=portfolio, field="--account")
+    sub = book.select([index[account]])
+    return statement_from(env, env.context(sub), sub, portfolio, as_of_rule=as_of_rule)

@@ -16,6 +16,7 @@ from xmargin.cli.common import (
     FormatOption,
     OutputFormat,
     PrevBusinessDayOption,
+    as_of_rule,
     emit_json,
     err_console,
     handle_errors,
@@ -65,6 +66,12 @@ def batch(
                 missing_file.write_text("".join(f"{name}\n" for name in exc.missing))
             raise
     elapsed = time.perf_counter() - start
+    from xmargin.reports.provenance import provenance
+
+    snap = env.snapshot
+    payload["provenance"] = provenance(  # the data, parameters and version behind the numbers
+        as_of=snap.as_of, data_dir=snap.data_dir, params=env.params.to_dict(), eligibility=env.eligibility,
+        inputs={f"portfolio {k + 1}": p for k, p in enumerate(portfolios)}, as_of_rule=as_of_rule(as_of))
     if output is not None:
         try:
             output.write_text(json.dumps(payload, indent=2, default=str, allow_nan=False) + "\n")

@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # the engine is imported when the command runs, not when the 
     from xmargin.margin.context import MarginContext
     from xmargin.portfolio.book import Book
     from xmargin.portfolio.demo import DemoConfig
+    from xmargin.portfolio.members import MemberRegistry
     from xmargin.reports.savings import SavingsReport
 
 Progress_ = Callable[[str, int, int], None]
@@ -55,17 +56,27 @@ class DemoRun:
     savings: SavingsReport
     reproduce: str  # the command line that gives the same numbers
     warnings: tuple[str, ...] = ()
+    env: Any = None  # the workflow Environment the run used
+    as_of_rule: str = ""
 
 
 def default_as_of(data_dir: str | Path | None = None) -> date:
-    """The demo's default date: the last curve on or before the securities master's last issue."""
-    from xmargin.config import PAR_YIELDS_FILE, resolve_data_dir
-    from xmargin.market.history import load_par_yields
-    from xmargin.masterdata import load_master
-    from xmargin.portfolio.demo import demo_as_of
+    """The default date of every command (:func:`xmargin.workflow.default_as_of`): the last
+    curve on or before the securities master's last issue (and the fixings' last dates)."""
+    from xmargin.workflow import default_as_of as common_default
 
-    root = resolve_data_dir(data_dir)
-    return demo_as_of(load_master(root), load_par_yields(root / PAR_YIELDS_FILE).dates)
+    return common_default(data_dir)
+
+
+def demo_members(book: Book) -> MemberRegistry:
+    """The demo's members: every one a FICC netting member, CME clearing member and BD-FCM,
+    with its affiliate accounts listed."""
+    from xmargin.portfolio.members import Member, MemberRegistry
+
+    return MemberRegistry({m: Member(m, True, True, True, name=f"demo clearing member {m}",
+                                     affiliates=tuple(a.account for a in book.accounts
+                                                      if a.member == m and a.account_type == "affiliate"))
+                           for m in book.members()}, "xmargin demo (members.csv)")
 
 
 def run_demo(
@@ -105,6 +116,9 @@ def run_demo(
                         "securities issued since, and futures deliverables among them, are missing")
     step("market data", 1, 1)
     book = generate_book(market, config, progress=lambda d, t: step("generating accounts", d, t))
+    from xmargin.portfolio.members import check_registrations
+
+    check_registrations(book, demo_members(book))
     step("pricing scenarios", 0, 1)
     context = env.context(book)
     step("pricing scenarios", 1, 1)
@@ -113,13 +127,20 @@ def run_demo(
     cmd = (f"xmargin demo --as-of {env.snapshot.as_of} --members {config.members} --customers "
            f"{config.customers_per_member} --affiliates {config.affiliates_per_member} --seed {config.seed} "
            f"--xm-share {config.xm_share:g} {'--house-xm' if config.house_xm else '--no-house-xm'} "
-           f"--repo-haircut {config.repo_haircut:g} --funding-spread-bp {funding.spread_bp:g}"
+           f"--repo-haircut {config.repo_haircut:g} --partial-share {config.partial_share:g} "
+           f"--funding-spread-bp {funding.spread_bp:g}"
            + (f" --funding-base {funding_base_pct:g}" if funding_base_pct is not None else ""))
-    return DemoRun(config, book, context, margins, savings, cmd, tuple(warnings))
+    from xmargin.market.asof import RULE, stale_warning
+
+    stale = stale_warning(env.snapshot.as_of)
+    if stale:
+        warnings.append(stale)
+    rule = "given (--as-of)" if as_of is not None else f"default: {RULE}"
+    return DemoRun(config, book, context, margins, savings, cmd, tuple(warnings), env, rule)
 
 
-PORTFOLIO_COLUMNS = ("account", "member", "account_type", "instrument", "quantity", "cross_margin", "archetype",
-                     "repo_start", "repo_end", "repo_rate", "cash_amount")
+PORTFOLIO_COLUMNS = ("account", "member", "account_type", "instrument", "quantity", "cross_margin", "elect",
+                     "archetype", "repo_start", "repo_end", "repo_rate", "cash_amount")
 
 
 def portfolio_rows(book: Book) -> list[dict[str, str]]:
@@ -128,14 +149,20 @@ def portfolio_rows(book: Book) -> list[dict[str, str]]:
     from xmargin.reference.repo import Repo
 
     rows: list[dict[str, str]] = []
+    elected = book.elected_positions()
     for i, acc in enumerate(book.accounts):
         base = {"account": acc.account, "member": acc.member, "account_type": acc.account_type,
                 "cross_margin": "true" if acc.cross_margin else "false", "archetype": acc.archetype}
         row = book.positions.getrow(i)
+        in_xm = dict(zip(elected.getrow(i).indices, elected.getrow(i).data, strict=True))
+        parts = []
         for j, qty in zip(row.indices, row.data, strict=True):
+            xm_qty = float(in_xm.get(j, 0.0))
+            parts += [(j, q, flag) for q, flag in ((xm_qty, "true"), (qty - xm_qty, "false")) if q != 0]
+        for j, qty, flag in parts:
             inst = book.universe.instruments[j]
-            rec = {**base, "quantity": f"{qty:.10g}", "repo_start": "", "repo_end": "", "repo_rate": "",
-                   "cash_amount": ""}
+            rec = {**base, "quantity": f"{qty:.10g}", "elect": flag, "repo_start": "", "repo_end": "",
+                   "repo_rate": "", "cash_amount": ""}
             if isinstance(inst, Repo):
                 rec |= {"instrument": inst.collateral.identifier, "repo_start": inst.start.isoformat(),
                         "repo_end": inst.end.isoformat(), "repo_rate": f"{inst.rate * 100:.6g}",
@@ -146,15 +173,25 @@ def portfolio_rows(book: Book) -> list[dict[str, str]]:
     return rows
 
 
+def partial_elections(book: Book) -> int:
+    """Electing accounts that keep some positions out of their cross-margining account."""
+    if book.elected is None:
+        return 0
+    rest = (book.positions - book.elected).tocsr()
+    rest.eliminate_zeros()
+    return sum(1 for i, a in enumerate(book.accounts) if a.cross_margin and rest.indptr[i + 1] > rest.indptr[i])
+
+
 def book_counts(book: Book) -> dict[str, int]:
     accounts = book.accounts
     return {
         "members": len(book.members()),
         "accounts": len(accounts),
-        "house": sum(a.account_type == "house" and a.archetype != "affiliate" for a in accounts),
-        "affiliates": sum(a.archetype == "affiliate" for a in accounts),
+        "house": sum(a.account_type == "house" for a in accounts),
+        "affiliates": sum(a.account_type == "affiliate" for a in accounts),
         "customers": sum(a.account_type == "customer" for a in accounts),
         "electing_cross_margining": sum(a.cross_margin for a in accounts),
+        "partial_election": partial_elections(book),
         "instruments": len(book.universe),
         "positions": int(book.positions.nnz),
     }
@@ -203,12 +240,14 @@ def write_outputs(run: DemoRun, out: Path, progress: Progress_ | None = None) ->
     headline = {"members": str(counts["members"]),
                 "accounts": f"{counts['accounts']:,} ({counts['customers']:,} customers)",
                 "electing cross-margining": f"{counts['electing_cross_margining']:,}"}
+    prov = demo_provenance(run, out)
     doc = render_report(run.savings, charts, title=f"xmargin cross-margining demo, as of {snap.as_of}",
-                        headline=headline, parameters=params, reproduce=run.reproduce, warnings=run.warnings)
+                        headline=headline, parameters=params, reproduce=run.reproduce, warnings=run.warnings,
+                        provenance=prov)
     paths = {"report": write_report(out / "report.html", doc)}
     paths["summary"] = out / "summary.json"
-    paths["summary"].write_text(json.dumps({"parameters": params, "savings": run.savings.to_dict()}, indent=2,
-                                           default=str) + "\n")
+    paths["summary"].write_text(json.dumps({"parameters": params, "savings": run.savings.to_dict(),
+                                            "provenance": prov}, indent=2, default=str) + "\n")
     paths["accounts"] = out / "accounts.csv"
     with paths["accounts"].open("w", newline="") as fh:
         w = SafeWriter(fh)
@@ -221,9 +260,47 @@ def write_outputs(run: DemoRun, out: Path, progress: Progress_ | None = None) ->
         dw = SafeDictWriter(fh, fieldnames=PORTFOLIO_COLUMNS)
         dw.writeheader()
         dw.writerows(portfolio_rows(run.book))
+    paths["members"] = out / "members.csv"
+    with paths["members"].open("w", newline="") as fh:
+        mw = SafeWriter(fh)
+        mw.writerow(["member", "ficc_netting_member", "cme_clearing_member", "bd_fcm", "name", "affiliates"])
+        for m in demo_members(run.book).members.values():
+            mw.writerow([m.member, "true", "true", "true", m.name, ";".join(m.affiliates)])
     if progress:
         progress("rendering report", len(CHARTS), len(CHARTS))
     return paths
+
+
+def demo_provenance(run: DemoRun, out: Path) -> dict[str, Any]:
+    """The provenance block of the demo's outputs (:mod:`xmargin.reports.provenance`)."""
+    from xmargin.reports.provenance import provenance
+
+    ctx = run.context
+    return provenance(as_of=ctx.snapshot.as_of, data_dir=ctx.snapshot.data_dir, params=ctx.params.to_dict(),
+                      eligibility=ctx.eligibility, members=demo_members(run.book),
+                      as_of_rule=run.as_of_rule)
+
+
+def write_statements(run: DemoRun, out: Path, accounts: list[str] | None = None,
+                     progress: Progress_ | None = None) -> list[Path]:
+    """One statement (JSON + HTML, :mod:`xmargin.reports.statement`) per customer (or per
+    named account) in ``out/statements``; each is the account alone on the run's context."""
+    from dataclasses import replace
+
+    from xmargin.reports.statement import write_statement
+    from xmargin.workflow import statement_from
+
+    env = replace(run.env, members=demo_members(run.book)) if run.env is not None else None
+    index = run.book.account_index()
+    names = accounts if accounts is not None else [a.account for a in run.book.accounts
+                                                   if a.account_type == "customer"]
+    written: list[Path] = []
+    for k, name in enumerate(names):
+        doc = statement_from(env, run.context, run.book.select([index[name]]), out / "portfolio.csv")
+        written.append(write_statement(doc, out / "statements")["html"])
+        if progress:
+            progress("writing statements", k + 1, len(names))
+    return written
 
 
 def print_summary(run: DemoRun, paths: dict[str, Path]) -> None:
@@ -273,6 +350,10 @@ def demo(
     house_xm: Annotated[bool, typer.Option("--house-xm/--no-house-xm", help="House accounts elect "
                                            "cross-margining.")] = True,
     repo_haircut: Annotated[float, typer.Option("--repo-haircut", help="Repo haircut (fraction).")] = 0.02,
+    partial_share: Annotated[float, typer.Option("--partial-share", help="Share of electing customers keeping their "
+                                                 "SOFR/fed funds futures in ordinary accounts (0-1).")] = 0.2,
+    statements: Annotated[bool, typer.Option("--statements", help="Also write one statement (JSON + HTML) per "
+                                             "customer in OUT/statements.")] = False,
     funding_spread_bp: Annotated[float, typer.Option("--funding-spread-bp", help="Funding spread over the base "
                                                      "rate, bp.")] = FUNDING_SPREAD_BP,
     funding_base: Annotated[float | None, typer.Option("--funding-base", help="Funding base rate, percent "
@@ -296,13 +377,17 @@ def demo(
     from xmargin.portfolio.demo import DemoConfig
 
     cfg = DemoConfig(members=members, customers_per_member=customers, affiliates_per_member=affiliates, seed=seed,
-                     xm_share=xm_share, house_xm=house_xm, repo_haircut=repo_haircut)
+                     xm_share=xm_share, house_xm=house_xm, repo_haircut=repo_haircut, partial_share=partial_share)
     day = parse_date(as_of) if as_of else None
     with progress_reporter() as progress:
         run = run_demo(cfg, as_of=day, data_dir=data_dir, previous_business_day=previous_business_day,
                        params=config, eligibility=eligibility,
                        funding_spread_bp=funding_spread_bp, funding_base_pct=funding_base, progress=progress)
         paths = write_outputs(run, out, progress)
+        if statements:
+            written = write_statements(run, out, progress=progress)
+            paths["statements"] = out / "statements"
+            err_console.print(f"{len(written)} statements in {paths['statements']}", highlight=False)
     if format is OutputFormat.json:
         emit_json({"parameters": demo_parameters(run), "savings": run.savings.to_dict(),
                    "files": {k: str(v) for k, v in paths.items()}})

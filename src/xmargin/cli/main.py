@@ -18,6 +18,7 @@ from xmargin.cli import (
     ledger_cmd,
     margin_cmd,
     serve_cmd,
+    statement_cmd,
     validation_cmd,
 )
 from xmargin.cli.common import (
@@ -28,6 +29,7 @@ from xmargin.cli.common import (
     PrevBusinessDayOption,
     console,
     emit_json,
+    err_console,
     handle_errors,
     parse_date,
     resolve_as_of,
@@ -52,6 +54,7 @@ serve_cmd.register(app)
 validation_cmd.register(app)
 batch_cmd.register(app)
 formats_cmd.register(app)
+statement_cmd.register(app)
 
 
 def _snapshot(as_of: str | None, data_dir: Path | None, previous_business_day: bool):  # type: ignore[no-untyped-def]
@@ -145,6 +148,10 @@ def price(
     snap = _snapshot(as_of, data_dir, previous_business_day)
     master = load_master(snap.data_dir)
     defs = [parse_instrument(t, as_of=snap.as_of, master=master, source="command line") for t in instruments]
+    from xmargin.market.asof import basket_warnings
+
+    for w in basket_warnings(defs, master, snap.as_of):  # a CTD from an incomplete basket, said aloud
+        err_console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
     rows = price_report(defs, snap, master)
     if format is OutputFormat.json:
         emit_json(rows)
@@ -182,6 +189,11 @@ def futures_basket(
     if not isinstance(contract, TreasuryFuture):
         raise InputError(f"{symbol} is not a Treasury futures contract", source="command line", field="symbol")
     master = load_master(snap.data_dir)
+    from xmargin.market.asof import basket_warnings
+
+    warn_basket = basket_warnings([contract], master, snap.as_of)  # an incomplete basket, said aloud
+    for w in warn_basket:
+        err_console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
     details = treasury_future_details(contract, snap, master)
     payload = {
         "symbol": contract.symbol,
@@ -196,6 +208,7 @@ def futures_basket(
             | {k: v for k, v in d.items() if k not in ("instrument", "coupon_pct", "maturity", "conversion_factor")}
             for d in details["deliverables"]
         ],
+        "warnings": warn_basket,
     }
     if format is OutputFormat.json:
         emit_json(payload)

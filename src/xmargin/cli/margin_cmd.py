@@ -14,6 +14,7 @@ from xmargin.cli.common import (
     FormatOption,
     OutputFormat,
     PrevBusinessDayOption,
+    as_of_rule,
     console,
     emit_json,
     err_console,
@@ -32,6 +33,50 @@ FuturesHistoryOption = Annotated[
 EligibilityOption = Annotated[
     Path | None, typer.Option("--eligibility", help="Cross-margin eligibility lists (TOML), default: packaged.")
 ]
+MembersOption = Annotated[
+    Path | None, typer.Option("--members", help="Members' registrations (CSV/TOML: member, ficc_netting_member, "
+                              "cme_clearing_member, bd_fcm[, affiliates]); default: the portfolio's own "
+                              "'members' (JSON), else every member taken as dually registered.")
+]
+
+
+def print_reduction_table(payload: dict[str, Any]) -> None:
+    """How each account's reduction was reached (``--explain``): every column labelled."""
+    rows = []
+    for r in payload["accounts"]:
+        red = r.get("reduction")
+        if red is None:
+            continue
+        rows.append([r["account"], red["f_sa"], red["c_sa"], red["f_comb"], red["c_comb"], red["r_ficc"],
+                     red["r_cme"], red["minimum"], red["cap"], red["applied"], red["binding"]])
+    if rows:
+        console.print(table(
+            "Cross-margin reduction (F_sa, C_sa: stand-alone $ of the elected eligible positions; F_comb, C_comb: "
+            "each house's model on them combined, $; r = max(0, 1 - comb / (F_sa + C_sa)); applied = "
+            "min(r_FICC, r_CME, cap))",
+            ["account", "F_sa $", "C_sa $", "F_comb $", "C_comb $", "r_FICC", "r_CME", "min(r)", "cap", "applied",
+             "set by"], rows, digits=4))
+        for r in payload["accounts"]:
+            if r.get("reduction"):
+                console.print(f"[bold]{escape(r['account'])}[/]: {escape(r['reduction']['why'])}", highlight=False,
+                              soft_wrap=True)
+
+
+def print_arrangement_table(payload: dict[str, Any]) -> None:
+    """Accounts holding positions both in and out of their cross-margining account: both figures."""
+    rows = []
+    for r in payload["accounts"]:
+        arr = r.get("arrangement")
+        if not arr or not arr["cross_margin_account"]["positions"] or not arr["ordinary_accounts"]["positions"]:
+            continue
+        xm, od = arr["cross_margin_account"], arr["ordinary_accounts"]
+        rows.append([r["account"], xm["positions"], xm["total_before"], xm["total_after"], od["positions"],
+                     od["ficc_requirement"], od["cme_requirement"], od["total"], r["total_after"]])
+    if rows:
+        console.print(table(
+            "Accounts with positions in and out of cross-margining (dollars)",
+            ["account", "XM positions", "XM stand-alone", "XM requirement", "ordinary positions",
+             "ordinary FICC", "ordinary CME", "ordinary total", "account total"], rows, digits=2))
 
 
 def print_margin_table(payload: dict[str, Any], *, title: str) -> None:
@@ -76,15 +121,21 @@ def margin(
                              "stand-alone figures instead of the calibration.")] = None,
     fixml: Annotated[Path | None, typer.Option(
         "--fixml", help="Also write the results as FIXML margin requirement reports (MgnReqmtRpt) to this file.")] = None,
+    members: MembersOption = None,
 ) -> None:
-    """Margin every account: each clearinghouse stand-alone, combined, and after cross-margining."""
+    """Margin every account: each clearinghouse stand-alone, combined, and after cross-margining.
+
+    The JSON carries a provenance block (data files with last date and SHA-256, parameters hash, version, time) and, per account, the cross-margining and ordinary accounts' figures; --explain adds how the reduction was reached (r_FICC, r_CME, minimum, cap).
+    """  # noqa: E501 (one paragraph: Typer's help keeps line breaks after the first)
     from xmargin.workflow import Environment, margin_job
 
     day = resolve_as_of(as_of, data_dir)
     env = Environment.load(day, data_dir=data_dir, previous_business_day=previous_business_day,
-                           config=config, eligibility=eligibility, futures_history=futures_history)
+                           config=config, eligibility=eligibility, futures_history=futures_history,
+                           members=members)
     with progress_reporter() as progress:
-        payload = margin_job(env, portfolio, explain=explain, progress=progress, cme_params=cme_params)
+        payload = margin_job(env, portfolio, explain=explain, progress=progress, cme_params=cme_params,
+                             audit=True, as_of_rule=as_of_rule(as_of))
     if fixml is not None:
         from xmargin.reports.fixml import write_margin_reports
 
@@ -93,7 +144,9 @@ def margin(
         emit_json(payload)
         return
     print_margin_table(payload, title=f"Margin as of {payload['as_of']} (dollars)")
+    print_arrangement_table(payload)
     if explain:
+        print_reduction_table(payload)
         for r in payload["accounts"]:
             for name, ex in r.get("explain", {}).items():
                 if name == "cme_span":  # printed below

@@ -125,13 +125,21 @@ def scenario_set_var(pnl: FloatArray, scenarios: ScenarioSet, confidence: float)
                      stress_weight=spec.stress_weight, buffer=spec.buffer)
 
 
-def margins_for_positions(context: MarginContext, q: sp.csr_matrix, xm: npt.NDArray[np.bool_]) -> AccountMargins:
-    """Margin figures for the accounts whose positions are the rows of ``q``."""
+def margins_for_positions(context: MarginContext, q: sp.csr_matrix, xm: npt.NDArray[np.bool_],
+                          q_elected: sp.csr_matrix | None = None) -> AccountMargins:
+    """Margin figures for the accounts whose positions are the rows of ``q``.
+
+    ``q_elected``: the quantities in the cross-margining accounts (rows of ``q``); default:
+    every position of an account whose ``xm`` is set.
+    """
     a = context.attributes
     p = context.params
     ficc_pnl = context.ficc_pnl.filled
     cme_pnl = context.cme_pnl.filled
-    q_e = (sp.diags(xm.astype(np.float64)) @ _scale_columns(q, a.eligible)).tocsr()
+    if q_elected is None:
+        q_e = (sp.diags(xm.astype(np.float64)) @ _scale_columns(q, a.eligible)).tocsr()
+    else:
+        q_e = _scale_columns(q_elected, a.eligible)
     q_r = (q - q_e).tocsr()
     q_ef, q_ec = _scale_columns(q_e, ~a.is_cme), _scale_columns(q_e, a.is_cme)
     q_rf, q_rc = _scale_columns(q_r, ~a.is_cme), _scale_columns(q_r, a.is_cme)
@@ -240,7 +248,8 @@ def compute_margins(
     xm = np.array([acc.cross_margin for acc in book.accounts], dtype=bool)
     for start in range(0, n, chunk_size):
         rows = slice(start, min(start + chunk_size, n))
-        out.assign(rows, margins_for_positions(context, book.positions[rows], xm[rows]))
+        elected = None if book.elected is None else book.elected[rows]
+        out.assign(rows, margins_for_positions(context, book.positions[rows], xm[rows], elected))
         if progress is not None:
             progress(rows.stop, n)
     return out

@@ -178,7 +178,7 @@ def instrument_attributes(
     n = len(universe)
     insts = universe.instruments
     is_cme = np.array([clearinghouse(i) == CME for i in insts], dtype=bool)
-    eligible = np.array([eligibility.is_eligible(i) for i in insts], dtype=bool)
+    eligible = np.array([eligibility.is_eligible(i, snapshot.as_of) for i in insts], dtype=bool)
     try:
         dv01, _ = sensitivities(universe, snapshot, master)
     except XMarginError:  # an unpriceable row: fall back to one by one

@@ -105,7 +105,8 @@ class ParYieldHistory:
             why = "a day Treasury lists with no rates (bond market holiday)"
         else:
             why = "a bond-market holiday (no curve published)"
-        hint = "" if previous_business_day else "; pass --previous-business-day to use the nearest earlier curve"
+        helps = i >= 0 and as_of <= self.last_date + timedelta(days=7)  # suggested only where it works
+        hint = "" if previous_business_day or not helps else "; pass --previous-business-day to use the nearest earlier curve"
         raise MissingMarketDataError(f"{self.source}: no par yield curve for {as_of}: {why}{hint}")
 
     def curve(self, as_of: date, *, previous_business_day: bool = False) -> tuple[date, FloatArray]:

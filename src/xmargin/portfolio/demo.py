@@ -9,11 +9,17 @@ engine, repo is built with :func:`~xmargin.reference.repo.make_repo` at the as-o
 plus a term spread, and hedge ratios are DV01 ratios from
 :func:`~xmargin.pricing.revalue.sensitivities` on the as-of curve.
 
-Accounts (choice).  The file contract keeps two account types: ``house`` and ``customer``.  An
-**affiliate** of a member (e.g. its hedge-fund or asset-management arm) is a *house* account of
-its own (proprietary for CFTC purposes, CFTC Regulation 1.3), archetype ``affiliate``: it is
-margined on its own positions only, never netted with the member's house account or with
-customers.  Customers are margined gross: one account each (CFTC Regulation 39.13(g)(8)(i)).
+Accounts (the arrangement as filed, :mod:`xmargin.portfolio.members`).  Every demo member is a
+dually registered BD-FCM, a FICC netting member and a CME clearing member (the registrations
+are written to ``members.csv``).  An **affiliate** of a member (e.g. its hedge-fund or
+asset-management arm; the 2025 amendment) is an account of type ``affiliate`` linked to the
+member: margined on its own positions only, never netted with the member's house account or
+with customers.  Customers are margined gross: one account each (CFTC Regulation
+39.13(g)(8)(i)).  An electing customer keeps its positions in its cross-margining account
+(FICC Cross-Margining Customer Account, CME customer cross-margin account), except that a
+share ``partial_share`` of them (choice: 20%) keep their SOFR and fed funds futures in their
+ordinary accounts, margined stand-alone: those customers get both figures.  Notes and bonds
+within one year of maturity are not eligible (:mod:`xmargin.reference.eligibility`).
 
 Archetypes and sizes (``dv01_range``: dollars per bp of the account's main risk leg, drawn
 log-uniform; quantities are face dollars in $100,000 lots and whole futures contracts):
@@ -93,7 +99,7 @@ ARCHETYPES: dict[str, ArchetypeSpec] = {a.name: a for a in (
     ArchetypeSpec("directional", "directional futures-only account", (2_000.0, 60_000.0)),
     ArchetypeSpec("dealer", "dealer with a repo book", (10_000.0, 150_000.0)),
     ArchetypeSpec("house", "member house account", (1_000_000.0, 4_000_000.0)),
-    ArchetypeSpec("affiliate", "affiliate of the member (house account)", (200_000.0, 1_000_000.0)),
+    ArchetypeSpec("affiliate", "affiliate of the member (own account)", (200_000.0, 1_000_000.0)),
 )}
 CUSTOMER_ARCHETYPES = ("basis", "rv_curve", "asset_manager", "directional", "dealer")
 DEFAULT_MIX: tuple[tuple[str, float], ...] = (
@@ -113,6 +119,9 @@ class DemoConfig:
     house_xm: bool = True  # do the members' house accounts elect cross-margining
     mix: tuple[tuple[str, float], ...] = DEFAULT_MIX  # customer archetype weights
     repo_haircut: float = 0.02  # cash lent = (1 - haircut) x collateral dirty value
+    #: share of electing customers that keep their SOFR / fed funds futures in their ordinary
+    #: accounts (choice)
+    partial_share: float = 0.2
 
     def __post_init__(self) -> None:
         mix_ok = (bool(self.mix) and all(n in CUSTOMER_ARCHETYPES and w >= 0 for n, w in self.mix)
@@ -124,6 +133,7 @@ class DemoConfig:
             ("seed", self.seed >= 0, "a non-negative integer"),
             ("xm_share", 0.0 <= self.xm_share <= 1.0, "in [0, 1]"),
             ("repo_haircut", 0.0 <= self.repo_haircut < 0.5, "in [0, 0.5)"),
+            ("partial_share", 0.0 <= self.partial_share <= 1.0, "in [0, 1]"),
             ("mix", mix_ok, f"non-negative weights, not all zero, of {list(CUSTOMER_ARCHETYPES)}"),
         ):
             if not ok:
@@ -134,7 +144,8 @@ class DemoConfig:
         return {"members": self.members, "customers_per_member": self.customers_per_member,
                 "affiliates_per_member": self.affiliates_per_member, "seed": self.seed,
                 "xm_share": self.xm_share, "house_xm": self.house_xm, "mix": dict(self.mix),
-                "repo_haircut": self.repo_haircut, "repo_terms_spread_bp": dict(REPO_TERMS),
+                "repo_haircut": self.repo_haircut, "partial_share": self.partial_share,
+                "repo_terms_spread_bp": dict(REPO_TERMS),
                 "dv01_ranges": {a.name: list(a.dv01_range) for a in ARCHETYPES.values()}}
 
 
@@ -386,8 +397,10 @@ BUILDERS: dict[str, Callable[[DemoMarket, np.random.Generator, float], list[Posi
 # --- the book ----------------------------------------------------------------------------------
 
 def _account(config: DemoConfig, m: DemoMarket, ids: tuple[int, int, int], name: str, member_id: str,
-             kind: str, holdings: list[tuple[int, Instrument, float]]) -> Account:
-    """One account: its own generator draws the archetype (customers), election and positions."""
+             kind: str, holdings: list[tuple[int, Instrument, float]], elected: list[bool]) -> Account:
+    """One account: its own generator draws the archetype (customers), election and positions
+    (and, drawn last so the rest of the book does not move, which stay out of the
+    cross-margining account)."""
     rng = np.random.default_rng([config.seed, *ids[:2]])
     if kind == "customer":
         names = [n for n, _ in config.mix]
@@ -397,9 +410,11 @@ def _account(config: DemoConfig, m: DemoMarket, ids: tuple[int, int, int], name:
         archetype = "house" if ids[1] == 0 else "affiliate"
     xm = config.house_xm if archetype == "house" else bool(rng.random() < config.xm_share)
     lo, hi = ARCHETYPES[archetype].dv01_range
-    for inst, qty in BUILDERS[archetype](m, rng, _log_uniform(rng, lo, hi)):
-        if qty != 0:
-            holdings.append((ids[2], inst, qty))
+    positions = [(inst, qty) for inst, qty in BUILDERS[archetype](m, rng, _log_uniform(rng, lo, hi)) if qty != 0]
+    partial = kind == "customer" and xm and bool(rng.random() < config.partial_share)
+    for inst, qty in positions:
+        holdings.append((ids[2], inst, qty))
+        elected.append(xm and not (partial and isinstance(inst, RateFuture)))
     return Account(name, member_id, kind, xm, archetype)
 
 
@@ -412,13 +427,16 @@ def generate_book(market: DemoMarket, config: DemoConfig,
     """
     accounts: list[Account] = []
     holdings: list[tuple[int, Instrument, float]] = []
+    elected: list[bool] = []
     for mem in range(1, config.members + 1):
         member_id = f"CM{mem:02d}"
         plan = [(0, f"{member_id}-HOUSE", "house")]
-        plan += [(a, f"{member_id}-AFF{a}", "house") for a in range(1, config.affiliates_per_member + 1)]
+        plan += [(a, f"{member_id}-AFF{a}", "affiliate") for a in range(1, config.affiliates_per_member + 1)]
         plan += [(100 + c, f"{member_id}-C{c:04d}", "customer") for c in range(1, config.customers_per_member + 1)]
         for k, name, kind in plan:
-            accounts.append(_account(config, market, (mem, k, len(accounts)), name, member_id, kind, holdings))
+            accounts.append(_account(config, market, (mem, k, len(accounts)), name, member_id, kind, holdings,
+                                     elected))
         if progress is not None:
             progress(mem, config.members)
-    return build_book(accounts, holdings, source=f"xmargin demo (seed {config.seed}, as of {market.snapshot.as_of})")
+    return build_book(accounts, holdings, source=f"xmargin demo (seed {config.seed}, as of {market.snapshot.as_of})",
+                      elected=elected)

@@ -342,7 +342,7 @@ def _fast(
     matrix.eliminate_zeros()
 
     warnings: list[str] = []
-    eligible = np.array([eligibility.is_eligible(inst) for inst in reps], dtype=bool)
+    eligible = np.array([eligibility.is_eligible(inst, as_of) for inst in reps], dtype=bool)
     warn = xm[held].astype(bool) & ~(eligible[rank] if len(held) else np.zeros(0, dtype=bool))
     if warn.any():  # the warning quotes the cell as written
         raw_codes, raw_values = _raw_coded(columns["instrument"])
@@ -351,7 +351,8 @@ def _fast(
         r = held[j]
         warnings.append(
             f"{path}, row {keep[r] + FIRST_ROW}: {raw_values[raw_codes[r]]} is not cross-margin eligible at "
-            f"{clearinghouse(insts[r])}; margined stand-alone in account {accounts[acc_of[r]].account}"
+            f"{clearinghouse(insts[r])} ({eligibility.why(insts[r], as_of)[1]}); margined stand-alone in account "
+            f"{accounts[acc_of[r]].account}"
         )
     return Book(tuple(accounts), universe, matrix, str(path), tuple(warnings))
 

@@ -9,6 +9,11 @@ CSV columns (header required, any order)::
 * ``quantity``: face dollars for cash (long positive) and repo collateral (positive = repo,
   negative = reverse repo), contracts for futures (whole numbers);
 * ``cross_margin`` (optional, default ``true``): the account's election;
+* ``elect`` (optional, default: the account's ``cross_margin``): whether this position sits in
+  the account's cross-margining account (FICC Cross-Margining Customer Account / CME
+  customer cross-margin account) or in its ordinary accounts, margined stand-alone.  A
+  customer can hold both; ``elect=true`` in an account with ``cross_margin=false`` is an error;
+* ``account_type`` may also be ``affiliate``: an eligible affiliate of the member, its own account;
 * repo rows fill all four repo fields (dates YYYY-MM-DD, rate in percent, cash in dollars).
 
 Parquet (``.parquet``, needs pyarrow): the same columns, see :mod:`xmargin.portfolio.parquet`
@@ -46,7 +51,7 @@ from xmargin.reference.lookup import Instrument
 from xmargin.reference.securities import SecuritiesMaster
 
 REQUIRED = ("account", "member", "account_type", "instrument", "quantity")
-OPTIONAL = ("cross_margin", "archetype", *REPO_FIELDS)
+OPTIONAL = ("cross_margin", "archetype", "elect", *REPO_FIELDS)
 
 
 def _json_rows(data: Any, path: Path | str) -> Iterator[tuple[int, Mapping[str, Any]]]:
@@ -174,6 +179,8 @@ def _book_from_rows(
     accounts: list[Account] = []
     index: dict[str, tuple[int, int]] = {}  # account -> (index, first row)
     holdings: list[tuple[int, Instrument, float]] = []
+    elect_flags: list[bool] = []
+    per_position = False  # some row says which account its position sits in
     warnings: list[str] = []
     for n, row in rows:
         name = text_field(row, "account", path, n)
@@ -197,16 +204,24 @@ def _book_from_rows(
             accounts.append(Account(name, member, kind, xm, archetype))
         qty = quantity_field(row, path, n)
         inst, _ = position_instrument(row, qty, as_of=as_of, master=master, source=path, n=n)
+        given = row.get("elect") is not None and str(row.get("elect")).strip() != ""
+        per_position |= given
+        elect = bool_field(row, "elect", path, n, xm)
+        if elect and not xm:
+            raise InputError(f"account {name} has not elected cross-margining (cross_margin=false): no position "
+                             "of it can sit in a cross-margining account", source=path, row=n, field="elect")
         if qty == 0:
             continue
-        acc = accounts[index[name][0]]
-        if acc.cross_margin and not eligibility.is_eligible(inst):
+        if elect and not eligibility.is_eligible(inst, as_of):
             warnings.append(
-                f"{path}, row {n}: {row.get('instrument')} is not cross-margin eligible at {clearinghouse(inst)}; "
-                f"margined stand-alone in account {name}"
+                f"{path}, row {n}: {row.get('instrument')} is not cross-margin eligible at {clearinghouse(inst)} "
+                f"({eligibility.why(inst, as_of)[1]}); margined stand-alone in account {name}"
             )
         holdings.append((index[name][0], inst, qty))
+        elect_flags.append(elect)
     if not accounts:
         raise InputError("no positions", source=path)
-    return build_book(accounts, holdings, source=str(path), warnings=warnings)
+    return build_book(accounts, holdings, source=str(path), warnings=warnings,
+                      elected=elect_flags if per_position else None,
+                      first_rows=[first for _, first in index.values()])
 

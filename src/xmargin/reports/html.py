@@ -13,6 +13,8 @@ Charts (``CHARTS``: element id -> caption):
 * ``archetype-before-after``: margin before and after per archetype;
 * ``systemic-stress``: aggregate margin and aggregate stressed loss before and after, per member;
 * ``asof-curve``: the as-of Treasury par and zero curve and the SOFR fixing.
+
+Parameters are shown as a table (dotted name, value), followed by the provenance block.
 """
 
 from __future__ import annotations
@@ -20,13 +22,13 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from xmargin.reports.provenance import params_table
 from xmargin.reports.savings import Figures, SavingsReport
 
 if TYPE_CHECKING:
@@ -229,7 +231,7 @@ def _img(chart_id: str, png: bytes) -> str:
 
 def render_report(report: SavingsReport, charts: Mapping[str, bytes], *, title: str,
                   headline: Mapping[str, Any], parameters: Mapping[str, Any], reproduce: str,
-                  warnings: Sequence[str] = ()) -> str:
+                  warnings: Sequence[str] = (), provenance: Mapping[str, Any] | None = None) -> str:
     """The report as one HTML document (see the module docstring)."""
     missing = [c for c in CHARTS if c not in charts]
     if missing:
@@ -281,10 +283,22 @@ def render_report(report: SavingsReport, charts: Mapping[str, bytes], *, title: 
         + (f": {_e(', '.join(report.excluded[:20]))}" if report.excluded else "") + "</p>",
         "<h2>Model and generator parameters</h2>",
         f"<p>Reproduce: <code>{_e(reproduce)}</code></p>",
-        f"<pre>{_e(json.dumps(parameters, indent=2, default=str))}</pre>",
+        _table(["parameter", "value"], [list(r) for r in params_table(dict(parameters))]),
+        *(_provenance_html(provenance) if provenance else []),
         "</body>", "</html>",
     ]
     return "\n".join(parts) + "\n"
+
+
+def _provenance_html(prov: Mapping[str, Any]) -> list[str]:
+    """The provenance block (:mod:`xmargin.reports.provenance`) as a paragraph and a table."""
+    return [
+        "<h2>Data and provenance</h2>",
+        f"<p>As of {_e(prov['as_of'])} ({_e(prov['as_of_rule'])}); xmargin {_e(prov['xmargin_version'])}; "
+        f"generated {_e(prov['generated_at'])}; parameters SHA-256 <code>{_e(prov['params_sha256'])}</code>.</p>",
+        _table(["file", "path", "last date", "bytes", "SHA-256"],
+               [[d["role"], d["path"], d["last_date"] or "-", str(d["bytes"]), d["sha256"]] for d in prov["data_files"]]),
+    ]
 
 
 def write_report(path: str | Path, document: str) -> Path:

@@ -136,12 +136,14 @@ def explain_account(context: MarginContext, book: Book, i: int, *, top: int = 5)
     held = np.flatnonzero(dense)
     _, incremental = incremental_margins(context, q, xm)
     inc = {int(j): float(v) if np.isfinite(v) else None for j, v in zip(held, incremental, strict=True)}
+    # quantities in the cross-margining account (per-position election, else the account's)
+    elected = np.asarray(book.elected_positions()[i].todense()).ravel() if book.elected is not None else dense
     for name, mask, scen, pnl, conf in (
         ("ficc_var", ficc & eligible if xm else ficc, fset, context.ficc_pnl.pnl, conf_f),
         ("ficc_combined", eligible, fset, context.ficc_pnl.pnl, conf_f),
         ("cme_combined", eligible, cset, context.cme_pnl.pnl, conf_c),
     ):
-        qm = np.where(mask, dense, 0.0)
+        qm = np.where(mask, elected if xm else dense, 0.0)
         if not qm.any():
             continue
         res = context.residual

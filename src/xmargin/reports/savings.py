@@ -161,7 +161,7 @@ class AccountSavings:
 
 @dataclass(frozen=True)
 class MemberSavings:
-    """One clearing member: house accounts, customers (gross) and their sum."""
+    """One clearing member: house and affiliate accounts, customers (gross) and their sum."""
 
     member: str
     house: Figures
@@ -218,7 +218,7 @@ def savings_report(book: Book, margins: AccountMargins, funding: FundingRate) ->
         raise InputError(f"margins cover {len(margins.total_before)} accounts but the book has {book.size}",
                          field="margins")
     for acc in book.accounts:
-        if acc.account_type not in ("house", "customer"):
+        if acc.account_type not in ("house", "customer", "affiliate"):
             raise InputError(f"account {acc.account}: unknown account type '{acc.account_type}'",
                              field="account_type")
     rows: list[AccountSavings] = []
@@ -233,7 +233,8 @@ def savings_report(book: Book, margins: AccountMargins, funding: FundingRate) ->
     k = funding.annual_factor
     members = []
     for member in book.members():
-        house = Figures.total((r.figures for r in rows if r.member == member and r.account_type == "house"), k)
+        # house: the member's own account and its affiliates' (each margined on its own)
+        house = Figures.total((r.figures for r in rows if r.member == member and r.account_type in ("house", "affiliate")), k)
         # customer gross margining: each customer's own requirement, summed
         customers = Figures.total((r.figures for r in rows if r.member == member and r.account_type == "customer"), k)
         members.append(MemberSavings(member, house, customers, Figures.total([house, customers], k)))

@@ -59,6 +59,7 @@ from xmargin.service.auth import KeyStore
 from xmargin.service.ledger_routes import router as ledger_router
 from xmargin.service.routes import API_PREFIX, RequestError, input_error, router
 from xmargin.service.state import Conflict, NotFound, ServiceConfig, ServiceState
+from xmargin.service.statement_routes import statement_router
 from xmargin.service.writer import PricingTimeout
 
 STATIC = Path(str(resources.files("xmargin.service") / "static"))
@@ -219,6 +220,7 @@ def create_app(
     from xmargin.service.calls import router as calls_router  # issue 16: reconcile-calls
 
     app.include_router(calls_router)
+    app.include_router(statement_router)  # GET /accounts/{account}/statement
     app.add_middleware(Guard, max_body_bytes=config.max_body_bytes)
     app.add_middleware(metrics.RequestMetrics)
 

@@ -12,6 +12,7 @@ trades is served as it is (a restart carries on where the log ends).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -60,7 +61,8 @@ def demo_book(session: LedgerSession, config: DemoConfig) -> Book:
     m = session.market
     contracts = [c for root, n in DEMO_CONTRACTS.items() for c in listed_contracts(root, m.snapshot.as_of, n)]
     market = prepare_market(m.snapshot, m.master, contracts, haircut=config.repo_haircut)
-    return generate_book(market, config)
+    # the live engine keeps one election per account: no partial elections in the served book
+    return generate_book(market, dataclasses.replace(config, partial_share=0.0))
 
 
 def open_session(config: ServiceConfig, progress: Callable[[str], None] | None = None) -> LedgerSession:

@@ -37,7 +37,7 @@ Archetype = Annotated[str, StringConstraints(strip_whitespace=True, max_length=3
 Money = Annotated[float, Strict(), Field(allow_inf_nan=False, ge=-MAX_QUANTITY, le=MAX_QUANTITY)]
 Quantity = Annotated[float, Strict(), Field(allow_inf_nan=False, ge=-MAX_QUANTITY, le=MAX_QUANTITY)]
 RatePct = Annotated[float, Strict(), Field(allow_inf_nan=False, ge=-50.0, le=100.0)]
-AccountType = Literal["house", "customer"]
+AccountType = Literal["house", "customer", "affiliate"]
 MAX_POSITIONS = 5000
 
 

@@ -290,6 +290,7 @@ function renderMember(s) {
   const tb = $("member-accounts").querySelector("tbody");
   clear(tb);
   for (const a of s.accounts) tb.appendChild(accountRow(a));
+  applyAccountFilter();
   const sel = $("tw-account");
   const keep = sel.value;
   clear(sel);
@@ -306,8 +307,58 @@ function accountRow(a) {
   pos.dataset.field = "positions";
   pos.className = "";
   for (const k of ["ficc_requirement", "cme_requirement", "total_before", "total_after", "savings"]) cell(tr, a[k], fmtMoney).dataset.field = k;
+  const td = document.createElement("td");
+  td.className = "text";
+  const b = document.createElement("button");
+  b.type = "button"; b.className = "statement"; b.textContent = "statement"; b.dataset.account = a.account;
+  b.setAttribute("aria-label", `statement of ${a.account}`);
+  td.appendChild(b);
+  tr.appendChild(td);
   return tr;
 }
+
+/* ------------------------------------------------------------------ accounts: search, pages, statements */
+
+/* Show the rows matching the search box, one page at a time (rows stay in the DOM, hidden). */
+function applyAccountFilter() {
+  const tb = $("member-accounts").querySelector("tbody");
+  const q = $("account-search").value.trim().toLowerCase();
+  const rows = Array.from(tb.children);
+  const matched = rows.filter((tr) => !q || [0, 1, 2].some((k) => (tr.children[k]?.textContent || "").toLowerCase().includes(q)));
+  const size = Number($("page-size").value) || 25;
+  const pages = Math.max(1, Math.ceil(matched.length / size));
+  state.page = Math.min(Math.max(state.page || 0, 0), pages - 1);
+  const shown = new Set(matched.slice(state.page * size, (state.page + 1) * size));
+  for (const tr of rows) tr.hidden = !shown.has(tr);
+  $("account-count").textContent = `${matched.length} of ${rows.length} accounts`;
+  $("page-info").textContent = `page ${state.page + 1} of ${pages}`;
+  $("page-prev").disabled = state.page === 0;
+  $("page-next").disabled = state.page >= pages - 1;
+}
+
+/* The account's statement (offline HTML from the API, fetched with the key) in a new tab. */
+async function openStatement(account) {
+  const resp = await fetch(`${API}/accounts/${encodeURIComponent(account)}/statement?format=html`,
+    { headers: { "X-API-Key": state.key } });
+  if (!resp.ok) { alert(`statement of ${account}: HTTP ${resp.status}`); return; }
+  const url = URL.createObjectURL(new Blob([await resp.text()], { type: "text/html" }));
+  const a = document.createElement("a");
+  a.href = url; a.target = "_blank"; a.rel = "noopener";
+  document.body.appendChild(a); a.click(); a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
+function wireAccountTools() {
+  $("account-search").addEventListener("input", () => { state.page = 0; applyAccountFilter(); });
+  $("page-prev").addEventListener("click", () => { state.page -= 1; applyAccountFilter(); });
+  $("page-next").addEventListener("click", () => { state.page += 1; applyAccountFilter(); });
+  $("page-size").addEventListener("change", () => { state.page = 0; applyAccountFilter(); });
+  $("member-accounts").querySelector("tbody").addEventListener("click", (e) => {
+    const b = e.target.closest("button.statement");
+    if (b) openStatement(b.dataset.account);
+  });
+}
+document.addEventListener("DOMContentLoaded", wireAccountTools);
 
 function applyUpdate(ev) {
   // the account's row, at once (the event carries its figures after the trade)
@@ -322,6 +373,7 @@ function applyUpdate(ev) {
       tb.replaceChild(fresh, tr);
     } else tb.appendChild(fresh);
     fresh.classList.add("flash");
+    applyAccountFilter();
   }
   const li = document.createElement("li");
   li.dataset.trade = ev.trade_id;
