@@ -146,9 +146,6 @@ class MarginContext:
                                  self.eligibility)
         if not len(self.universe) and len(keep) == len(small.universe):
             return small  # nothing to stack onto: the new context as built (no copy)
-        if small.residual is not None and len(keep) != len(small.universe):  # residual rows: no partial stack
-            return build_context(self.snapshot, self.master, self.universe.extended(_fallback or new), self.params,
-                                 self.eligibility)
         bigger = self.universe.extended(new)
         rows = np.array(keep, dtype=np.int64)
 
@@ -161,7 +158,7 @@ class MarginContext:
                                         for f in fields(InstrumentAttributes)})
         residual = self.residual
         if residual is not None and small.residual is not None:
-            residual = residual.stacked(small.residual)
+            residual = residual.stacked(small.residual.take(rows))
         return replace(self, universe=bigger, ficc_pnl=stacked(self.ficc_pnl, small.ficc_pnl),
                        cme_pnl=stacked(self.cme_pnl, small.cme_pnl), attributes=attrs, residual=residual)
 

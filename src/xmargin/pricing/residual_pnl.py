@@ -70,4 +70,7 @@ def residual_summary(residual: ResidualRisk | None) -> dict[str, object]:
     """The residual factors of a context for the JSON payload."""
     if residual is None:
         return {"factors": [], "notes": ["residual factors switched off ([residual] in the margin TOML)"]}
-    return {"factors": list(residual.factors), "coverage": residual.coverage, "notes": list(residual.notes)}
+    exposed = [f for k, f in enumerate(residual.factors) if np.any(residual.loadings[:, k] != 0.0)]
+    # the factors this universe is exposed to; the notes describe the data behind the context
+    return {"factors": exposed, "coverage": {f: residual.coverage[f] for f in exposed if f in residual.coverage},
+            "notes": list(residual.notes)}

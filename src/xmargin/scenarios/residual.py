@@ -42,7 +42,7 @@ rescaling of residual changes (unscaled in the ``filtered`` mode).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
@@ -119,6 +119,24 @@ class ResidualRisk:
                 ficc[k], cme[k] = side.ficc_changes[f], side.cme_changes[f]
         return ResidualRisk(factors, loadings, ficc, cme, tuple(dict.fromkeys([*self.notes, *other.notes])),
                             {**other.coverage, **self.coverage})
+
+    def take(self, rows: npt.NDArray[np.int64] | list[int]) -> ResidualRisk:
+        """The same factors over the universe rows ``rows`` (in that order)."""
+        return replace(self, loadings=self.loadings[np.asarray(rows, dtype=np.int64)])
+
+
+def gather_residual(parts: list[tuple[ResidualRisk, int]]) -> ResidualRisk:
+    """Row ``k`` is row ``parts[k][1]`` of ``parts[k][0]``: the union of the sources' factors
+    (a factor's changes are the same whichever source computed them, as in :meth:`ResidualRisk.stacked`)."""
+    sources = list({id(r): r for r, _ in parts}.values())
+    merged = sources[0].take([])
+    for other in sources[1:]:
+        merged = merged.stacked(other.take([]))
+    loadings = np.zeros((len(parts), len(merged.factors)))
+    for k, (r, i) in enumerate(parts):
+        for f, name in enumerate(r.factors):
+            loadings[k, merged.factors.index(name)] = r.loadings[i, f]
+    return replace(merged, loadings=loadings)
 
 
 def futures_history_for(data_dir: Path, params: ResidualParams) -> FuturesHistory | None:

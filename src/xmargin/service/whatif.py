@@ -17,6 +17,7 @@ import numpy as np
 from xmargin.margin.context import InstrumentAttributes, MarginContext, build_context
 from xmargin.pricing.revalue import InstrumentUniverse
 from xmargin.pricing.scenario_pnl import InstrumentPnL
+from xmargin.scenarios.residual import gather_residual
 
 
 def assemble_context(template: MarginContext, universe: InstrumentUniverse,
@@ -40,8 +41,13 @@ def assemble_context(template: MarginContext, universe: InstrumentUniverse,
 
     attrs = InstrumentAttributes(**{f: np.stack([getattr(src.attributes, f)[i] for src, i in sources])
                                     for f in InstrumentAttributes.__dataclass_fields__})
+    residual = None
+    if any(src.residual is not None for src, _ in sources):  # residual factors: the same rows
+        residual = gather_residual([(src.residual, i) for src, i in sources if src.residual is not None])
+        if residual.loadings.shape[0] != len(sources):
+            raise ValueError("what-if rows mix contexts with and without residual factors")
     return replace(template, universe=universe, ficc_pnl=rows("ficc_pnl"), cme_pnl=rows("cme_pnl"),
-                   attributes=attrs)
+                   attributes=attrs, residual=residual)
 
 
 def _same_model(a: MarginContext, b: MarginContext) -> bool:

@@ -152,6 +152,23 @@ function showViewError(e) { $("whatif-error").textContent = e.message; }
 
 /* ------------------------------------------------------------------ what-if calculator */
 
+// The API's models are strict (a quantity is a JSON number, an election a JSON boolean): CSV cells
+// of those columns are converted here; anything that does not convert is sent as text so that the
+// server names the field.
+const NUMBER_COLUMNS = new Set(["quantity", "repo_rate", "cash_amount"]);
+const TRUE_WORDS = new Set(["true", "yes", "y", "1", "xm"]);  // as portfolio/fields.py
+const FALSE_WORDS = new Set(["false", "no", "n", "0"]);  // as portfolio/fields.py
+
+function typedCell(column, text) {
+  if (NUMBER_COLUMNS.has(column) && /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(text)) return Number(text);
+  if (column === "cross_margin") {
+    const word = text.toLowerCase();
+    if (TRUE_WORDS.has(word)) return true;
+    if (FALSE_WORDS.has(word)) return false;
+  }
+  return text;
+}
+
 function parseCsv(text) {
   const rows = [];
   let field = "", row = [], quoted = false;
@@ -176,7 +193,7 @@ function parseCsv(text) {
   const header = rows[0].map((h) => h.trim().replace(/^\ufeff/, ""));
   return rows.slice(1).map((cells) => {
     const obj = {};
-    header.forEach((h, k) => { const v = (cells[k] || "").trim(); if (v !== "") obj[h] = v; });
+    header.forEach((h, k) => { const v = (cells[k] || "").trim(); if (v !== "") obj[h] = typedCell(h, v); });
     return obj;
   });
 }
