@@ -40,8 +40,7 @@ async def reconcile_calls(req: CallsIn, who: Who, svc: Svc) -> JSONResponse:
         calls = calls_from_rows(((k, c.model_dump()) for k, c in enumerate(req.calls)), "calls")
     except InputError as exc:
         raise input_error(exc, ["body", "calls", exc.row or 0]) from None
-    async with svc.lock:
-        listing = svc.account_list(who)
+    listing = svc.account_list(who)  # reads are lock-free
     accounts: list[dict[str, Any]] = []
     for a in listing["accounts"]:
         ratio = CME_RULE_RATIOS[ACCOUNT_CLASS_OF.get(a["account_type"], "speculator")]

@@ -15,6 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from xmargin.portfolio.book import Book
 from xmargin.service.routes import API_PREFIX, E401, E404, E503, AccountName, Svc, Who
@@ -51,8 +52,9 @@ async def statement(account: AccountName, who: Who, svc: Svc,
                     format: Annotated[Literal["json", "html"], Query()] = "json") -> Any:
     from xmargin.reports.statement import render_statement
 
-    async with svc.lock:
-        doc = account_statement(svc, who, account)
+    # reads are lock-free (the engine swaps account state as single references); the statement
+    # margins one account, off the event loop
+    doc = await run_in_threadpool(account_statement, svc, who, account)
     if format == "html":
         return HTMLResponse(render_statement(doc))
     return JSONResponse(doc)
