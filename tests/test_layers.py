@@ -34,11 +34,7 @@ LAYERS: tuple[frozenset[str], ...] = (
 RANK = {pkg: i for i, layer in enumerate(LAYERS) for pkg in layer}
 
 #: Known breaks, each with the reason and who removes it.  Keep this empty where possible.
-ALLOWED: dict[tuple[str, str], str] = {
-    # service/state.py imports cli.demo_cmd (default_as_of, portfolio_rows) lazily; issues 13/14
-    # (default as-of; the state.py split that moves the demo book out) remove this edge.
-    ("service", "cli"): "demo book and default as-of still live in cli/demo_cmd.py",
-}
+ALLOWED: dict[tuple[str, str], str] = {}
 
 
 def _module_name(path: Path) -> str:

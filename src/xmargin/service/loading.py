@@ -2,7 +2,7 @@
 
 :func:`open_session` opens the ledger and replays it
 (:class:`~xmargin.ledger.LedgerSession`); when it holds no market yet, the end-of-day market of
-the as-of date is recorded (default: the demo's date, :func:`~xmargin.cli.demo_cmd.default_as_of`);
+the as-of date is recorded (default: the demo's date, :func:`~xmargin.workflow.default_as_of`);
 when it holds no trade yet, the opening book -- the demo book (:func:`demo_book`), or a
 portfolio file -- is recorded as opening trades ``open-<account>-<n>`` at the as-of date's
 midnight, each with its margin result, through the same recorder as every later trade, in one
@@ -47,7 +47,7 @@ class ServiceConfig:
     checkpoint_every: int = 10_000  # ledger entries between checkpoints taken by the service (0: none)
 
 def _book_rows(book: Book) -> list[dict[str, str]]:
-    from xmargin.cli.demo_cmd import portfolio_rows
+    from xmargin.portfolio.rows import portfolio_rows
 
     return portfolio_rows(book)
 
@@ -72,7 +72,7 @@ def open_session(config: ServiceConfig, progress: Callable[[str], None] | None =
         if progress is not None:
             progress(text)
 
-    from xmargin.cli.demo_cmd import default_as_of
+    from xmargin.workflow import default_as_of
 
     ledger = Ledger(config.ledger)
     say(f"opening ledger {ledger!r}")
