@@ -245,17 +245,9 @@ def build_context(
                                            ficc_pnl.base_values)
         return ficc_pnl, cme_pnl, attributes
 
-    residual = residual_for_sets(universe, snapshot, master, params.residual, (ficc_set, cme_set))
-    if residual is not None:  # residual risk factors: priced each time (not in the disk cache)
-        ficc_pnl = instrument_pnl(universe, snapshot, master, ficc_set.curves)
-        cme_pnl = instrument_pnl(universe, snapshot, master, cme_set.curves)
-        ficc_pnl = with_residual(ficc_pnl, residual.pnl(residual.ficc_changes))
-        cme_pnl = with_residual(cme_pnl, residual.pnl(residual.cme_changes))
-        attributes = instrument_attributes(universe, snapshot, master, params, eligibility, span,
-                                           ficc_pnl.base_values)
-    elif len(universe) < CACHED_UNIVERSE_MIN:
+    if len(universe) < CACHED_UNIVERSE_MIN:
         ficc_pnl, cme_pnl, attributes = rows()
-    else:
+    else:  # the curve rows come from the disk cache (memory-mapped, shared between processes)
         key = {"snapshot": snapshot_key(snapshot), "master": master_files_key(snapshot.data_dir),
                "params": repr(params),
                "eligibility": [sorted(eligibility.ficc_cash), sorted(eligibility.ficc_repo_collateral),
@@ -263,5 +255,9 @@ def build_context(
                "universe": text_hash(repr(universe.instruments)), "size": len(universe)}
         ficc_pnl, cme_pnl, attributes = cached("context-rows", key, rows)
         ficc_pnl, cme_pnl = _with_universe(ficc_pnl, universe), _with_universe(cme_pnl, universe)
+    residual = residual_for_sets(universe, snapshot, master, params.residual, (ficc_set, cme_set))
+    if residual is not None:  # residual risk factors on top of the curve rows (priced each time)
+        ficc_pnl = with_residual(ficc_pnl, residual.pnl(residual.ficc_changes))
+        cme_pnl = with_residual(cme_pnl, residual.pnl(residual.cme_changes))
     return MarginContext(snapshot, master, params, eligibility, universe, ficc_set, cme_set, ficc_pnl, cme_pnl,
                          span, attributes, residual)
