@@ -18,8 +18,6 @@ customers).
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
-from xmargin.service.testing import ServerProcess
+from xmargin.service.testing import ServerProcess, StreamListener
 
 GRACE_S = 0.5
 
@@ -40,45 +38,17 @@ def server(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         yield srv
 
 
-class Listener(threading.Thread):
+class Listener(StreamListener):
     """Reads one ``/stream`` and keeps the ``(event, data)`` pairs in arrival order."""
-
-    def __init__(self, url: str, headers: dict[str, str]) -> None:
-        super().__init__(daemon=True)
-        self.url, self.headers = url, headers
-        self.events: list[tuple[str, dict[str, Any]]] = []
-        self.cond = threading.Condition()
-        self.stop = False
-
-    def run(self) -> None:
-        try:
-            with httpx.Client(timeout=httpx.Timeout(30, read=60)) as c, \
-                    c.stream("GET", self.url, headers=self.headers) as r:
-                event, data = "message", []
-                for line in r.iter_lines():
-                    if self.stop:
-                        return
-                    if line == "":
-                        if data:
-                            with self.cond:
-                                self.events.append((event, json.loads("\n".join(data))))
-                                self.cond.notify_all()
-                        event, data = "message", []
-                    elif line.startswith("event:"):
-                        event = line[6:].strip()
-                    elif line.startswith("data:"):
-                        data.append(line[5:].strip())
-        except httpx.HTTPError:
-            pass
 
     def wait_for(self, event: str, key: str | None = None, value: Any = None, timeout: float = 30.0) -> None:
         def seen() -> bool:
             return any(e == event and (key is None or d.get(key) == value) for e, d in self.events)
-        with self.cond:
-            assert self.cond.wait_for(seen, timeout), (event, value, self.events)
+        with self.got:
+            assert self.got.wait_for(seen, timeout), (event, value, self.events)
 
     def trade_ids(self) -> list[str]:
-        with self.cond:
+        with self.got:
             return [d["trade_id"] for e, d in self.events if e == "margin"]
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -25,7 +24,7 @@ from xmargin.clearing import replay
 from xmargin.cli.demo_cmd import default_as_of
 from xmargin.ledger import Ledger, verify_ledger
 from xmargin.margin.calculator import compute_margins
-from xmargin.service.testing import ServerProcess
+from xmargin.service.testing import ServerProcess, StreamListener
 from xmargin.workflow import Environment, margin_job
 
 HEADLINE = ("ficc_standalone", "cme_standalone", "ficc_combined", "cme_combined", "ficc_reduction_factor",
@@ -366,43 +365,8 @@ def test_member_and_market_summaries_are_sums_of_accounts(server: ServerProcess,
 # ----------------------------------------------------------------------------- stream
 
 
-class Listener(threading.Thread):
+class Listener(StreamListener):
     """Reads one ``/stream`` until told to stop; keeps the parsed events."""
-
-    def __init__(self, url: str, headers: dict[str, str]) -> None:
-        super().__init__(daemon=True)
-        self.url, self.headers = url, headers
-        self.events: list[tuple[str, dict[str, Any]]] = []
-        self.hello = threading.Event()
-        self.got = threading.Condition()
-        self.stop = False
-        self.status: int | None = None
-
-    def run(self) -> None:
-        try:
-            self._read()
-        except httpx.HTTPError:  # the server went away (the restart test stops it)
-            pass
-
-    def _read(self) -> None:
-        with httpx.Client(timeout=httpx.Timeout(30, read=60)) as c, c.stream("GET", self.url, headers=self.headers) as r:
-            self.status = r.status_code
-            event, data = "message", []
-            for line in r.iter_lines():
-                if self.stop:
-                    return
-                if line == "":
-                    if data:
-                        with self.got:
-                            self.events.append((event, json.loads("\n".join(data))))
-                            self.got.notify_all()
-                        if event == "hello":
-                            self.hello.set()
-                    event, data = "message", []
-                elif line.startswith("event:"):
-                    event = line[6:].strip()
-                elif line.startswith("data:"):
-                    data.append(line[5:].strip())
 
     def wait_for(self, pred: Any, timeout: float = 20.0) -> dict[str, Any]:
         with self.got:

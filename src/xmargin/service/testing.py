@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -141,3 +142,47 @@ class ServerProcess:
 
     def info(self) -> dict[str, Any]:
         return {"url": self.base_url, "ledger": self.ledger, "keys": sorted(self.keys)}
+
+
+class StreamListener(threading.Thread):
+    """Reads one ``/stream`` (server-sent events) until told to stop; keeps the ``(event, data)``
+    pairs in arrival order, notifying ``got`` on each (tests only: needs ``httpx``)."""
+
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
+        super().__init__(daemon=True)
+        self.url, self.headers = url, headers
+        self.events: list[tuple[str, dict[str, Any]]] = []
+        self.hello = threading.Event()
+        self.got = threading.Condition()
+        self.stop = False
+        self.status: int | None = None
+
+    def run(self) -> None:
+        import httpx
+
+        try:
+            with httpx.Client(timeout=httpx.Timeout(30, read=60)) as c, \
+                    c.stream("GET", self.url, headers=self.headers) as r:
+                self.status = r.status_code
+                self._read(r.iter_lines())
+        except httpx.HTTPError:  # the server went away (a restart test stops it)
+            pass
+
+    def _read(self, lines: Any) -> None:
+        event, data = "message", []
+        for line in lines:
+            if self.stop:
+                return
+            if line == "":
+                if data:
+                    with self.got:
+                        self.events.append((event, json.loads("\n".join(data))))
+                        self.got.notify_all()
+                    if event == "hello":
+                        self.hello.set()
+                event, data = "message", []
+            elif line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].strip())
+
