@@ -73,6 +73,7 @@ def test_no_member_ever_receives_another_members_update(server: ServerProcess) -
             time.sleep(GRACE_S)
             trade(client, server, me, sentinel)
             listeners[me].wait_for("margin", "trade_id", sentinel)
+            listeners["admin"].wait_for("margin", "trade_id", sentinel)  # the admin sees every member
             assert foreign not in listeners[me].trade_ids(), listeners[me].events
     assert listeners["CM01"].trade_ids() == ["sentinel-CM01", "by-CM01"]
     assert listeners["CM02"].trade_ids() == ["by-CM02", "sentinel-CM02"]
