@@ -41,6 +41,7 @@ import numpy as np
 import numpy.typing as npt
 
 from xmargin.errors import CalculationError
+from xmargin.market import curve_kernel
 from xmargin.reference.calendar import add_months
 from xmargin.reference.treasuries import TreasuryBond
 
@@ -140,7 +141,16 @@ _BLOCK = 128
 
 
 def _log_discount(times: FloatArray, logdf: FloatArray, t: FloatArray) -> FloatArray:
-    """``-ln DF(t)`` (S x M) for node values ``logdf`` (S x n) at ``times`` (n)."""
+    """``-ln DF(t)`` (S x M) for node values ``logdf`` (S x n) at ``times`` (n): the compiled
+    loop of :mod:`xmargin.market.curve_kernel` once it is enabled (the same formulas), else
+    :func:`_log_discount_array`."""
+    if curve_kernel.ENABLED:
+        return curve_kernel.log_discount(times, logdf, np.asarray(t, dtype=np.float64))
+    return _log_discount_array(times, logdf, t)
+
+
+def _log_discount_array(times: FloatArray, logdf: FloatArray, t: FloatArray) -> FloatArray:
+    """Array version of :func:`_log_discount` (the reference for the compiled loop)."""
     t = np.asarray(t, dtype=np.float64)
     t_ext = np.concatenate([[0.0], times])
     i = np.clip(np.searchsorted(t_ext, t, side="left"), 1, len(times))  # interval (t[i-1], t[i]]
@@ -323,12 +333,19 @@ def bootstrap(
     *,
     tol: float = 1e-12,
     max_iter: int = 60,
+    guess: FloatArray | None = None,
 ) -> ZeroCurves:
     """Bootstrap ``S`` zero curves from par yields (decimal, ``S x n`` or ``n``).
 
     Each par bond prices to 100 within ``tol`` (per 100 face) on its own curve, each bill
     tenor reproduces its bond-equivalent yield exactly.  Raises
     :class:`~xmargin.errors.CalculationError` if a curve cannot be fitted.
+
+    ``guess`` (``S x n`` node values ``-ln DF``, optional): a starting point close to the
+    solution, e.g. the first-order curves of :func:`~xmargin.pricing.revalue.linear_curves`.
+    The Newton step on the average curve is then skipped (the chord iteration starts from
+    ``guess`` with the Jacobian at its average curve); the result solves the same equations
+    to the same ``tol``, so it differs from the cold start only within that tolerance.
     """
     par = np.atleast_2d(np.asarray(par_yields, dtype=np.float64))
     if par.shape[1] != len(tenor_months) or np.isnan(par).any():
@@ -371,16 +388,22 @@ def bootstrap(
     amounts = flow_amounts(par)
     mean_par = par.mean(axis=0, keepdims=True)
     mean_amounts = flow_amounts(mean_par)
-    guess = logdf.copy()
-    mean_logdf = guess.mean(axis=0, keepdims=True)
-    for _ in range(max_iter):
-        mean_res = residual(mean_logdf, mean_amounts)
-        if float(np.abs(mean_res).max()) < tol:
-            break
-        jac = jacobian(mean_logdf, mean_amounts)
-        mean_logdf[:, inst.bond_cols] -= np.linalg.solve(jac, mean_res[:, :, None])[:, :, 0]
-    shared = np.linalg.inv(jacobian(mean_logdf, mean_amounts)[0])
-    logdf = mean_logdf + (guess - guess.mean(axis=0, keepdims=True))
+    if guess is not None:  # warm start: chord iteration from the caller's curves
+        start = np.array(guess, dtype=np.float64, copy=True).reshape(s, n)
+        start[:, inst.bill_cols] = logdf[:, inst.bill_cols]  # bills are exact in closed form
+        shared = np.linalg.inv(jacobian(start.mean(axis=0, keepdims=True), mean_amounts)[0])
+        logdf = start
+    else:
+        flat = logdf.copy()
+        mean_logdf = flat.mean(axis=0, keepdims=True)
+        for _ in range(max_iter):
+            mean_res = residual(mean_logdf, mean_amounts)
+            if float(np.abs(mean_res).max()) < tol:
+                break
+            jac = jacobian(mean_logdf, mean_amounts)
+            mean_logdf[:, inst.bond_cols] -= np.linalg.solve(jac, mean_res[:, :, None])[:, :, 0]
+        shared = np.linalg.inv(jacobian(mean_logdf, mean_amounts)[0])
+        logdf = mean_logdf + (flat - flat.mean(axis=0, keepdims=True))
     res = residual(logdf, amounts)
     for iteration in range(max_iter):
         err = np.abs(res).max(axis=1)

@@ -68,6 +68,7 @@ from xmargin.margin.context import (  # the context's own per-instrument inputs
 from xmargin.margin.params import CmeParams, MarginParams
 from xmargin.margin.span import SpanParameters
 from xmargin.margin.var import tail_rank
+from xmargin.market import curve_kernel
 from xmargin.market.curve import ZeroCurves
 from xmargin.market.history import TENORS, ParYieldHistory, load_par_yields
 from xmargin.market.snapshot import MarketSnapshot, load_snapshot
@@ -321,7 +322,8 @@ def day_context(spec: EngineSpec, row: int, nearby: Sequence[int]) -> DayContext
 
 
 def _run_rows(spec: EngineSpec, rows: Sequence[int], nearby: Sequence[int], reducer: Callable[[DayContext], T]) -> list[T]:
-    with np.errstate(invalid="ignore", divide="ignore"):  # curve module: masked 0/0 in region formulas
+    # compiled curve interpolation (the same formulas; in every worker process)
+    with curve_kernel.compiled(), np.errstate(invalid="ignore", divide="ignore"):  # masked 0/0 in curve formulas
         return [reducer(day_context(spec, r, nearby)) for r in rows]
 
 

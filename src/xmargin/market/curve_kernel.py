@@ -1,0 +1,189 @@
+"""Compiled monotone convex interpolation: ``-ln DF(t)`` of many curves at many times.
+
+The same formulas as the array code of :mod:`xmargin.market.curve` (Hagan and West 2006,
+"Interpolation methods for curve construction", Applied Mathematical Finance 13(2)),
+written as one loop per curve and compiled with Numba, because the array version makes
+~80 NumPy calls per block of curves and on the backtest's small blocks (one curve in a
+Jacobian, a few hundred in a VaR tail) that call overhead, not arithmetic, is its cost.
+
+Per curve ``s`` with node times ``t_k`` and node values ``y_k = -ln DF(t_k)`` (``t_0 = y_0 =
+0``): discrete forwards ``fd_k = (y_k - y_{k-1}) / (t_k - t_{k-1})``; node forwards
+``f_k`` the length-weighted averages of the neighbouring ``fd`` (ends extrapolated half a
+step); on interval ``k`` the correction ``g(x) = f(x) - fd_k`` with ``g0 = f_{k-1} - fd_k``,
+``g1 = f_k - fd_k`` integrates to the four-region form documented in
+:func:`xmargin.market.curve._g_coefficients`, and ``-ln DF(t) = y_{k-1} + h_k (fd_k x +
+G(x))``, ``x = (t - t_{k-1}) / h_k``.  Beyond the last node the last instantaneous forward
+is flat; ``t <= 0`` gives 0.  Units: ``t`` in years, values dimensionless.
+
+The two paths agree to rounding (the same operations in the same order; ``x**3`` may be
+rounded differently by a unit in the last place): ``tests/test_curve_kernel.py`` compares
+them on real curves and on every region of the ``(g0, g1)`` plane.  The compiled loop is
+used only after :func:`enable` (the backtest engine, :mod:`xmargin.validation.backtest`);
+without Numba, or before that, :mod:`xmargin.market.curve` keeps its array code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+
+#: Set by :func:`enable` (the backtest engine calls it): importing Numba and loading the
+#: compiled code costs about a second, which a one-off ``xmargin price`` should not pay.
+ENABLED = False
+_COMPILED: dict[str, object] = {}
+
+
+def _coefficients(g0: float, g1: float, out: FloatArray) -> None:
+    """``(a1, a2, a3, b, 1 / e1, c, e2)`` of one interval into ``out`` (see curve.py)."""
+    a1 = a2 = a3 = b = e1 = c = 0.0
+    e2 = 1.0
+    region1 = ((g0 > 0) and (g1 <= -0.5 * g0) and (g1 >= -2 * g0)) or ((g0 < 0) and (g1 >= -0.5 * g0) and (g1 <= -2 * g0))
+    region2 = (not region1) and (((g0 < 0) and (g1 > -2 * g0)) or ((g0 > 0) and (g1 < -2 * g0)))
+    region3 = ((g0 > 0) and (g1 < 0) and (g1 > -0.5 * g0)) or ((g0 < 0) and (g1 > 0) and (g1 < -0.5 * g0))
+    region4 = not (region1 or region2 or region3) and ((g0 != 0) or (g1 != 0))
+    diff = g1 - g0 if g1 != g0 else 1.0
+    total = g0 + g1 if g0 + g1 != 0 else 1.0
+    if region1:
+        a1 = g0
+        a2 = -2 * g0 - g1
+        a3 = g0 + g1
+    elif region2:
+        eta2 = (g1 + 2 * g0) / diff
+        a1 = g0
+        e2 = eta2
+        c = (g1 - g0) / (3 * (1 - eta2) ** 2)
+    elif region3:
+        eta3 = 3 * g1 / diff
+        a1 = g1
+        e1 = eta3
+        b = (g0 - g1) * eta3 / 3.0
+    elif region4:
+        eta4 = g1 / total
+        big_a = -g0 * g1 / total
+        a1 = big_a
+        e1 = eta4
+        b = (g0 - big_a) * eta4 / 3.0
+        e2 = eta4
+        c = (g1 - big_a) / (3 * (1 - eta4) ** 2)
+    inv_e1 = 1.0 / e1 if e1 > 0 else 0.0
+    if not e1 > 0:
+        b = 0.0
+    if e2 < 1:
+        if c != c:  # NaN (nan_to_num in the array code)
+            c = 0.0
+        elif c == np.inf:
+            c = np.finfo(np.float64).max
+        elif c == -np.inf:
+            c = -np.finfo(np.float64).max
+    else:
+        c = 0.0
+    out[0], out[1], out[2], out[3], out[4], out[5], out[6] = a1, a2, a3, b, inv_e1, c, e2
+
+
+def _log_discount(times: FloatArray, logdf: FloatArray, t: FloatArray) -> FloatArray:
+    """``-ln DF(t)`` (S x M) for node values ``logdf`` (S x n) at ``times`` (n)."""
+    s_count, n = logdf.shape
+    m = t.shape[0]
+    t_ext = np.zeros(n + 1)
+    t_ext[1:] = times
+    idx = np.searchsorted(t_ext, t)  # side="left": interval (t[i-1], t[i]]
+    out = np.empty((s_count, m))
+    fd = np.empty(n)
+    f = np.empty(n + 1)
+    coef = np.empty((n, 7))
+    h = np.empty(n)
+    for k in range(n):
+        h[k] = t_ext[k + 1] - t_ext[k]
+    last = times[n - 1]
+    for s in range(s_count):
+        prev = 0.0
+        for k in range(n):
+            fd[k] = (logdf[s, k] - prev) / h[k]
+            prev = logdf[s, k]
+        if n == 1:
+            f[0] = fd[0]
+            f[1] = fd[0]
+        else:
+            for j in range(1, n):
+                w_left = h[j - 1] / (h[j - 1] + h[j])
+                f[j] = w_left * fd[j] + (1.0 - w_left) * fd[j - 1]
+            f[0] = fd[0] - 0.5 * (f[1] - fd[0])
+            f[n] = fd[n - 1] - 0.5 * (f[n - 1] - fd[n - 1])
+        for k in range(n):
+            _coefficients(f[k] - fd[k], f[k + 1] - fd[k], coef[k])
+        for q in range(m):
+            tq = t[q]
+            if tq <= 0.0:
+                out[s, q] = 0.0
+                continue
+            if tq > last:
+                out[s, q] = logdf[s, n - 1] + f[n] * (tq - last)
+                continue
+            i = min(max(idx[q], 1), n)
+            lo = t_ext[i - 1]
+            hk = t_ext[i] - lo
+            x = min(max((tq - lo) / hk, 0.0), 1.0)
+            a1, a2, a3, b, inv_e1, c, e2 = (coef[i - 1, 0], coef[i - 1, 1], coef[i - 1, 2], coef[i - 1, 3],
+                                            coef[i - 1, 4], coef[i - 1, 5], coef[i - 1, 6])
+            head = max(1.0 - x * inv_e1, 0.0)
+            tail = max(x - e2, 0.0)
+            g = x * (a1 + x * (a2 + x * a3)) + b * (1.0 - head**3) + c * tail**3
+            y_left = logdf[s, i - 2] if i >= 2 else 0.0
+            out[s, q] = y_left + hk * (fd[i - 1] * x + g)
+    return out
+
+
+def enable() -> bool:
+    """Compile (or load from the on-disk cache) and switch :mod:`xmargin.market.curve` to the
+    compiled loop; ``False`` (and the array code stays) where Numba is not installed."""
+    global ENABLED, _coefficients
+    if "log_discount" in _COMPILED:
+        ENABLED = True
+        return True
+    try:
+        from numba import njit
+    except ImportError:  # pragma: no cover - numba is a declared dependency
+        return False
+    # one signature each, compiled once and cached on disk (__pycache__)
+    _coefficients = njit("void(float64, float64, float64[::1])", cache=True, nogil=True, error_model="numpy")(_coefficients)
+    _COMPILED["log_discount"] = njit("float64[:, ::1](float64[::1], float64[:, ::1], float64[::1])",
+                                     cache=True, nogil=True, error_model="numpy")(_log_discount)
+    ENABLED = True
+    return True
+
+
+def disable() -> None:
+    """Back to the array code (tests compare the two paths)."""
+    global ENABLED
+    ENABLED = False
+
+
+@contextmanager
+def compiled() -> Iterator[bool]:
+    """Use the compiled loop inside the block (where Numba is installed), then restore the
+    previous setting; yields whether it is on."""
+    before = ENABLED
+    on = enable()
+    try:
+        yield on
+    finally:
+        if not before:
+            disable()
+
+
+def _plain(a: npt.ArrayLike, ndim: int) -> FloatArray:
+    """A writeable C-contiguous float64 array (the compiled signature; memory-mapped curves
+    from the disk cache are read-only and are copied)."""
+    out = np.ascontiguousarray(a, dtype=np.float64).reshape((-1,) if ndim == 1 else (np.shape(a)[0], -1))
+    return out if out.flags.writeable else out.copy()
+
+
+def log_discount(times: FloatArray, logdf: FloatArray, t: FloatArray) -> FloatArray:
+    """Compiled ``-ln DF(t)``: ``S x M`` for ``logdf`` (``S x n``) at year fractions ``t`` (``M``)."""
+    kernel = _COMPILED.get("log_discount", _log_discount) if ENABLED else _log_discount
+    return kernel(_plain(times, 1), _plain(logdf, 2), _plain(t, 1))  # type: ignore[operator]
