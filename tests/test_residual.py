@@ -161,3 +161,33 @@ def test_extended_context_equals_a_full_build(data_dir: Path, market) -> None:  
     assert ext.residual.factors == full.residual.factors
     np.testing.assert_allclose(ext.cme_pnl.pnl, full.cme_pnl.pnl, rtol=1e-12, atol=1e-9)
     np.testing.assert_allclose(ext.residual.loadings, full.residual.loadings)
+
+
+def test_basis_changes_from_the_history_series_equal_window_by_window(data_dir: Path, market) -> None:  # type: ignore[no-untyped-def]
+    """The sliding-window lookup (one series per horizon for the whole history) gives exactly
+    the window-by-window basis changes: 3-day and 1-day windows over 2008 and 2020, a
+    stressed-period block, and a window set with a date outside the history (direct path)."""
+    from xmargin.scenarios.residual import (
+        basis_change_series,
+        basis_changes,
+        futures_history_for,
+        window_basis_changes,
+    )
+
+    history, master = market[0], market[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prices = futures_history_for(data_dir, ResidualParams()).roots["ZN"]
+    d = history.dates
+    rows = np.r_[np.flatnonzero((d >= np.datetime64("2020-01-02")) & (d <= np.datetime64("2020-12-31"))),
+                 np.flatnonzero((d >= np.datetime64("2008-06-02")) & (d <= np.datetime64("2008-12-31")))]
+    for h in (1, 3):
+        fast = basis_changes(prices, history, master, d[rows], d[rows + h])
+        slow = window_basis_changes(prices, history, master, d[rows], d[rows + h])
+        np.testing.assert_array_equal(fast, slow)
+        assert np.isfinite(fast).mean() > 0.5  # the history has the contracts on most days
+        assert not basis_change_series(prices, history, master, h).flags.writeable
+    mixed_end = d[rows + 3].copy()
+    mixed_end[0] = np.datetime64("2020-01-04")  # a Saturday: not a history row
+    np.testing.assert_array_equal(basis_changes(prices, history, master, d[rows], mixed_end),
+                                  window_basis_changes(prices, history, master, d[rows], mixed_end))

@@ -146,7 +146,23 @@ class CashflowSet:
 
 
 def resolve(securities: Sequence[Cash], settle: date) -> CashflowSet:
-    """Resolve many securities at one settlement date into a :class:`CashflowSet`."""
+    """Resolve many securities at one settlement date into a :class:`CashflowSet`.
+
+    Memoised per ``(securities, settle)`` (the pricers ask for the same basket or book on
+    every curve set of a day, and for a futures basket at its delivery date all quarter);
+    the arrays of a returned set are read-only."""
+    return _resolve_tuple(tuple(securities), settle)
+
+
+@lru_cache(maxsize=4096)
+def _resolve_tuple(securities: tuple[Cash, ...], settle: date) -> CashflowSet:
+    out = _resolve(securities, settle)
+    for name in ("flow_owner", "flow_date", "flow_amount", "flow_periods", "accrued", "n_flows", "is_bill"):
+        getattr(out, name).flags.writeable = False
+    return out
+
+
+def _resolve(securities: Sequence[Cash], settle: date) -> CashflowSet:
     owners: list[int] = []
     dates: list[date] = []
     amounts: list[float] = []

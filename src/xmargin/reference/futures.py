@@ -55,6 +55,7 @@ import calendar as _cal
 import re
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 
 from xmargin.errors import ExpiredContractError, InputError, UnknownInstrumentError
 from xmargin.reference.calendar import add_business_days, add_months, last_business_day_of_month
@@ -294,6 +295,12 @@ EXCLUDED_ISSUES: dict[tuple[str, int, int], frozenset[str]] = {
 }
 
 
+@lru_cache(maxsize=4)
+def _notes_and_bonds(master: SecuritiesMaster) -> tuple[SecurityRecord, ...]:
+    """The master's notes and bonds by maturity (sorted once per master, not per basket)."""
+    return tuple(master.notes_and_bonds())
+
+
 def deliverable_basket(
     contract: TreasuryFuture, master: SecuritiesMaster, as_of: date | None = None
 ) -> list[Deliverable]:
@@ -308,7 +315,7 @@ def deliverable_basket(
     last_delivery = contract.last_delivery_day
     cutoff = last_delivery if as_of is None else min(as_of, last_delivery)
     out: list[Deliverable] = []
-    for rec in master.notes_and_bonds():
+    for rec in _notes_and_bonds(master):
         if rec.issue_date > cutoff or rec.maturity <= last_delivery or rec.cusip in excluded:
             continue
         if rule.admits(rec, contract.year, contract.month):

@@ -227,7 +227,46 @@ def fair_value_on(root: str, keys: npt.NDArray[np.int64], days: DateArray, histo
 def basis_changes(prices: RootPrices, history: ParYieldHistory, master: SecuritiesMaster,
                   start: DateArray, end: DateArray) -> FloatArray:
     """``b[end] - b[start]`` of the contract at the front on ``start`` (points); NaN where
-    either end is unobserved."""
+    either end is unobserved.
+
+    The change is elementwise in the windows, and a day's windows are ``h``-row windows of
+    the par yield history that slide by one row a day: where every window is one, the
+    values are looked up in :func:`basis_change_series` (computed once for the whole
+    history by :func:`window_basis_changes`, the same arithmetic); other windows are computed
+    directly."""
+    start, end = np.asarray(start, dtype="datetime64[D]"), np.asarray(end, dtype="datetime64[D]")
+    dates = history.dates
+    rows = np.searchsorted(dates, start)
+    ends = np.searchsorted(dates, end)
+    inside = (rows < len(dates)) & (ends < len(dates))
+    if len(start) and inside.all() and (dates[rows] == start).all() and (dates[ends] == end).all():
+        out = np.empty(len(start))
+        for h in np.unique(ends - rows):
+            sel = (ends - rows) == h
+            if h <= 0:
+                out[sel] = window_basis_changes(prices, history, master, start[sel], end[sel])
+            else:
+                out[sel] = basis_change_series(prices, history, master, int(h))[rows[sel]]
+        return out
+    return window_basis_changes(prices, history, master, start, end)
+
+
+@lru_cache(maxsize=32)
+def basis_change_series(prices: RootPrices, history: ParYieldHistory, master: SecuritiesMaster,
+                        h: int) -> FloatArray:
+    """:func:`window_basis_changes` of every ``h``-row window of the history, indexed by its
+    first row (NaN for the last ``h`` rows); read-only."""
+    dates = history.dates
+    out = np.full(len(dates), np.nan)
+    if len(dates) > h:
+        out[: len(dates) - h] = window_basis_changes(prices, history, master, dates[:-h], dates[h:])
+    out.flags.writeable = False
+    return out
+
+
+def window_basis_changes(prices: RootPrices, history: ParYieldHistory, master: SecuritiesMaster,
+                         start: DateArray, end: DateArray) -> FloatArray:
+    """:func:`basis_changes` computed window by window."""
     key = prices.front(start)
     b0 = prices.price_on(key, start) - fair_value_on(prices.root, key, start, history, master)
     b1 = prices.price_on(key, end) - fair_value_on(prices.root, key, end, history, master)
