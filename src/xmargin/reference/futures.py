@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import calendar as _cal
 import re
+from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -310,10 +311,25 @@ def deliverable_basket(
     securities issued on or before ``as_of`` count (no look-ahead to later auctions).
     TIPS, FRNs and bills never qualify; issues in :data:`EXCLUDED_ISSUES` are left out.  May be empty (see the pricer for the error).
     """
+    last_delivery = contract.last_delivery_day
+    cutoff = last_delivery if as_of is None else min(as_of, last_delivery)
+    # the basket changes only on issue dates: key the work on the last issue date <= cutoff
+    issued = _issue_dates(master)
+    k = bisect_right(issued, cutoff)
+    return list(_basket_issued_by(contract, master, issued[k - 1] if k else date.min))
+
+
+@lru_cache(maxsize=4)
+def _issue_dates(master: SecuritiesMaster) -> list[date]:
+    return sorted({rec.issue_date for rec in _notes_and_bonds(master)})
+
+
+@lru_cache(maxsize=2048)
+def _basket_issued_by(contract: TreasuryFuture, master: SecuritiesMaster, cutoff: date) -> tuple[Deliverable, ...]:
+    """:func:`deliverable_basket` of the securities issued on or before ``cutoff``."""
     rule = contract.spec.rule_for(contract.year, contract.month)
     excluded = EXCLUDED_ISSUES.get((contract.root, contract.year, contract.month), frozenset())
     last_delivery = contract.last_delivery_day
-    cutoff = last_delivery if as_of is None else min(as_of, last_delivery)
     out: list[Deliverable] = []
     for rec in _notes_and_bonds(master):
         if rec.issue_date > cutoff or rec.maturity <= last_delivery or rec.cusip in excluded:
@@ -322,7 +338,7 @@ def deliverable_basket(
             bond = rec.definition
             assert isinstance(bond, TreasuryBond)
             out.append(Deliverable(bond, conversion_factor(bond.coupon, bond.maturity, contract)))
-    return out
+    return tuple(out)
 
 
 _ROOTS = sorted([*TREASURY_FUTURES, *RATE_FUTURES], key=len, reverse=True)
