@@ -8,19 +8,25 @@ Book (read as of the start date; cash securities existing on 2005-01-03 and matu
   5.375% bond of 2031 (cross-margined);
 * ``OUTRIGHT``: long ZF and ZB futures, long the 2031 bond, short the 2026 bond (not elected).
 
-Timed in one process, cold (no cached scenario set or SPAN calibration):
+Timed cold (no cached scenario set or SPAN calibration), in the same run:
 
-* ``old``: three single-model :func:`~xmargin.validation.backtest.backtest` runs (the path
-  before the one-pass engine) over a short range (``SHORT_DAYS`` business days);
-* ``new``: :func:`~xmargin.validation.multi.backtest_models` (one pass, second-order P&L
-  ranking, exact VaR tail, SPAN on first-order curves) over the same short range, then over
-  the full range (``--quick``: 3 months; default 2005-01-03 .. 2025-12-31, the target).
+* ``3 x backtest()``: three single-model :func:`~xmargin.validation.backtest.backtest` runs
+  over ``SHORT_DAYS`` calendar days (the path before the one-pass engine);
+* ``baseline one pass``: :func:`~xmargin.validation.multi.backtest_models` of the code at
+  ``--baseline`` (default ``BASELINE``, main before this benchmark's target work: the array
+  curve code, per-day basis changes and baskets), exported with ``git archive`` and run in a
+  subprocess over the comparison range (``--compare-days`` business days from the start);
+* ``new one pass``: this tree's :func:`~xmargin.validation.multi.backtest_models` over the
+  same comparison range (1 worker), then over the full range with ``--workers``
+  (``--quick``: 3 months; default 2005-01-03 .. 2025-12-31, the target).
 
-The table prints seconds per business day of each path, the ratio old / new on the same
-days, and the full-range time against the target (<= 120 s on a quiet 2-core machine).
-The load average before and after is recorded: on a shared machine wall-clock times are
+The table prints seconds per business day of each path, the ratio baseline / new on the same
+days, the largest relative difference of the daily margins (new vs baseline, every model)
+and the full-range time against the target (<= 120 s on a quiet 2-core machine).  The
+load average before and after is recorded: on a shared machine wall-clock times are
 several times a quiet machine's.  ``python -m benchmarks.bench_backtest [--quick]
-[--workers N] [--from D] [--to D]``; writes ``benchmarks/results/backtest[_quick].json``.
+[--workers N] [--from D] [--to D] [--baseline REV|none]``; writes
+``benchmarks/results/backtest[_quick].json``.
 """
 
 from __future__ import annotations
@@ -29,6 +35,9 @@ import argparse
 import json
 import os
 import platform
+import subprocess
+import sys
+import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -39,6 +48,7 @@ from rich.console import Console
 from rich.table import Table
 
 from xmargin.config import resolve_data_dir
+from xmargin.validation import backtest as bt_module
 from xmargin.validation.backtest import backtest
 from xmargin.validation.multi import backtest_models
 from xmargin.workflow import Environment
@@ -60,7 +70,47 @@ OUTRIGHT,M2,house,UST:6.0:2026-02-15,-20000000,false
 """
 
 
-def run(quick: bool = False, workers: int = 1, start: date | None = None, end: date | None = None) -> dict[str, Any]:
+BASELINE = "6b07697"  # main before the 20-year work (issue 11, item 5)
+COMPARE_DAYS = 40
+_BASELINE_SCRIPT = """
+import json, sys, time
+from datetime import date
+from xmargin.validation.multi import backtest_models
+from xmargin.workflow import Environment
+from pathlib import Path
+start, end, book_path, out = date.fromisoformat(sys.argv[1]), date.fromisoformat(sys.argv[2]), sys.argv[3], sys.argv[4]
+env = Environment.load(start, data_dir=Path(sys.argv[5]), previous_business_day=True)
+book = env.read_book(Path(book_path))
+kw = {"data_dir": env.snapshot.data_dir, "params": env.params, "eligibility": env.eligibility}
+t = time.perf_counter()
+res = backtest_models(book, start, end, **kw)
+secs = time.perf_counter() - t
+Path(out).write_text(json.dumps({"seconds": secs, "days": len(res["combined"].dates),
+    "margin": {m: r.components["model_margin"].tolist() for m, r in res.items()}}))
+"""
+
+
+def _baseline(rev: str, start: date, end: date, book: Path, data_dir: Path) -> dict[str, Any]:
+    """Run the one-pass engine of git revision ``rev`` in a subprocess over ``[start, end]``."""
+    root = Path(__file__).resolve().parent.parent
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(["git", "-C", str(root), "archive", rev, "src"], check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        out = Path(tmp) / "out.json"
+        env = {**os.environ, "PYTHONPATH": str(Path(tmp) / "src"), "PYTHONWARNINGS": "ignore"}
+        subprocess.run([sys.executable, "-c", _BASELINE_SCRIPT, str(start), str(end), str(book), str(out),
+                        str(data_dir)], check=True, env=env, cwd=tmp)
+        return dict(json.loads(out.read_text()))
+
+
+def _nth_business_day(data_dir: Path, start: date, n: int) -> date:
+    history, _ = bt_module._market(data_dir)
+    lo = int(np.searchsorted(history.dates, np.datetime64(start, "D")))
+    return history.dates[min(lo + n - 1, len(history.dates) - 1)].astype(date)
+
+
+def run(quick: bool = False, workers: int = 1, start: date | None = None, end: date | None = None,
+        baseline: str = BASELINE, compare_days: int = COMPARE_DAYS) -> dict[str, Any]:
     data_dir = resolve_data_dir(None)
     start = start or date(2005, 1, 3)
     end = end or (date(2005, 3, 31) if quick else date(2025, 12, 31))
@@ -75,31 +125,41 @@ def run(quick: bool = False, workers: int = 1, start: date | None = None, end: d
     t = time.perf_counter()
     old = {m: backtest(book, start, short_end, model=m, **kw) for m in ("ficc", "cme", "combined")}
     t_old = time.perf_counter() - t
-    from xmargin.validation import backtest as bt_module
-
+    days_short = len(old["combined"].dates)
+    compare_end = _nth_business_day(env.snapshot.data_dir, start, compare_days)
+    base = None if baseline == "none" else _baseline(baseline, start, compare_end, path, env.snapshot.data_dir)
     bt_module._span_on.cache_clear()  # the new path starts cold too
     t = time.perf_counter()
-    new_short = backtest_models(book, start, short_end, **kw)
-    t_new_short = time.perf_counter() - t
-    days_short = len(old["combined"].dates)
+    new_cmp = backtest_models(book, start, compare_end, **kw)
+    t_new_cmp = time.perf_counter() - t
+    days_cmp = len(new_cmp["combined"].dates)
     t = time.perf_counter()
     full = backtest_models(book, start, end, workers=workers, **kw)
     t_full = time.perf_counter() - t
     load.append(os.getloadavg()[0])
     days = len(full["combined"].dates)
+
+    def rel(a: Any, b: Any) -> float:
+        a, b = np.asarray(a, float), np.asarray(b, float)
+        return float(np.nanmax(np.abs(a - b) / np.maximum(np.abs(b), 1.0)))
+
     out = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_before_after": load},
         "book_positions": int(book.positions.nnz), "accounts": len(book.accounts),
-        "short_range": [str(start), str(short_end)], "short_days": days_short,
-        "old_s": t_old, "new_short_s": t_new_short, "ratio_old_over_new": t_old / t_new_short,
+        "short_range": [str(start), str(short_end)], "short_days": days_short, "old_s": t_old,
+        "compare_range": [str(start), str(compare_end)], "compare_days": days_cmp, "baseline": baseline,
+        "baseline_s": base["seconds"] if base else None, "new_compare_s": t_new_cmp,
+        "ratio_baseline_over_new": base["seconds"] / t_new_cmp if base else None,
         "full_range": [str(start), str(end)], "full_days": days, "full_s": t_full, "workers": workers,
         "full_s_per_day": t_full / max(days, 1), "target_s": TARGET_S,
         "projected_20y_s": t_full / max(days, 1) * 5250,
         "exceptions": {m: int(r.exceptions.sum()) for m, r in full.items()},
-        # the VaR models agree to rounding; SPAN on first-order curves within a fraction of 1%
-        "max_rel_margin_diff_new_vs_old": {
-            m: float(np.nanmax(np.abs(new_short[m].components["model_margin"] - old[m].components["model_margin"])
-                               / np.maximum(np.abs(old[m].components["model_margin"]), 1.0))) for m in old},
+        # new vs baseline one pass: identical up to rounding (both exact VaR tails)
+        "max_rel_margin_diff_new_vs_baseline": (
+            {m: rel(new_cmp[m].components["model_margin"], base["margin"][m]) for m in new_cmp} if base else None),
+        # new one pass vs three single-model runs: VaR to rounding, SPAN on first-order curves within ~0.3%
+        "max_rel_margin_diff_new_vs_3_runs": {
+            m: rel(new_cmp[m].components["model_margin"][..., :days_short], old[m].components["model_margin"]) for m in old},
     }
     (RESULTS / ("backtest_quick.json" if quick else "backtest.json")).write_text(json.dumps(out, indent=2))
     return out
@@ -107,17 +167,23 @@ def run(quick: bool = False, workers: int = 1, start: date | None = None, end: d
 
 def report(res: dict[str, Any]) -> None:
     table = Table(title=f"Backtest, {res['book_positions']} positions, 3 models (load {res['machine']['load_before_after']})")
-    for col in ("range", "days", "path", "seconds", "s / day", "ratio / target"):
+    for col in ("range", "days", "path", "seconds", "s / day", "ratio"):
         table.add_column(col)
-    table.add_row(" .. ".join(res["short_range"]), str(res["short_days"]), "old: 3 x backtest()", f"{res['old_s']:.1f}",
-                  f"{res['old_s'] / res['short_days']:.3f}", "1.00")
-    table.add_row(" .. ".join(res["short_range"]), str(res["short_days"]), "new: one pass", f"{res['new_short_s']:.1f}",
-                  f"{res['new_short_s'] / res['short_days']:.3f}", f"{res['ratio_old_over_new']:.2f}x faster")
+    short, cmp_range = " .. ".join(res["short_range"]), " .. ".join(res["compare_range"])
+    table.add_row(short, str(res["short_days"]), "3 x backtest() (this tree)", f"{res['old_s']:.1f}",
+                  f"{res['old_s'] / res['short_days']:.3f}", "")
+    if res["baseline_s"] is not None:
+        table.add_row(cmp_range, str(res["compare_days"]), f"baseline one pass ({res['baseline']})",
+                      f"{res['baseline_s']:.1f}", f"{res['baseline_s'] / res['compare_days']:.3f}", "1.00")
+    table.add_row(cmp_range, str(res["compare_days"]), "new one pass, 1 worker", f"{res['new_compare_s']:.1f}",
+                  f"{res['new_compare_s'] / res['compare_days']:.3f}",
+                  f"{res['ratio_baseline_over_new']:.2f}x faster" if res["baseline_s"] else "")
     table.add_row(" .. ".join(res["full_range"]), str(res["full_days"]), f"new, {res['workers']} worker(s)",
                   f"{res['full_s']:.1f}", f"{res['full_s_per_day']:.3f}",
                   f"20y projected {res['projected_20y_s']:.0f} s / {res['target_s']:.0f} s")
     Console().print(table)
-    Console().print(f"largest relative margin difference new vs old on the short range: {res['max_rel_margin_diff_new_vs_old']}")
+    Console().print(f"largest relative margin difference, new vs baseline: {res['max_rel_margin_diff_new_vs_baseline']}")
+    Console().print(f"largest relative margin difference, new vs 3 single-model runs: {res['max_rel_margin_diff_new_vs_3_runs']}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,8 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--from", dest="start", type=date.fromisoformat, default=None)
     parser.add_argument("--to", dest="end", type=date.fromisoformat, default=None)
+    parser.add_argument("--baseline", default=BASELINE, help="git revision of the baseline one pass, or 'none'")
+    parser.add_argument("--compare-days", type=int, default=COMPARE_DAYS)
     args = parser.parse_args(argv)
-    report(run(args.quick, args.workers, args.start, args.end))
+    report(run(args.quick, args.workers, args.start, args.end, args.baseline, args.compare_days))
     return 0
 
 
