@@ -333,19 +333,12 @@ def bootstrap(
     *,
     tol: float = 1e-12,
     max_iter: int = 60,
-    guess: FloatArray | None = None,
 ) -> ZeroCurves:
     """Bootstrap ``S`` zero curves from par yields (decimal, ``S x n`` or ``n``).
 
     Each par bond prices to 100 within ``tol`` (per 100 face) on its own curve, each bill
     tenor reproduces its bond-equivalent yield exactly.  Raises
     :class:`~xmargin.errors.CalculationError` if a curve cannot be fitted.
-
-    ``guess`` (``S x n`` node values ``-ln DF``, optional): a starting point close to the
-    solution, e.g. the first-order curves of :func:`~xmargin.pricing.revalue.linear_curves`.
-    The Newton step on the average curve is then skipped (the chord iteration starts from
-    ``guess`` with the Jacobian at its average curve); the result solves the same equations
-    to the same ``tol``, so it differs from the cold start only within that tolerance.
     """
     par = np.atleast_2d(np.asarray(par_yields, dtype=np.float64))
     if par.shape[1] != len(tenor_months) or np.isnan(par).any():
@@ -388,22 +381,16 @@ def bootstrap(
     amounts = flow_amounts(par)
     mean_par = par.mean(axis=0, keepdims=True)
     mean_amounts = flow_amounts(mean_par)
-    if guess is not None:  # warm start: chord iteration from the caller's curves
-        start = np.array(guess, dtype=np.float64, copy=True).reshape(s, n)
-        start[:, inst.bill_cols] = logdf[:, inst.bill_cols]  # bills are exact in closed form
-        shared = np.linalg.inv(jacobian(start.mean(axis=0, keepdims=True), mean_amounts)[0])
-        logdf = start
-    else:
-        flat = logdf.copy()
-        mean_logdf = flat.mean(axis=0, keepdims=True)
-        for _ in range(max_iter):
-            mean_res = residual(mean_logdf, mean_amounts)
-            if float(np.abs(mean_res).max()) < tol:
-                break
-            jac = jacobian(mean_logdf, mean_amounts)
-            mean_logdf[:, inst.bond_cols] -= np.linalg.solve(jac, mean_res[:, :, None])[:, :, 0]
-        shared = np.linalg.inv(jacobian(mean_logdf, mean_amounts)[0])
-        logdf = mean_logdf + (flat - flat.mean(axis=0, keepdims=True))
+    guess = logdf.copy()
+    mean_logdf = guess.mean(axis=0, keepdims=True)
+    for _ in range(max_iter):
+        mean_res = residual(mean_logdf, mean_amounts)
+        if float(np.abs(mean_res).max()) < tol:
+            break
+        jac = jacobian(mean_logdf, mean_amounts)
+        mean_logdf[:, inst.bond_cols] -= np.linalg.solve(jac, mean_res[:, :, None])[:, :, 0]
+    shared = np.linalg.inv(jacobian(mean_logdf, mean_amounts)[0])
+    logdf = mean_logdf + (guess - guess.mean(axis=0, keepdims=True))
     res = residual(logdf, amounts)
     for iteration in range(max_iter):
         err = np.abs(res).max(axis=1)

@@ -53,10 +53,9 @@ class MarketSnapshot:
         """Regular settlement for cash Treasuries traded on the as-of date (T+1)."""
         return settlement_date(self.as_of)
 
-    def curves_from_par(self, par_yields: npt.ArrayLike, guess: npt.NDArray[np.float64] | None = None) -> ZeroCurves:
-        """Zero curves for par curves (decimal, ``S x n``) on this snapshot's nodes
-        (``guess``: starting node values, see :func:`~xmargin.market.curve.bootstrap`)."""
-        return bootstrap(self.as_of, self.tenors, self.tenor_months, par_yields, guess=guess)
+    def curves_from_par(self, par_yields: npt.ArrayLike) -> ZeroCurves:
+        """Zero curves for par curves (decimal, ``S x n``) on this snapshot's nodes."""
+        return bootstrap(self.as_of, self.tenors, self.tenor_months, par_yields)
 
     def overnight_spread(self, series: str, curve: ZeroCurves | None = None) -> float:
         """Latest fixing known at the as-of close (the previous business day's: a day's SOFR and

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -137,7 +137,12 @@ class CashflowSet:
         return amounts, periods, mask
 
     def matrix_on_dates(self) -> tuple[sp.csr_matrix, npt.NDArray[np.datetime64]]:
-        """Sparse ``N x U`` flow matrix over the ``U`` distinct pay dates, and those dates."""
+        """Sparse ``N x U`` flow matrix over the ``U`` distinct pay dates, and those dates
+        (built once per set; treat as read-only)."""
+        return self._matrix_on_dates
+
+    @cached_property
+    def _matrix_on_dates(self) -> tuple[sp.csr_matrix, npt.NDArray[np.datetime64]]:
         dates, inverse = np.unique(self.flow_date, return_inverse=True)
         matrix = sp.csr_matrix(
             (self.flow_amount, (self.flow_owner, inverse)), shape=(self.size, len(dates))

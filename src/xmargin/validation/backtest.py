@@ -354,8 +354,13 @@ def run_days(
             if progress:
                 progress(len(results), len(rows))
     else:
+        # the first block here: the processes forked after it inherit the warm caches (market
+        # history, basis-change series, compiled curve code) instead of each building them
+        results += _run_rows(spec, blocks[0], nearby, reducer)
+        if progress:
+            progress(len(results), len(rows))
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            for out in pool.map(partial(_run_rows, spec, nearby=nearby, reducer=reducer), blocks):
+            for out in pool.map(partial(_run_rows, spec, nearby=nearby, reducer=reducer), blocks[1:]):
                 results += out
                 if progress:
                     progress(len(results), len(rows))
