@@ -428,3 +428,38 @@ def test_validation_report_on_a_few_days(data_dir: Path, tmp_path: Path) -> None
     (tmp_path / "b").mkdir()
     assert write_report(again, env.params, tmp_path / "b" / "validation.md",
                         "xmargin validation-report").read_text() == text
+
+
+def test_calm_period_comparison_by_hand(data_dir: Path, tmp_path: Path) -> None:
+    """The calm-period table: mean margin under the default (FHS) and under plain historical
+    simulation over the same days, recomputed here from the two runs' daily margins; the
+    plain-HS run differs from the default only in the scenario mode."""
+    from xmargin.validation.report import (
+        BOOKS,
+        CALM_LIMIT,
+        calm_rows,
+        plain_hs,
+        render_calm,
+        run_years,
+    )
+
+    env = Environment.load(date(2015, 1, 2), data_dir=data_dir)
+    hs = plain_hs(env.params)
+    assert (hs.ficc.scenarios.mode, hs.cme.var_scenarios.mode) == ("historical", "historical")
+    assert env.params.ficc.scenarios.mode == "filtered"  # the default
+    assert hs.ficc.scenarios.decay == env.params.ficc.scenarios.decay and hs.cme.span_lookback_years == env.params.cme.span_lookback_years
+    kw = {"data_dir": data_dir, "eligibility": env.eligibility, "until": date(2015, 1, 8), "cache": tmp_path}
+    fhs = run_years([2015], params=env.params, **kw)
+    plain = run_years([2015], params=hs, **kw)
+    rows = calm_rows(fhs, plain)
+    i = BOOKS.index("OUT10Y")
+    row = next(r for r in rows if r["model"] == "ficc" and r["book"] == "OUT10Y")
+    a, b = fhs[0].results["ficc"].margin[i], plain[0].results["ficc"].margin[i]
+    assert row["days"] == len(a) == 5  # 2015-01-02 .. 01-08
+    assert row["default"] == pytest.approx(sum(a) / 5, rel=1e-12) and row["plain"] == pytest.approx(sum(b) / 5, rel=1e-12)
+    assert row["ratio"] == pytest.approx(row["default"] / row["plain"], rel=1e-12)
+    assert row["met"] == (row["ratio"] <= CALM_LIMIT)
+    assert abs(row["ratio"] - 1.0) > 1e-3  # FHS rescales the 2005-2015 changes: not the plain margin
+    assert not any(r["model"] == "ficc" and r["book"] == "ZN" for r in rows)  # no FICC position
+    text = render_calm(rows, "2015", "filtered")
+    assert f"| ficc | OUT10Y | 5 | {row['default']:,.0f} | {row['plain']:,.0f} | {row['ratio']:.3f} |" in text

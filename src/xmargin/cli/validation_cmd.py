@@ -368,11 +368,14 @@ def validation_report(
     data_dir: DataDirOption = None,
     config: ConfigOption = None,
     eligibility: EligibilityOption = None,
+    calm_years: Annotated[str, typer.Option("--calm-years", help="FROM-TO: the years run again under plain "
+                                            "historical simulation for the calm-period comparison ('' to skip); "
+                                            "only those among the years run.")] = "2013-2019",
 ) -> None:
     """Regenerate the validation record: reference books backtested per calendar year, every model."""
     from datetime import date
 
-    from xmargin.validation.report import run_years, write_report
+    from xmargin.validation.report import calm_rows, plain_hs, render_calm, run_years, write_report
 
     if to_year < from_year:
         raise InputError(f"--to-year {to_year} is before --from-year {from_year}", source="command line",
@@ -391,8 +394,23 @@ def validation_report(
         write_report(sorted(done_runs, key=lambda r: r.year), env.params, out, command)
         err_console.print(f"{year}: {len(run.results['combined'].dates)} days in {run.seconds:.0f} s; {out} rewritten")
 
+    try:
+        lo, hi = (int(x) for x in calm_years.split("-")) if calm_years.strip() else (0, -1)
+    except ValueError:
+        raise InputError(f"'{calm_years}' is not FROM-TO (e.g. 2013-2019)", source="command line",
+                         field="--calm-years") from None
+    calm = [y for y in order if lo <= y <= hi]
     run_years(order, data_dir=env.snapshot.data_dir, params=env.params, eligibility=env.eligibility,
               workers=_workers(workers), cache=cache, progress=done)
+    if calm:
+        plain = run_years(sorted(calm), data_dir=env.snapshot.data_dir, params=plain_hs(env.params),
+                          eligibility=env.eligibility, workers=_workers(workers), cache=cache,
+                          progress=lambda y, r: err_console.print(f"{y} (plain HS): {r.seconds:.0f} s"))
+        default = [r for r in sorted(done_runs, key=lambda r: r.year) if r.year in calm]
+        label = f"{min(calm)}-{max(calm)}" + ("" if len(calm) == max(calm) - min(calm) + 1 else
+                                              " (years run: " + ", ".join(map(str, sorted(calm))) + ")")
+        section = render_calm(calm_rows(default, plain), label, env.params.ficc.scenarios.mode)
+        write_report(sorted(done_runs, key=lambda r: r.year), env.params, out, command, calm=section)
     console.print(f"wrote {out}")
 
 

@@ -25,7 +25,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -188,7 +188,56 @@ The issue-12 record (the DV01-neutral basis book through 2020 with its daily red
 """
 
 
-def render(runs: Sequence[YearRun], params: MarginParams, command: str, chart: str | None, note: str = "") -> str:
+def plain_hs(params: MarginParams) -> MarginParams:
+    """``params`` with plain historical simulation for the FICC and CME VaR scenarios (the
+    calm-period comparison's reference; everything else unchanged)."""
+    ficc = replace(params.ficc, scenarios=replace(params.ficc.scenarios, mode="historical"))
+    cme = replace(params.cme, var_scenarios=replace(params.cme.var_scenarios, mode="historical"))
+    return replace(params, ficc=ficc, cme=cme)
+
+
+#: Issue 11: in calm periods the default keeps a margin no more than 25% above plain HS on average.
+CALM_LIMIT = 1.25
+
+
+def calm_rows(default: Sequence[YearRun], plain: Sequence[YearRun]) -> list[dict[str, Any]]:
+    """Per model and book: mean daily margin over the years of ``default`` (the chosen
+    scenario mode) and of ``plain`` (plain HS, the same years and days), and their ratio.
+    Days where either margin is not finite are left out of both means."""
+    rows: list[dict[str, Any]] = []
+    if not default or not plain:
+        return rows
+    for model in default[0].results:
+        a = np.concatenate([r.results[model].margin for r in default], axis=1)
+        b = np.concatenate([r.results[model].margin for r in plain], axis=1)
+        for i, book in enumerate(BOOKS):
+            ok = np.isfinite(a[i]) & np.isfinite(b[i])
+            if not ok.any() or not np.any(a[i][ok] > 0):
+                continue
+            mean_a, mean_b = float(a[i][ok].mean()), float(b[i][ok].mean())
+            ratio = mean_a / mean_b if mean_b > 0 else float("nan")
+            rows.append({"model": model, "book": book, "days": int(ok.sum()), "default": mean_a, "plain": mean_b,
+                         "ratio": ratio, "met": bool(ratio <= CALM_LIMIT)})
+    return rows
+
+
+def render_calm(rows: Sequence[dict[str, Any]], years: str, mode: str) -> str:
+    """The calm-period section (Markdown)."""
+    lines = [f"## Calm period {years}: the default against plain historical simulation", "",
+             f"Issue target: in calm periods the book keeps a margin close to today's, no more than "
+             f"{100 * (CALM_LIMIT - 1):.0f}% higher on average over 2013-2019 (coverage must not be bought by "
+             f"over-margining). Mean daily margin under the default (`{mode}`) and under plain historical simulation "
+             "(every other setting equal), same days:", "",
+             "| model | book | days | default mean $ | plain HS mean $ | default / plain | met |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['book']} | {r['days']} | {r['default']:,.0f} | {r['plain']:,.0f} | "
+                     f"{r['ratio']:.3f} | {'yes' if r['met'] else 'NO'} |")
+    return "\n".join(lines) + "\n"
+
+
+def render(runs: Sequence[YearRun], params: MarginParams, command: str, chart: str | None, note: str = "",
+           calm: str = "") -> str:
     """The Markdown document (``note``: a paragraph placed under the settings)."""
     models = list(runs[0].results) if runs else []
     lines = ["# Validation record (generated: do not edit by hand)", "",
@@ -261,6 +310,8 @@ def render(runs: Sequence[YearRun], params: MarginParams, command: str, chart: s
         lines.append("")
     if chart:
         lines += [f"![margin against realised loss, combined model]({chart})", ""]
+    if calm:
+        lines += [calm, ""]
     lines += ["", RESIDUAL_POINTER]
     return "\n".join(lines) + "\n"
 
@@ -291,10 +342,11 @@ def plot(runs: Sequence[YearRun], path: Path, model: str = "combined", books: Se
     return path
 
 
-def write_report(runs: Sequence[YearRun], params: MarginParams, out: Path, command: str, note: str = "") -> Path:
+def write_report(runs: Sequence[YearRun], params: MarginParams, out: Path, command: str, note: str = "",
+                 calm: str = "") -> Path:
     """Write the document (and its chart) atomically: a temporary file renamed into place."""
     chart = plot(runs, out.with_suffix(".png")) if runs else None
-    text = render(runs, params, command, chart.name if chart else None, note)
+    text = render(runs, params, command, chart.name if chart else None, note, calm)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(text)
     tmp.replace(out)
