@@ -388,29 +388,34 @@ def validation_report(
     env = _env(date(min(order), 1, 2), data_dir, config, eligibility)
     command = (f"xmargin validation-report --from-year {min(order)} --to-year {max(order)} --out {out}")
     done_runs: list[Any] = []
-
-    def done(year: int, run: Any) -> None:
-        done_runs.append(run)
-        write_report(sorted(done_runs, key=lambda r: r.year), env.params, out, command)
-        err_console.print(f"{year}: {len(run.results['combined'].dates)} days in {run.seconds:.0f} s; {out} rewritten")
-
     try:
         lo, hi = (int(x) for x in calm_years.split("-")) if calm_years.strip() else (0, -1)
     except ValueError:
         raise InputError(f"'{calm_years}' is not FROM-TO (e.g. 2013-2019)", source="command line",
                          field="--calm-years") from None
-    calm = [y for y in order if lo <= y <= hi]
-    run_years(order, data_dir=env.snapshot.data_dir, params=env.params, eligibility=env.eligibility,
-              workers=_workers(workers), cache=cache, progress=done)
-    if calm:
-        plain = run_years(sorted(calm), data_dir=env.snapshot.data_dir, params=plain_hs(env.params),
+    calm = sorted(y for y in order if lo <= y <= hi)
+    section = [""]
+
+    def calm_section() -> str:
+        """Run the calm years under plain HS once all of them are done under the default."""
+        if section[0] or not calm or not set(calm) <= {r.year for r in done_runs}:
+            return section[0]
+        plain = run_years(calm, data_dir=env.snapshot.data_dir, params=plain_hs(env.params),
                           eligibility=env.eligibility, workers=_workers(workers), cache=cache,
                           progress=lambda y, r: err_console.print(f"{y} (plain HS): {r.seconds:.0f} s"))
         default = [r for r in sorted(done_runs, key=lambda r: r.year) if r.year in calm]
-        label = f"{min(calm)}-{max(calm)}" + ("" if len(calm) == max(calm) - min(calm) + 1 else
-                                              " (years run: " + ", ".join(map(str, sorted(calm))) + ")")
-        section = render_calm(calm_rows(default, plain), label, env.params.ficc.scenarios.mode)
-        write_report(sorted(done_runs, key=lambda r: r.year), env.params, out, command, calm=section)
+        label = f"{calm[0]}-{calm[-1]}" + ("" if len(calm) == calm[-1] - calm[0] + 1 else
+                                           " (years run: " + ", ".join(map(str, calm)) + ")")
+        section[0] = render_calm(calm_rows(default, plain), label, env.params.ficc.scenarios.mode)
+        return section[0]
+
+    def done(year: int, run: Any) -> None:
+        done_runs.append(run)
+        write_report(sorted(done_runs, key=lambda r: r.year), env.params, out, command, calm=calm_section())
+        err_console.print(f"{year}: {len(run.results['combined'].dates)} days in {run.seconds:.0f} s; {out} rewritten")
+
+    run_years(order, data_dir=env.snapshot.data_dir, params=env.params, eligibility=env.eligibility,
+              workers=_workers(workers), cache=cache, progress=done)
     console.print(f"wrote {out}")
 
 
