@@ -40,7 +40,16 @@ VaR exact whenever the true tail lies among them (tests compare with full revalu
 ``exact=True`` bootstraps every curve (slow; for checks).  SPAN parameters are recalibrated on
 the first business day of each month (``span="monthly"``; CME reviews its margins
 periodically, not daily), or ``"once"`` / ``"daily"``.  Days run in parallel processes with
-``workers > 1``.
+``workers > 1`` (the first block in the parent, so the forked workers inherit its caches).
+
+Work shared across days (each gives the same numbers as the per-day computation):
+curve interpolation runs in the compiled loop of :mod:`xmargin.market.curve_kernel` (the
+array code's formulas, to 2e-15); the futures-basis changes of the sliding windows are looked
+up in one whole-history series per horizon (:func:`~xmargin.scenarios.residual.basis_changes`);
+cash flow sets (:func:`~xmargin.reference.cashflows.resolve`) and deliverable baskets are
+memoised; FHS volatilities are one recursive EWMA over the history
+(:func:`~xmargin.scenarios.historical.factor_volatility`).  ``python -m
+benchmarks.bench_backtest`` times it against main before this work on the same days.
 """
 
 from __future__ import annotations
