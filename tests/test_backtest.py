@@ -463,3 +463,27 @@ def test_calm_period_comparison_by_hand(data_dir: Path, tmp_path: Path) -> None:
     assert not any(r["model"] == "ficc" and r["book"] == "ZN" for r in rows)  # no FICC position
     text = render_calm(rows, "2015", "filtered")
     assert f"| ficc | OUT10Y | 5 | {row['default']:,.0f} | {row['plain']:,.0f} | {row['ratio']:.3f} |" in text
+
+
+def test_book_with_an_unpriceable_future_keeps_the_fast_path_and_exact_margins(data_dir: Path) -> None:
+    """In 2013 SOFR futures cannot be priced (no SOFR fixing before April 2018).  The
+    second-order ranking then leaves the SR3 row NaN (as full revaluation does) instead of
+    giving up on the day, and only the VaR tail is revalued exactly: every model's margin
+    equals full revaluation of every scenario (``exact=True``) on the same days."""
+    from xmargin.portfolio.book import Account
+    from xmargin.validation import Leg, live_contracts
+    from xmargin.validation.multi import backtest_models
+
+    env = Environment.load(date(2013, 1, 2), data_dir=data_dir)
+    snap = env.snapshot
+    sr3, zn = live_contracts("SR3", snap.as_of, 3, 1)[0], live_contracts("ZN", snap.as_of, 3, 1)[0]
+    accounts = tuple(Account(n, "REF", "house", True) for n in ("NOTE", "SR3", "BASIS"))
+    legs = [Leg(0, 1e8, par_tenor_months=120), Leg(1, 1000.0, sr3), Leg(2, 1e8, par_tenor_months=120), Leg(2, -1400.0, zn)]
+    kw = {"accounts": accounts, "legs": legs, "data_dir": data_dir, "params": env.params, "eligibility": env.eligibility}
+    fast = backtest_models(None, date(2013, 1, 2), date(2013, 1, 3), **kw)
+    full = backtest_models(None, date(2013, 1, 2), date(2013, 1, 3), exact=True, **kw)
+    assert full["combined"].method == "one pass, exact"
+    for m in ("ficc", "cme", "combined"):
+        np.testing.assert_allclose(fast[m].components["model_margin"], full[m].components["model_margin"], rtol=1e-9)
+        np.testing.assert_allclose(fast[m].pnl, full[m].pnl, rtol=1e-9, equal_nan=True)
+    assert np.all(fast["ficc"].margin[0] > 0) and np.all(fast["combined"].margin[2] > 0)

@@ -90,7 +90,7 @@ from xmargin.pricing.revalue import (
     linear_curves,
     unit_values,
 )
-from xmargin.pricing.scenario_pnl import InstrumentPnL, instrument_pnl
+from xmargin.pricing.scenario_pnl import InstrumentPnL, _values_or_nan, instrument_pnl
 from xmargin.reference.eligibility import EligibilityRules
 from xmargin.reference.futures import TreasuryFuture
 from xmargin.reference.lookup import Instrument
@@ -166,21 +166,27 @@ def taylor_pnl(universe: InstrumentUniverse, snap: MarketSnapshot, master: Secur
     ``delta . dy + 1/2 gamma (w . dy)^2`` with the key-rate deltas from central +-1 bp par
     bumps, the parallel gamma ``gamma`` and ``w = delta / sum(delta)`` (convexity on the
     delta-weighted shift: per-tenor 1 bp second differences are dominated by the curve
-    interpolation and useless).  ``None`` if a row cannot be priced (the caller revalues)."""
+    interpolation and useless).  An instrument that cannot be priced on the day's curve (SOFR
+    futures before SOFR was published) gets a NaN row, as full revaluation gives it; ``None``
+    if a row is priced on some bumped curves and not others (the caller revalues)."""
     bumped, _ = bumped_par_curves(snap)
     try:
         values = unit_values(universe, snap, bumped, master)
         base = unit_values(universe, snap, snap.curve, master)[:, 0]
     except XMarginError:
-        return None
-    if not np.isfinite(values).all() or not np.isfinite(base).all():
+        values, _ = _values_or_nan(universe, snap, bumped, master)
+        base = _values_or_nan(universe, snap, snap.curve, master)[0][:, 0]
+    unpriced = ~np.isfinite(values).any(axis=1) & ~np.isfinite(base)
+    if not np.isfinite(values[~unpriced]).all() or not np.isfinite(base[~unpriced]).all() or unpriced.all():
         return None
     delta = (values[:, 3::2] - values[:, 2::2]) / (2.0 * ONE_BP)  # N x n, per unit of par (decimal)
     gamma = (values[:, 0] + values[:, 1] - 2.0 * base) / ONE_BP**2  # N
     d = par - snap.par_yields[None, :]
     total = delta.sum(axis=1)
     w = np.divide(delta, total[:, None], out=np.zeros_like(delta), where=total[:, None] != 0)
-    return delta @ d.T + 0.5 * gamma[:, None] * (w @ d.T) ** 2
+    out = delta @ d.T + 0.5 * gamma[:, None] * (w @ d.T) ** 2
+    out[unpriced] = np.nan
+    return out
 
 
 @lru_cache(maxsize=2)
@@ -238,7 +244,10 @@ def _tail_columns(parts: sp.csr_matrix, pnl: FloatArray, built: ScenarioRows, co
     and every column with a non-finite price."""
     account_pnl = np.asarray(parts @ np.nan_to_num(pnl))
     account_pnl = account_pnl[np.any(account_pnl != 0.0, axis=1)]
-    cols = [np.flatnonzero(~np.isfinite(pnl).all(axis=0) & np.isfinite(pnl).any(axis=0))]
+    # columns where an instrument priced in some scenarios fails (never-priced instruments,
+    # NaN in every column, are left to the unpriced-position rules of the margin models)
+    sometimes = np.isfinite(pnl).any(axis=1)
+    cols = [np.flatnonzero(~np.isfinite(pnl[sometimes]).all(axis=0) & np.isfinite(pnl).any(axis=0))]
     is_stress, is_floor = built.is_stress, built.is_floor
     masks = [~is_stress & ~is_floor, ~is_floor]
     if is_floor.any():

@@ -71,6 +71,7 @@ def backtest_models(
     refine: int | None = 32,
     span: str = "monthly",
     span_curves: str = "linear",
+    exact: bool = False,
     workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, BacktestResult]:
@@ -91,11 +92,11 @@ def backtest_models(
                  or ("cme" in models and not span_needed))
     others = tuple(sorted(set(horizons) - {h}))
     spec = EngineSpec(data_dir, params, eligibility, tuple(accounts), tuple(legs), start, h, sets,
-                      span if span_needed else "none", False, refine, approx, others, span_curves)
+                      span if span_needed else "none", exact, refine, approx, others, span_curves)
     check_range(data_dir, params, start, end, h)
     reducer = partial(_reducer, models=models, horizons=horizons, elected=tuple(a.cross_margin for a in accounts))
     dates, out = run_days(spec, start, end, reducer, workers=workers, progress=progress)
-    method = (f"one pass, {approx} P&L" + ("" if refine is None else f", VaR tail + {refine} exact")
+    method = ("one pass, exact" if exact else f"one pass, {approx} P&L" + ("" if refine is None else f", VaR tail + {refine} exact")
               + f", SPAN on {span_curves} curves")
     notes = tuple(roll_notes(spec.legs, start, h, dates))
     return {m: assemble(m, accounts, params, hm, dates, [day[k] for day in out], method,
