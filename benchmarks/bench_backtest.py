@@ -18,7 +18,8 @@ Timed cold (no cached scenario set or SPAN calibration), in the same run:
   subprocess over the comparison range (``--compare-days`` business days from the start);
 * ``new one pass``: this tree's :func:`~xmargin.validation.multi.backtest_models` over the
   same comparison range (1 worker), then over the full range with ``--workers``
-  (``--quick``: 3 months; default 2005-01-03 .. 2025-12-31, the target).
+  (``--quick``: 3 months; default 2005-01-03 .. 2025-12-31 or the history's last day with a
+  3-day P&L, the target).
 
 The table prints seconds per business day of each path, the ratio baseline / new on the same
 days, the largest relative difference of the daily margins (new vs baseline, every model)
@@ -114,6 +115,8 @@ def run(quick: bool = False, workers: int = 1, start: date | None = None, end: d
     data_dir = resolve_data_dir(None)
     start = start or date(2005, 1, 3)
     end = end or (date(2005, 3, 31) if quick else date(2025, 12, 31))
+    last = bt_module._market(data_dir)[0].dates[-4].astype(date)  # the last day with a 3-day P&L
+    end = min(end, last)
     env = Environment.load(start, data_dir=data_dir, previous_business_day=True)
     path = RESULTS / "bench_backtest_book.csv"
     RESULTS.mkdir(parents=True, exist_ok=True)
