@@ -188,6 +188,15 @@ The issue-12 record (the DV01-neutral basis book through 2020 with its daily red
 """
 
 
+def _years_label(years: Sequence[int]) -> str:
+    """``2005-2025``, or the years listed when some in between were not run (their rolling
+    windows then run across the gap)."""
+    ys = sorted(years)
+    if ys == list(range(ys[0], ys[-1] + 1)):
+        return f"{ys[0]}-{ys[-1]}"
+    return ", ".join(map(str, ys)) + " (not contiguous: rolling windows run across the missing years)"
+
+
 def plain_hs(params: MarginParams) -> MarginParams:
     """``params`` with plain historical simulation for the FICC and CME VaR scenarios (the
     calm-period comparison's reference; everything else unchanged)."""
@@ -253,7 +262,7 @@ def render(runs: Sequence[YearRun], params: MarginParams, command: str, chart: s
              f"scenarios `{params.cme.var_scenarios.mode}`, CME stand-alone `{params.cme.standalone_model}`; "
              f"FICC Portfolio Differential {'on' if params.ficc.portfolio_differential else 'off'}, Backtesting "
              f"Charge {'on' if params.ficc.backtesting_charge else 'off'}. Years run: "
-             + (f"{runs[0].year}-{runs[-1].year}" if runs else "none")
+             + (_years_label([r.year for r in runs]) if runs else "none")
              + f" ({sum(r.seconds for r in runs):.0f} s of backtesting on a shared 2-core machine).", ""]
     if note:
         lines += [note, ""]
