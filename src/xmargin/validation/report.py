@@ -236,7 +236,9 @@ def render_calm(rows: Sequence[dict[str, Any]], years: str, mode: str) -> str:
              f"Issue target: in calm periods the book keeps a margin close to today's, no more than "
              f"{100 * (CALM_LIMIT - 1):.0f}% higher on average over 2013-2019 (coverage must not be bought by "
              f"over-margining). Mean daily margin under the default (`{mode}`) and under plain historical simulation "
-             "(every other setting equal), same days:", "",
+             "(every other setting equal), same days. The CME stand-alone model is SPAN, which the scenario mode does "
+             "not change (ratio 1); books without a position on a model's side are left out. Days: those with a margin "
+             "under both settings (SOFR futures are priced from April 2018).", "",
              "| model | book | days | default mean $ | plain HS mean $ | default / plain | met |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
