@@ -59,7 +59,9 @@ TARGETS: dict[str, Target] = {
                    "and not inter_commodity_pairs and not zn_scanning and not two_windows'"),
     "verify": Target("src/xmargin/ledger/verify.py", "tests/test_mutation_holes_verify.py"),
     "collateral": Target("src/xmargin/clearing/collateral.py", "tests/test_mutation_holes_collateral.py"),
-    "auth": Target("src/xmargin/service/auth.py", "tests/test_service_auth.py", timeout=300.0),
+    # the fast unit tests first (-x stops at the first failure): most mutants die before a server starts
+    "auth": Target("src/xmargin/service/auth.py", "tests/test_mutation_holes_auth.py tests/test_service_auth.py "
+                   "tests/test_service_keys_file.py", timeout=300.0),
 }
 
 #: ``(module, line, key) -> why no test can kill it``: ``key`` is an operator-name prefix
