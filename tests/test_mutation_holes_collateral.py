@@ -327,3 +327,15 @@ def test_a_validated_schedule_cannot_be_changed() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         s.cash = 1.5  # type: ignore[misc]
     assert s.cash == 0.0
+
+
+def test_withdrawing_to_the_cent_what_was_posted_in_pieces(book: CollateralBook) -> None:
+    """$1,234,567.89 and $200,000.20 posted, then $1,434,568.09 (their sum, to the cent)
+    withdrawn: accepted and the account is empty.  In binary floating point the two deposits
+    add up to 2.3e-10 dollars less than the withdrawal: float rounding, within the tolerance of
+    one part in 10^9 of the amount, not an overdraft, and no residue is kept."""
+    assert 1_234_567.89 + 200_000.20 < 1_434_568.09  # the rounding this test is about
+    post(book, "S", "CASH", 1_234_567.89, 1)
+    post(book, "S", "CASH", 200_000.20, 2)
+    post(book, "S", "CASH", -1_434_568.09, 3)
+    assert book.holdings["S"] == {} and book.value("S") == 0.0
