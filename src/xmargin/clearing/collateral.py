@@ -30,6 +30,7 @@ requirement cannot be computed (NaN) is not assessed.
 
 from __future__ import annotations
 
+import itertools
 import math
 import tomllib
 from collections.abc import Mapping
@@ -66,7 +67,7 @@ class HaircutSchedule:
 
     def __post_init__(self) -> None:
         bounds = [b for b, _ in self.table]
-        increasing = all(a < b for a, b in zip(bounds, bounds[1:], strict=False))  # False on a NaN bound
+        increasing = all(a < b for a, b in itertools.pairwise(bounds))  # False on a NaN bound
         if not self.table or not increasing or not bounds[0] > 0.0 or bounds[-1] != math.inf:
             raise InputError("haircut table must be sorted by maturity (positive, strictly increasing years) and "
                              "end with an open bucket ('inf')", field="haircuts.table")
