@@ -339,3 +339,17 @@ def test_withdrawing_to_the_cent_what_was_posted_in_pieces(book: CollateralBook)
     post(book, "S", "CASH", 200_000.20, 2)
     post(book, "S", "CASH", -1_434_568.09, 3)
     assert book.holdings["S"] == {} and book.value("S") == 0.0
+
+
+def test_a_treasury_named_in_the_ust_form_is_priced_not_taken_as_cash(book: CollateralBook, data_dir: Path) -> None:
+    """Collateral may name a Treasury as ``UST:<coupon>:<maturity>`` (which sorts after
+    "CASH", where CUSIPs sort before it).  $2m face of UST:4.375:2034-05-15 is the note
+    91282CKQ3: worth FedInvest's clean 100.50 plus accrued 4.375 / 2 x 43 / 184 per 100, less
+    the 3% haircut of 9.9 years, about $1,959,617 (within 0.5%), not $2m as if it were cash,
+    and the same as the CUSIP to the cent."""
+    clean = _fedinvest_clean(data_dir, "91282CKQ3")
+    by_hand = 2_000_000.0 * (clean + 4.375 / 2 * 43 / 184) / 100 * 0.97
+    post(book, "U", "UST:4.375:2034-05-15", 2_000_000.0, 1)
+    post(book, "V", "91282CKQ3", 2_000_000.0, 2)
+    assert book.value("U") == pytest.approx(by_hand, rel=0.005)
+    assert book.value("U") == pytest.approx(book.value("V"), abs=0.01)
