@@ -353,3 +353,22 @@ def test_a_treasury_named_in_the_ust_form_is_priced_not_taken_as_cash(book: Coll
     post(book, "V", "91282CKQ3", 2_000_000.0, 2)
     assert book.value("U") == pytest.approx(by_hand, rel=0.005)
     assert book.value("U") == pytest.approx(book.value("V"), abs=0.01)
+
+
+@pytest.mark.parametrize(("asset", "haircut"), [
+    ("UST:4:2029-06-26", 0.02),  # 1,826 days: 4.9993 years, inside the (3, 5] bucket
+    ("UST:0:2025-06-26", 0.005),  # a bill, 365 days: 0.9993 years, inside the first bucket
+])
+def test_haircut_bucket_just_inside_a_bound(snapshot: MarketSnapshot, data_dir: Path, asset: str,
+                                            haircut: float) -> None:
+    """The other side of the days / 365.25 rule: a security maturing on the 1,826th day is
+    4.9993 years out (1826 / 364.25 would be 5.013), so 2%, not 3%; a bill of 365 days is
+    0.9993 years, so 0.5%, not 1%.  No real Treasury matures in the few days before a bound
+    on 2024-06-26 (checked against auctions.csv and FedInvest), so these are synthetic,
+    named in the UST: form.  By hand: value = (1 - haircut) x the unhaircut value."""
+    master = load_master(data_dir)
+    plain = CollateralBook(snapshot, master, HaircutSchedule(((float("inf"), 0.0),)))
+    book = CollateralBook(snapshot, master)
+    for b in (plain, book):
+        post(b, "A", asset, 1_000_000.0, 1)
+    assert book.value("A") == pytest.approx((1 - haircut) * plain.value("A"), rel=1e-12)
