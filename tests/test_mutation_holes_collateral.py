@@ -372,3 +372,20 @@ def test_haircut_bucket_just_inside_a_bound(snapshot: MarketSnapshot, data_dir: 
     for b in (plain, book):
         post(b, "A", asset, 1_000_000.0, 1)
     assert book.value("A") == pytest.approx((1 - haircut) * plain.value("A"), rel=1e-12)
+
+
+def test_a_replayed_status_equals_the_live_one(snapshot: MarketSnapshot, data_dir: Path) -> None:
+    """A replay restores each account's status from the recorded call and excess events; it
+    must equal the status the live book holds, so the next assessment is the same.  Live: a
+    call for 1,000, then $999.997 cash (met to within half a cent: an excess of 0 recorded,
+    not -0.003), then a call of 10 on another account."""
+    master = load_master(data_dir)
+    live, replayed = CollateralBook(snapshot, master), CollateralBook(snapshot, master)
+    events = [live.assess("R", 1_000.0)]
+    post(live, "R", "CASH", 999.997, 1)
+    events += [live.assess("R", 1_000.0), live.assess("T", 10.0)]
+    for kind, data in events:  # type: ignore[misc]
+        replayed.restore(kind, data)
+    assert [k for k, _ in events] == ["margin_call", "excess", "margin_call"]  # type: ignore[misc]
+    assert replayed.status == live.status
+    assert live.status["R"].amount == 0.0 and live.status["T"].amount == 10.0

@@ -105,6 +105,19 @@ EQUIVALENT: dict[tuple[str, int, str], str] = {
                                   "among the 28 worst, and then the full-set VaR is below the base VaR anyway",
     ("var", 24, ", 10)))"): "10 decimals instead of 9 changes k only for a product within 5e-10 of a whole number "
                             "but not within 5e-11",
+    ("collateral", 71, "core/ReplaceComparisonOperator_NotEq_Lt"): "a NaN bound is refused before (not > 0, or not "
+                                                                    "increasing): the last bound is a number, never "
+                                                                    "above inf, so != inf is < inf",
+    **{("collateral", ln, k): "bounds are positive numbers or inf (validated): none is above inf, so >= inf is == inf"
+       for ln, k in ((84, 'b >= float("inf")'), (98, "b >= math.inf"))},
+    **{("collateral", ln, "core/ReplaceBinaryOperator_BitOr"): "a type annotation: never evaluated "
+                                                               "(__future__ annotations)" for ln in (92, 170)},
+    ("collateral", 111, "core/NumberReplacer"): "the default amount is never read: a status's amount is read only "
+                                                "for a margin call, and is set when the call is issued or restored",
+    ("collateral", 135, "core/NumberReplacer"): "one instrument priced under the snapshot's one curve: index -1 is "
+                                                "index 0 on both axes",
+    ("collateral", 197, 'kind >= "margin_call"'): "restore gets only 'margin_call' or 'excess' (replay, checkpoint), "
+                                                  "and 'excess' < 'margin_call': >= is ==",
 }
 
 
