@@ -108,8 +108,10 @@ EQUIVALENT: dict[tuple[str, int, str], str] = {
     ("collateral", 71, "core/ReplaceComparisonOperator_NotEq_Lt"): "a NaN bound is refused before (not > 0, or not "
                                                                     "increasing): the last bound is a number, never "
                                                                     "above inf, so != inf is < inf",
-    **{("collateral", ln, k): "bounds are positive numbers or inf (validated): none is above inf, so >= inf is == inf"
-       for ln, k in ((84, 'b >= float("inf")'), (98, "b >= math.inf"))},
+    ("collateral", 84, 'b >= float("inf")'): "bounds are positive numbers or inf (validated): none is above inf, "
+                                             "so >= inf is == inf",
+    **{("collateral", 98, k): "the default table's open bucket given as inf instead of None: from_dict reads both "
+                              "as inf, so the schedule is the same" for k in ("b >= math.inf", "b > math.inf")},
     **{("collateral", ln, "core/ReplaceBinaryOperator_BitOr"): "a type annotation: never evaluated "
                                                                "(__future__ annotations)" for ln in (92, 170)},
     ("collateral", 111, "core/NumberReplacer"): "the default amount is never read: a status's amount is read only "
