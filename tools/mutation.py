@@ -118,6 +118,14 @@ EQUIVALENT: dict[tuple[str, int, str], str] = {
                                                 "for a margin call, and is set when the call is issued or restored",
     ("collateral", 135, "core/NumberReplacer"): "one instrument priced under the snapshot's one curve: index -1 is "
                                                 "index 0 on both axes",
+    **{("auth", ln, "core/ReplaceBinaryOperator_BitOr"): "a type annotation: never evaluated (__future__ annotations)"
+       for ln in (44, 93, 98, 152, 171)},
+    ("auth", 48, 'scope <= "admin"'): "a scope is 'admin' or 'member' (checked on load; a Literal type): nothing sorts "
+                                      "below 'admin', so <= is ==",
+    **{("auth", ln, 'scope >= "member"'): "a scope is 'admin' or 'member' (checked just before / a Literal type): "
+                                          "nothing sorts above 'member', so >= is =="
+       for ln in (78, 132, 133)},
+    ("auth", 182, "core/NumberReplacer"): "the keys file's indentation: the same JSON either way",
     ("collateral", 197, 'kind >= "margin_call"'): "restore gets only 'margin_call' or 'excess' (replay, checkpoint), "
                                                   "and 'excess' < 'margin_call': >= is ==",
 }
