@@ -12,6 +12,7 @@ created); errors name the file, the 1-based entry (``row``) and the field.  The 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import os
@@ -179,3 +180,16 @@ def test_written_keys_file_errors(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="cannot create keys file") as exc:
         write_keys(tmp_path / "no-such-dir" / "keys.json", issued)
     assert exc.value.field == "--write-keys"
+
+
+def test_the_principal_a_key_gives_cannot_be_changed() -> None:
+    """The store hands out its own Principal object on every request with that key: were it
+    mutable, a change made while serving one request would change who the key is for every
+    later request.  It is frozen (and so hashable)."""
+    store = KeyStore()
+    store.add_key("k", CM01)
+    who = store.authenticate("k")
+    assert who is not None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        who.member = "CM02"  # type: ignore[misc]
+    assert store.authenticate("k") == CM01 and hash(who) == hash(CM01)
