@@ -60,8 +60,9 @@ class LedgerSession:
     """See the module docstring.  ``ledger`` None: compute only, record nothing (dry run)."""
 
     def __init__(self, ledger: Ledger | None, state: ReplayState, data_dir: str | Path | None = None,
-                 *, resume: bool = False) -> None:
+                 *, resume: bool = False, progress: Callable[[str], None] | None = None) -> None:
         self.ledger = ledger
+        self.progress = progress  # told which checkpoint a reload starts from
         self.state = state
         self.data_dir = data_dir
         self.resume = resume  # reopen from the latest checkpoint (xmargin.clearing.checkpoint), not the first entry
@@ -69,10 +70,11 @@ class LedgerSession:
     # -- opening ----------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, ledger: Ledger | None, *, data_dir: str | Path | None = None, resume: bool = False) -> LedgerSession:
+    def open(cls, ledger: Ledger | None, *, data_dir: str | Path | None = None, resume: bool = False,
+             progress: Callable[[str], None] | None = None) -> LedgerSession:
         """The session where ``ledger`` ends (replayed; with ``resume``, from its latest checkpoint);
         give it a market with :meth:`use_market` if the ledger holds none yet."""
-        session = cls(ledger, ReplayState(), data_dir, resume=resume)
+        session = cls(ledger, ReplayState(), data_dir, resume=resume, progress=progress)
         session._reload()
         return session
 
@@ -132,7 +134,7 @@ class LedgerSession:
             if self.resume:
                 from xmargin.clearing.checkpoint import resume
 
-                self.state = resume(self.ledger, data_dir=self.data_dir)
+                self.state = resume(self.ledger, data_dir=self.data_dir, progress=self.progress)
             else:
                 self.state = replay(self.ledger, data_dir=self.data_dir)
 

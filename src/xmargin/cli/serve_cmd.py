@@ -71,6 +71,7 @@ def serve(
     from xmargin.errors import InputError
     from xmargin.portfolio.demo import DemoConfig
     from xmargin.service import KeyStore, ServiceConfig, create_app
+    from xmargin.service.app import graceful_server
     from xmargin.service.auth import write_keys as write_keys_file
 
     if keys is not None and write_keys is not None:
@@ -139,14 +140,7 @@ def serve(
         extra["log_config"] = uvicorn_log_config(log_level)
     ucfg = uvicorn.Config(app, host=host, port=port, workers=1, log_level=log_level, access_log=access_log,
                           timeout_graceful_shutdown=10, lifespan="on", **extra)
-    class Server(uvicorn.Server):
-        async def shutdown(self, sockets: Any = None) -> None:
-            state = getattr(app.state, "service", None)
-            if state is not None:  # end the event streams first, so open dashboards do not hold shutdown up
-                state.hub.close()
-            await super().shutdown(sockets)
-
-    server["uvicorn"] = Server(ucfg)
+    server["uvicorn"] = graceful_server(app, ucfg)  # SIGTERM: finish in-flight requests, exit 0
     server["uvicorn"].run()
     if failures:
         exc = failures[0]

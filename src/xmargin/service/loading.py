@@ -76,7 +76,8 @@ def open_session(config: ServiceConfig, progress: Callable[[str], None] | None =
 
     ledger = Ledger(config.ledger)
     say(f"opening ledger {ledger!r}")
-    session = LedgerSession.open(ledger, data_dir=config.data_dir, resume=True)  # latest checkpoint + tail
+    session = LedgerSession.open(ledger, data_dir=config.data_dir, resume=True,  # latest checkpoint + tail
+                                 progress=progress)
     current = session.state.market
     if current is None or (config.as_of is not None and config.as_of != current.snapshot.as_of):
         day = config.as_of or default_as_of(config.data_dir)

@@ -61,6 +61,7 @@ class Recorder:
         self.poll_s = poll_s
         self.lock = asyncio.Lock()  # this process's writer / follower: one at a time
         self._accounts: dict[str, asyncio.Lock] = {}
+        self._jobs: set[asyncio.Future[Any]] = set()  # ledger work in threads (see _in_thread)
         lg = state.session.ledger
         self.writer = WriterLock(lg) if lg is not None else None
         self.pool = ThreadPoolExecutor(pricing_threads, thread_name_prefix="xmargin-price")
@@ -107,7 +108,7 @@ class Recorder:
             rows = await self.price(self.price_rows, inst)
         lock = self.account_lock(trade.account)
         async with lock, self.lock:
-            result, events, replayed = await asyncio.to_thread(self._write, principal, req, trade, inst, rows)
+            result, events, replayed = await self._in_thread(self._write, principal, req, trade, inst, rows)
         if not lock.locked() and not lock._waiters:  # type: ignore[attr-defined]
             self._accounts.pop(trade.account, None)
         for ev in events:
@@ -198,14 +199,29 @@ class Recorder:
                 if head <= session.state.entries:
                     continue
                 async with self.lock:
-                    events = await asyncio.to_thread(self._catch_up)
+                    events = await self._in_thread(self._catch_up)
             except XMarginError as exc:  # the database went away for a moment: try again
                 log.warning("following the ledger: %s", exc)
                 continue
             for ev in events:
                 self.state.hub.publish(ev)
 
+    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in a worker thread that a cancelled request cannot cut short: the caller
+        may be cancelled (a shutdown past its grace period cancels the requests still running),
+        but the ledger write goes on to its end and :meth:`close` waits for it."""
+        job = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+        self._jobs.add(job)
+        job.add_done_callback(self._jobs.discard)
+        try:
+            return await asyncio.shield(job)
+        except asyncio.CancelledError:
+            await asyncio.wait([job])  # keep the caller's locks until the write has ended
+            raise
+
     async def close(self) -> None:
         """Wait for the write in progress (never leave it half done), then stop the pool."""
+        if self._jobs:  # writes whose requests were cancelled still hold the ledger: let them end
+            await asyncio.gather(*list(self._jobs), return_exceptions=True)
         async with self.lock:
             self.pool.shutdown(wait=False, cancel_futures=True)
