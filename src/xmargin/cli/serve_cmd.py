@@ -62,6 +62,11 @@ def serve(
                                                    "spend pricing new instruments (422 beyond).")] = 5.0,
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", min=0, help="Ledger entries between "
                                                   "checkpoints (0: none).")] = 10_000,
+    follow_poll: Annotated[float, typer.Option("--follow-poll", min=0.001, help="Seconds between looks for "
+                                               "what other processes recorded (SQLite; PostgreSQL: the "
+                                               "fallback, at least 1 s).")] = 0.05,
+    notify: Annotated[bool, typer.Option("--notify/--no-notify", help="PostgreSQL: wake on the ledger's "
+                                         "NOTIFY instead of polling.")] = True,
     data_dir: DataDirOption = None,
 ) -> None:
     """Serve the HTTP API (/api/v1) and the web dashboard (/): what-if margin, trades, member
@@ -86,7 +91,8 @@ def serve(
         ledger=ledger, data_dir=data_dir, as_of=parse_date(as_of) if as_of else None, portfolio=portfolio,
         demo=DemoConfig(members=members, customers_per_member=customers, affiliates_per_member=affiliates,
                         seed=seed, xm_share=xm_share),
-        max_body_bytes=max_body_bytes, pricing_timeout_s=pricing_timeout, checkpoint_every=checkpoint_every)
+        max_body_bytes=max_body_bytes, pricing_timeout_s=pricing_timeout, checkpoint_every=checkpoint_every,
+        follow_poll_s=follow_poll, follow_notify=notify)
     if log_format not in ("text", "json"):
         raise InputError(f"--log-format {log_format!r}: expected 'text' or 'json'", source="command line",
                          field="--log-format")

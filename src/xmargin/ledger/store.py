@@ -40,7 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, insert, inspect, select, update
+from sqlalchemy import Engine, create_engine, event, func, insert, inspect, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -76,6 +76,7 @@ KINDS = (
     "checkpoint",
 )
 FAILPOINT_ENV = "XMARGIN_LEDGER_FAILPOINT"
+NOTIFY_CHANNEL = "xmargin_ledger"  # PostgreSQL: NOTIFY on every append, payload the new head's seq
 TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 
 
@@ -352,6 +353,7 @@ class Ledger:
                 if rows:
                     conn.execute(insert(entries), rows)
                     conn.execute(update(head).where(head.c.id == 1).values(seq=seq, hash=prev))
+                    self._notify(conn, seq)
                 _failpoint("before_commit")
         except IntegrityError as exc:
             raise LedgerError(f"ledger {self._shown} refused the batch (another writer recorded the same id or "
@@ -386,11 +388,20 @@ class Ledger:
                     seq, prev = e.seq, e.hash
                 conn.execute(insert(entries), out)
                 conn.execute(update(head).where(head.c.id == 1).values(seq=seq, hash=prev))
+                self._notify(conn, int(seq))
         except IntegrityError as exc:
             raise LedgerError(f"ledger {self._shown} refused the copy: {_reason(exc)}; nothing was copied") from None
         except (OperationalError, DBAPIError) as exc:
             raise LedgerError(f"cannot write to ledger {self._shown}: {_reason(exc)}; nothing was copied") from None
         return len(out)
+
+    def _notify(self, conn: Any, seq: int) -> None:
+        """PostgreSQL: ``NOTIFY`` :data:`NOTIFY_CHANNEL` with the new head's sequence number, in
+        the appending transaction (delivered at its commit, never for a rolled-back batch), so
+        the processes following this ledger wake at once instead of polling
+        (:func:`xmargin.clearing.follow.listen`).  SQLite: nothing (followers poll)."""
+        if self.dialect == "postgresql":
+            conn.execute(text("SELECT pg_notify(:channel, :seq)"), {"channel": NOTIFY_CHANNEL, "seq": str(seq)})
 
     def _existing(self, conn: Any, batch: dict[tuple[str, str], Event], ev: Event) -> Entry | None:
         """The entry already holding ``ev``'s ref if it is the same event; raise if it differs."""

@@ -45,6 +45,8 @@ class ServiceConfig:
     max_explain_accounts: int = 50
     pricing_timeout_s: float = 5.0  # a request that needs longer pricing is refused (422)
     checkpoint_every: int = 10_000  # ledger entries between checkpoints taken by the service (0: none)
+    follow_poll_s: float = 0.05  # SQLite: how often a process looks for others' entries (PostgreSQL: fallback)
+    follow_notify: bool = True  # PostgreSQL: wake on the appends' NOTIFY instead of polling
 
 def _book_rows(book: Book) -> list[dict[str, str]]:
     from xmargin.portfolio.rows import portfolio_rows

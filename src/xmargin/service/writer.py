@@ -14,14 +14,17 @@
   processes recorded (:func:`~xmargin.clearing.follow.catch_up`), checks the trade id again, adds
   the pre-priced rows, records the trade with its margin result, and now and then a
   checkpoint.
-* **Following** (:meth:`Recorder.follow`): every ``poll_s`` the process compares the ledger head
-  with its position and applies the entries others wrote, publishing each trade's update on
-  its own ``/stream``.  So every worker's stream sees every update its keys may see.
+* **Following** (:meth:`Recorder.follow`): the process compares the ledger head with its
+  position and applies the entries others wrote, publishing each trade's update on its own
+  ``/stream``.  So every worker's stream sees every update its keys may see.  On PostgreSQL it
+  looks when an append's ``NOTIFY`` wakes it (:func:`~xmargin.clearing.follow.listen`), and
+  every ``max(poll_s, 1 s)`` as a fallback; on SQLite (or with ``notify=False``) every ``poll_s``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable
@@ -30,7 +33,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from xmargin.clearing.checkpoint import list_checkpoints, take_checkpoint
-from xmargin.clearing.follow import WriterLock, catch_up
+from xmargin.clearing.follow import WriterLock, catch_up, listen, notifies
 from xmargin.clearing.replay import decode_margins
 from xmargin.errors import InputError, XMarginError
 from xmargin.ledger.store import Entry
@@ -55,10 +58,11 @@ class Recorder:
     """See the module docstring.  ``state``: the :class:`~xmargin.service.state.ServiceState`."""
 
     def __init__(self, state: Any, *, pricing_timeout_s: float = 5.0, pricing_threads: int = 2,
-                 poll_s: float = 0.05) -> None:
+                 poll_s: float = 0.05, notify: bool = True) -> None:
         self.state = state
         self.pricing_timeout_s = pricing_timeout_s
         self.poll_s = poll_s
+        self.notify = notify
         self.lock = asyncio.Lock()  # this process's writer / follower: one at a time
         self._accounts: dict[str, asyncio.Lock] = {}
         self._jobs: set[asyncio.Future[Any]] = set()  # ledger work in threads (see _in_thread)
@@ -188,23 +192,41 @@ class Recorder:
         return out
 
     async def follow(self) -> None:
-        """Apply what other processes record, every ``poll_s`` (runs until cancelled)."""
+        """Apply what other processes record (see the module docstring; runs until cancelled)."""
         session = self.state.session
-        while True:
-            await asyncio.sleep(self.poll_s)
-            if session.ledger is None or self.lock.locked():
-                continue
-            try:
-                head = (await asyncio.to_thread(session.ledger.head))[0]
-                if head <= session.state.entries:
+        lg = session.ledger
+        wake = asyncio.Event()
+        listener = None
+        if lg is not None and self.notify and notifies(lg):
+            listener = asyncio.ensure_future(listen(lg, wake))
+        try:
+            while True:
+                if listener is None:
+                    await asyncio.sleep(self.poll_s)
+                    if self.lock.locked():  # our own write catches up first; look next round
+                        continue
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wake.wait(), max(self.poll_s, 1.0))
+                    wake.clear()
+                if lg is None:
                     continue
-                async with self.lock:
-                    events = await self._in_thread(self._catch_up)
-            except XMarginError as exc:  # the database went away for a moment: try again
-                log.warning("following the ledger: %s", exc)
-                continue
-            for ev in events:
-                self.state.hub.publish(ev)
+                try:
+                    head = (await asyncio.to_thread(lg.head))[0]
+                    if head <= session.state.entries:
+                        continue
+                    async with self.lock:  # woken: wait for our own write rather than miss the news
+                        events = await self._in_thread(self._catch_up)
+                except XMarginError as exc:  # the database went away for a moment: try again
+                    log.warning("following the ledger: %s", exc)
+                    continue
+                for ev in events:
+                    self.state.hub.publish(ev)
+        finally:
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await listener
 
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in a worker thread that a cancelled request cannot cut short: the caller
