@@ -138,12 +138,20 @@ class LedgerSession:
             else:
                 self.state = replay(self.ledger, data_dir=self.data_dir)
 
+    def _params_dict(self, params: Any) -> dict[str, Any]:
+        """``params.to_dict()``, kept while the parameters are the same object (every margin
+        result records them; a deep ``asdict`` each time was a tenth of a fresh start)."""
+        memo = getattr(self, "_params_memo", None)
+        if memo is None or memo[0] is not params:
+            memo = self._params_memo = (params, params.to_dict())
+        return memo[1]
+
     def _model(self) -> dict[str, Any]:
         m = self.market
         ctx = self.engine.context
         return {"name": "xmargin cross-margin (FICC VaR/floor/concentration, CME SPAN, combined VaR reduction)",
                 "as_of": m.snapshot.as_of.isoformat(), "market_seq": self.state.market_seq,
-                "params": m.params.to_dict(), "eligibility": m.eligibility.source,
+                "params": self._params_dict(m.params), "eligibility": m.eligibility.source,
                 "ficc_scenarios": ctx.ficc_scenarios.size, "cme_scenarios": ctx.cme_scenarios.size}
 
     def _result_events(self, account: str, trigger: dict[str, Any]) -> list[Event]:
