@@ -304,7 +304,8 @@ class Ledger:
                                    | {("trade", ev.ref) for group in groups for ev in group
                                       if ev.kind == "cancel" and ev.ref is not None})
                 batch: dict[tuple[str, str], Event] = {}
-                last_times: dict[tuple[str, str | None], str | None] = {}
+                last_times = _latest_times(conn, {(ev.source, ev.scope) for group in groups for ev in group
+                                                  if ev.time is not None})
                 rows: list[dict[str, Any]] = []
                 for group in groups:
                     if not group:
@@ -323,11 +324,6 @@ class Ledger:
                                 raise UnknownTradeError(f"cannot cancel trade {ev.ref}: the ledger holds no such trade")
                         if ev.time is not None:
                             key = (ev.source, ev.scope)
-                            if key not in last_times:
-                                in_scope = (entries.c.scope == ev.scope) if ev.scope is not None else entries.c.scope.is_(None)
-                                last_times[key] = conn.execute(
-                                    select(func.max(entries.c.event_time)).where(entries.c.source == ev.source, in_scope)
-                                ).scalar()
                             latest = last_times[key]
                             if latest is not None and ev.time < latest:
                                 what = f"{ev.kind} {ev.ref}" if ev.ref else ev.kind
@@ -428,12 +424,32 @@ class Ledger:
 def _find_many(conn: Any, keys: set[tuple[str, str]], chunk: int = 500) -> dict[tuple[str, str], Entry]:
     """The recorded entries of ``(kind, ref)`` pairs, by pair: one query per ``chunk`` ids
     instead of one per event (a batch of thousands of trades)."""
-    refs = sorted({ref for _, ref in keys})
     out: dict[tuple[str, str], Entry] = {}
-    for i in range(0, len(refs), chunk):
-        for row in conn.execute(select(entries).where(entries.c.ref.in_(refs[i:i + chunk]))):
-            if (row.kind, row.ref) in keys:
+    for kind in sorted({k for k, _ in keys}):  # kind = ? AND ref IN (...): the (kind, ref) index
+        refs = sorted(r for k, r in keys if k == kind)
+        for i in range(0, len(refs), chunk):
+            for row in conn.execute(select(entries).where(entries.c.kind == kind,
+                                                          entries.c.ref.in_(refs[i:i + chunk]))):
                 out[(row.kind, row.ref)] = _entry(row)
+    return out
+
+
+def _latest_times(conn: Any, keys: set[tuple[str, str | None]], chunk: int = 500) -> dict[tuple[str, str | None],
+                                                                                           str | None]:
+    """The latest business time recorded per ``(source, scope)`` (None: none yet), in one
+    grouped query per source and ``chunk`` scopes (the (source, scope, time) index)."""
+    out: dict[tuple[str, str | None], str | None] = dict.fromkeys(keys)
+    for source in sorted({src for src, _ in keys}):
+        scopes = sorted(sc for src, sc in keys if src == source and sc is not None)
+        for i in range(0, len(scopes), chunk):
+            q = (select(entries.c.scope, func.max(entries.c.event_time))
+                 .where(entries.c.source == source, entries.c.scope.in_(scopes[i:i + chunk]))
+                 .group_by(entries.c.scope))
+            for scope, latest in conn.execute(q):
+                out[(source, scope)] = latest
+        if (source, None) in keys:
+            out[(source, None)] = conn.execute(select(func.max(entries.c.event_time)).where(
+                entries.c.source == source, entries.c.scope.is_(None))).scalar()
     return out
 
 
