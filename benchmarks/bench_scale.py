@@ -60,11 +60,18 @@ def _serve_rows(workdir: Path, members: int, customers: int, paced_n: int) -> li
             bodies = _trade_requests(srv.api, headers, CLIENTS + max(paced_n, 4 * CLIENTS), seed=11)
             for mode in ("paced", "burst"):
                 use = bodies[: CLIENTS + (paced_n if mode == "paced" else 4 * CLIENTS)]
+                assert srv.proc is not None
+                cpu0, srv0, w0 = time.process_time(), _tree_cpu(srv.proc.pid), time.perf_counter()
                 res = asyncio.run(_load(srv.base_url, headers, "/api/v1/what-if/trade", use, mode, RATE, 4))
+                wall = time.perf_counter() - w0
+                client_cpu, server_cpu = time.process_time() - cpu0, _tree_cpu(srv.proc.pid) - srv0
+                res["client_cpu_share"] = client_cpu / (client_cpu + server_cpu)  # of the CPU both used
+                res["cores_busy"] = (client_cpu + server_cpu) / wall
                 row = {"case": f"what-if trade, {workers} worker{'s' if workers > 1 else ''}, {mode}"
                                + (f" at {RATE:g} req/s" if mode == "paced" else " (200 in flight)"),
                        "measured": f"p99 {res['p99_ms']:.1f} ms, {res['throughput_rps']:,.0f} req/s, "
-                                   f"{res['errors']} errors", **res}
+                                   f"{res['errors']} errors; load generator {res['client_cpu_share']:.0%} of the "
+                                   f"CPU used, {res['cores_busy']:.2f} cores busy", **res}
                 if mode == "burst":
                     if workers == 1:
                         base_rps = res["throughput_rps"]
@@ -76,6 +83,27 @@ def _serve_rows(workdir: Path, members: int, customers: int, paced_n: int) -> li
                     row["ratio_of"] = "p99 / 20 ms target"
                 rows.append(row)
     return rows
+
+
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of process ``pid`` and its live descendants (``/proc``)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(d)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)  # ppid, utime + stime
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += stats.get(p, (0, 0.0))[1]
+        todo += [c for c, (ppid, _) in stats.items() if ppid == p]
+    return total
 
 
 def _restart_rows(workdir: Path) -> list[dict[str, Any]]:
