@@ -23,6 +23,15 @@ After each change of an account's requirement (``total_after``) or collateral,
 * ``V >= R``: the call, if any, is met; an **excess** ``V - R`` (that may be returned) is
   recorded when the account moves into excess (from a call or from nothing).
 
+**Maturity.** A security held as collateral redeems at maturity: when the market moves to a
+date on or after its maturity (:meth:`CollateralBook.set_snapshot`), the holding becomes cash at
+its redemption value, 100 per 100 face for a bill and 100 plus the final half-year coupon for a
+note or bond (Treasury pays the last coupon with the principal: TreasuryDirect, "Treasury Notes" and "Treasury Bonds").  The
+conversion follows from the holdings and the market dates alone, so a replay of the ledger
+makes the same one; ``CollateralBook.redemptions`` lists the last roll's conversions.
+(Coupons paid before maturity are not credited: like the positions' P&L, the collateral is
+valued at the dirty price on each date.)
+
 Amounts are dollars; differences of half a cent or less are ignored (a deficit, a deficit's
 growth beyond the last call, an excess from nothing).  An account whose
 requirement cannot be computed (NaN) is not assessed.
@@ -35,6 +44,7 @@ import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +115,17 @@ class HaircutSchedule:
                              source=path) from None
 
 
+@dataclass(frozen=True)
+class Redemption:
+    """A security held as collateral that matured: ``face`` dollars became ``cash`` dollars."""
+
+    account: str
+    asset: str
+    maturity: date
+    face: float
+    cash: float
+
+
 @dataclass
 class _Status:
     kind: str | None = None  # "margin_call" | "excess" | None
@@ -120,17 +141,42 @@ class CollateralBook:
     schedule: HaircutSchedule = field(default_factory=HaircutSchedule)
     holdings: dict[str, dict[str, float]] = field(default_factory=dict)
     status: dict[str, _Status] = field(default_factory=dict)
+    redemptions: list[Redemption] = field(default_factory=list)  # made by the last set_snapshot
     _price: dict[str, tuple[float, float]] = field(default_factory=dict)  # asset -> (dirty per $1 face, years)
 
     def set_snapshot(self, snapshot: MarketSnapshot) -> None:
+        """Move to a new market date; securities that have matured by then become cash (module)."""
+        self.redemptions = self._matured(snapshot.as_of)
+        for r in self.redemptions:
+            acc = self.holdings[r.account]
+            del acc[r.asset]
+            acc[CASH] = acc.get(CASH, 0.0) + r.cash
         self.snapshot = snapshot
         self._price.clear()
 
+    def _matured(self, as_of: date) -> list[Redemption]:
+        """The holdings that mature on or before ``as_of``, at their redemption value."""
+        out = []
+        for account, held in sorted(self.holdings.items()):
+            for asset, face in sorted(held.items()):
+                if asset == CASH:
+                    continue
+                inst = self._security(asset)
+                if inst.maturity <= as_of:
+                    final = inst.coupon / 2.0 if isinstance(inst, TreasuryBond) else 0.0
+                    out.append(Redemption(account, asset, inst.maturity, face, face * (1.0 + final)))
+        return out
+
+    def _security(self, asset: str) -> TreasuryBill | TreasuryBond:
+        """The Treasury ``asset`` names, as of the book's current market date."""
+        inst = parse_instrument(asset, as_of=self.snapshot.as_of, master=self.master, source="collateral")
+        if not isinstance(inst, TreasuryBill | TreasuryBond):
+            raise InputError(f"{asset} is not a Treasury security", source="collateral", field="instrument")
+        return inst
+
     def _unit(self, asset: str) -> tuple[float, float]:
         if asset not in self._price:
-            inst = parse_instrument(asset, as_of=self.snapshot.as_of, master=self.master, source="collateral")
-            if not isinstance(inst, TreasuryBill | TreasuryBond):
-                raise InputError(f"{asset} is not a Treasury security", source="collateral", field="instrument")
+            inst = self._security(asset)
             price = float(unit_values(InstrumentUniverse.of([inst]), self.snapshot, self.snapshot.curve,
                                       self.master)[0, 0])
             years = (inst.maturity - self.snapshot.as_of).days / 365.25
