@@ -26,6 +26,7 @@ from xmargin.reference.futures import TreasuryFuture
 from xmargin.scenarios.residual import (
     ResidualParams,
     daily_basis_changes,
+    ewma_start_year,
     fair_value_on,
     residual_risk,
 )
@@ -101,8 +102,11 @@ def test_filtered_changes_are_the_raw_ones_times_the_volatility_ratio(data_dir: 
     flt = ResidualFilter(snap.as_of, 0.97, 5.0, np.array([True, True, False]))  # the 2008 window: stress
     raw = residual_risk(insts, snap, master, history, ResidualParams(), [(starts, ends)])
     fil = residual_risk(insts, snap, master, history, ResidualParams(), [(starts, ends)], [flt])
-    daily = daily_basis_changes(futures.roots["ZN"], history, master, True)
+    daily = daily_basis_changes(futures.roots["ZN"], history, master, True, ewma_start_year(ends))
+    assert ewma_start_year(ends) == 2006 and np.isnan(daily[: int(np.searchsorted(history.dates, np.datetime64("2006-01-03")))]).all()
     sigma = _loop_ewma(list(daily), 0.97, 250)
+    full = _loop_ewma(list(daily_basis_changes(futures.roots["ZN"], history, master, True)), 0.97, 250)
+    assert sigma[-1] == pytest.approx(full[-1], rel=1e-5)  # the warm-up start is forgotten
     row = {str(d): k for k, d in enumerate(history.dates)}
     today = sigma[row["2020-03-20"]]
     want = [min(today / sigma[row[str(e)]], 5.0) for e in ends[:2]] + [1.0]

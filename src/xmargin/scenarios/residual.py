@@ -53,6 +53,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from xmargin.diskcache import cached, files_key, market_files_key, master_files_key
 from xmargin.market.futures_history import (
     FuturesHistory,
     RootPrices,
@@ -268,25 +269,28 @@ DELIVERY_BASIS_LIMIT = 1.5
 
 @lru_cache(maxsize=16)
 def daily_basis_changes(prices: RootPrices, history: ParYieldHistory, master: SecuritiesMaster,
-                        delivery_month: bool = False) -> FloatArray:
+                        delivery_month: bool = False, since: int = 0) -> FloatArray:
     """One-day basis change on every history row (from the previous row; NaN: unobserved), points.
 
     ``delivery_month``: a continuous series' rows in the expiring contract's delivery month
     (never used for scenario changes) also give one-day changes of that contract, for the
-    volatility only, where the basis level stays within :data:`DELIVERY_BASIS_LIMIT`."""
+    volatility only, where the basis level stays within :data:`DELIVERY_BASIS_LIMIT`.
+    ``since``: rows before 1 January of that year are left NaN (not priced)."""
     d = history.dates
     out = np.full(len(d), np.nan)
-    out[1:] = basis_changes(prices, history, master, d[:-1], d[1:])
+    first = int(np.searchsorted(d, np.datetime64(f"{max(since, 1900)}-01-01", "D")))
+    out[first + 1:] = basis_changes(prices, history, master, d[first:-1], d[first + 1:])
     if delivery_month and prices.continuous:
         r = np.searchsorted(d, prices.dates)
-        ok = (r < len(d)) & (d[np.clip(r, 0, len(d) - 1)] == prices.dates)
+        ok = (r < len(d)) & (d[np.clip(r, 0, len(d) - 1)] == prices.dates) & (r >= first)
+        r, contract, usable = r[ok], prices.contract[ok], prices.usable[ok]
         level = np.full(len(d), np.nan)
         key = np.full(len(d), -1, dtype=np.int64)
-        b = prices.price - fair_value_on(prices.root, prices.contract, prices.dates, history, master)
+        b = prices.price[ok] - fair_value_on(prices.root, contract, prices.dates[ok], history, master)
         b[np.abs(b) > DELIVERY_BASIS_LIMIT] = np.nan
-        level[r[ok]], key[r[ok]] = b[ok], prices.contract[ok]
+        level[r], key[r] = b, contract
         late = np.zeros(len(d), bool)
-        late[r[ok & ~prices.usable]] = True
+        late[r[~usable]] = True
         same = (key[1:] == key[:-1]) & (key[1:] > 0) & (late[1:] | late[:-1])
         step = np.where(same, level[1:] - level[:-1], np.nan)
         fill = np.isnan(out[1:]) & np.isfinite(step)
@@ -373,9 +377,30 @@ def daily_spread_changes(history: ParYieldHistory, sofr: RateHistory | None, eff
 
 @lru_cache(maxsize=16)
 def basis_volatility(prices: RootPrices, history: ParYieldHistory, master: SecuritiesMaster,
-                     decay: float, delivery_month: bool = True) -> FloatArray:
-    """EWMA volatility of the one-day basis changes after every history row, points."""
-    return observed_ewma_volatility(daily_basis_changes(prices, history, master, delivery_month), decay)
+                     decay: float, delivery_month: bool = True, since: int = 0) -> FloatArray:
+    """EWMA volatility of the one-day basis changes after every history row (from ``since``), points."""
+    return observed_ewma_volatility(daily_basis_changes(prices, history, master, delivery_month, since), decay)
+
+
+#: The basis EWMA starts on 1 January this many years before the year of a set's earliest
+#: window end (its seed then weighs 0.97^500, about 2e-7: forgotten); pricing the fair value
+#: of every contract since 2000 would cost a cold context about a fifth more (**choice**).
+EWMA_WARMUP_YEARS = 2
+
+
+def _cached_basis_volatility(prices: RootPrices, history: ParYieldHistory, master: SecuritiesMaster, data_dir: Path,
+                             decay: float, delivery_month: bool, since: int) -> FloatArray:
+    """:func:`basis_volatility` through the on-disk cache (keyed by the price, curve and master
+    files' contents), so a fresh process does not price a decade of contracts again."""
+    key = {"root": prices.root, "prices": files_key([prices.source]), "market": market_files_key(data_dir),
+           "master": master_files_key(data_dir), "decay": decay, "delivery_month": delivery_month, "since": since,
+           "limit": DELIVERY_BASIS_LIMIT}
+    return cached("residual-vol", key, lambda: basis_volatility(prices, history, master, decay, delivery_month, since))
+
+
+def ewma_start_year(window_end: DateArray) -> int:
+    """The year whose 1 January starts the basis EWMA of a set with these window ends."""
+    return int(str(np.min(window_end).astype("datetime64[Y]"))) - EWMA_WARMUP_YEARS if len(window_end) else 0
 
 
 @lru_cache(maxsize=16)
@@ -479,8 +504,8 @@ def residual_risk(
                 coverage[name] = float(seen.mean()) if len(x) else 0.0
             ch[f] = np.where(seen, x, 0.0)
             if flt is not None:
-                vol = (basis_volatility(history_f.roots[name[6:]], history, master, flt.decay,  # type: ignore[union-attr]
-                                        params.delivery_month_volatility)
+                vol = (_cached_basis_volatility(history_f.roots[name[6:]], history, master, snapshot.data_dir,  # type: ignore[union-attr]
+                                                flt.decay, params.delivery_month_volatility, ewma_start_year(end))
                        if name.startswith("basis:") else
                        spread_volatility(history, snapshot.sofr, snapshot.fedfunds, params.spread_smoothing_days,
                                          name, flt.decay))
