@@ -29,10 +29,14 @@ from xmargin.validation.basis import (
     BasisRun,
     basis_books,
     basis_days,
+    comparison_markdown,
+    coverage_markdown,
     loss_quantile,
     realised_distribution,
+    reduction_markdown,
     replace_section,
     var_check,
+    var_check_markdown,
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -101,3 +105,25 @@ def test_one_day_against_hand_figures(data_dir: Path) -> None:
     closes = {r["date"]: float(r["close"]) for r in csv.DictReader((data_dir / "futures" / "ZN.csv").open())}
     assert raw[zn, w] == pytest.approx(1000.0 * (closes["2019-05-09"] - closes["2019-05-06"]), abs=1e-6)
     assert observed[zn, w] and np.isfinite(adjusted[zn, w])
+
+
+def test_reports_from_a_synthetic_run() -> None:
+    """Markdown tables of a hand-made run: an exception counted, the ratio 1 - r_F printed."""
+    dates = np.array(["2020-03-02", "2020-03-03", "2020-04-01"], dtype="datetime64[D]")
+    values = np.zeros((12, 2, 3))
+    values[0] = 800.0  # F_sa
+    values[1] = 200.0  # C_sa
+    values[2] = [[100.0, 150.0, 120.0], [50.0, 50.0, 50.0]]  # F_comb: ratios 0.10, 0.15, 0.12
+    values[4] = 1.0 - values[2] / 1000.0
+    values[6] = 0.8
+    values[7] = 200.0  # requirement after
+    values[8] = [[-250.0, 0.0, 0.0], [0.0, 0.0, 0.0]]  # one exception for the first account
+    values[9] = values[10] = 90.0
+    run = BasisRun(("A", "B"), dates, values)
+    text = reduction_markdown(run, 2020)
+    assert "**A**: 1 exception(s)" in text and "**B**: 0 exception(s)" in text
+    assert "| 2020-03 | 0.875 (0.850-0.900) |" in text and "0.125 (0.150)" in text
+    assert "| 2020-03-03 | 0.850 | 0.000 | 0.150 |" in text
+    assert "| A | 1 / 3 |" in coverage_markdown(run)
+    assert "0.125; 0.875" in comparison_markdown([("x", run), ("y", run)], 2020)
+    assert "| A | **all** | 3 | 100.0% |" in var_check_markdown(run)

@@ -66,7 +66,7 @@ from xmargin.reference.futures import TreasuryFuture
 from xmargin.reference.lookup import parse_instrument
 from xmargin.scenarios.historical import scenario_par
 from xmargin.scenarios.residual import basis_changes, futures_history_for
-from xmargin.validation import Leg, instrument_on, live_contracts
+from xmargin.validation import Leg, instrument_on, live_contracts, window_zones
 from xmargin.validation.backtest import (
     DayContext,
     EngineSpec,
@@ -244,6 +244,22 @@ def var_check_markdown(run: BasisRun) -> str:
     return "\n".join(lines)
 
 
+def coverage_markdown(run: BasisRun) -> str:
+    """Exceptions of the cross-margined requirement against the actual 3-day P&L, per year, and the
+    Basel zones of every trailing 250-day window (:func:`xmargin.validation.window_zones`)."""
+    years = run.dates.astype("datetime64[Y]").astype(int) + 1970
+    lines = ["| account | " + " | ".join(str(y) for y in np.unique(years)) + " | rolling 250-day windows green / "
+             "yellow / red | worst window |", "|---|" + "---:|" * len(np.unique(years)) + "---|---:|"]
+    for a, name in enumerate(run.accounts):
+        hits = -run.get("realised")[a] > run.get("total_after")[a]
+        zones = window_zones(hits, 0.01)
+        rd = zones["rolling_days"]
+        per_year = " | ".join(f"{int(hits[years == y].sum())} / {int((years == y).sum())}" for y in np.unique(years))
+        lines.append(f"| {name} | {per_year} | {rd['green']} / {rd['yellow']} / {rd['red']} | "  # type: ignore[index]
+                     f"{zones['worst_rolling']} |")
+    return "\n".join(lines)
+
+
 def _ratio(run: BasisRun) -> FloatArray:
     """``F_comb / (F_sa + C_sa)`` = ``1 - r_F`` before flooring: the combined margin relative to stand-alone."""
     return run.get("ficc_combined") / (run.get("ficc_standalone") + run.get("cme_standalone"))
@@ -287,6 +303,23 @@ def reduction_markdown(run: BasisRun, year: int) -> str:
     return "\n".join(out)
 
 
+def comparison_markdown(runs: Sequence[tuple[str, BasisRun]], year: int) -> str:
+    """Monthly mean of ``F_comb / (F_sa + C_sa)`` and ``r_F`` of each account under each labelled run."""
+    head = " | ".join(f"{n} {label}" for n in runs[0][1].accounts for label, _ in runs)
+    lines = [f"| month | {head} (F_comb / (F_sa + C_sa), mean; r_F mean) |", "|---|" + "---|" * (len(runs) * len(runs[0][1].accounts))]
+    base = runs[0][1]
+    sel = base.dates.astype("datetime64[Y]").astype(int) + 1970 == year
+    months = base.dates[sel].astype("datetime64[M]")
+    for m in np.unique(months):
+        cells = []
+        for a in range(len(base.accounts)):
+            for _, run in runs:
+                k = run.dates.astype("datetime64[M]") == m
+                cells.append(f"{_ratio(run)[a, k].mean():.3f}; {run.get('r_ficc')[a, k].mean():.3f}")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def replace_section(text: str, name: str, body: str) -> str:
     """``text`` with the lines between ``<!-- name:begin -->`` and ``<!-- name:end -->`` set to ``body``."""
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
@@ -314,6 +347,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--load", type=Path, help="read the daily figures from here instead of computing them")
     ap.add_argument("--doc", type=Path, help="rewrite the generated sections of this Markdown file")
     ap.add_argument("--year", type=int, default=2020, help="the year of the daily reduction table")
+    ap.add_argument("--compare", nargs="*", default=[], metavar="LABEL=FILE.npz",
+                    help="saved runs of the same year under other settings, for a monthly comparison table")
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
     if args.load:
@@ -327,8 +362,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.save:
             run.save(args.save)
     books = "\n".join(f"* {b}" for b in run.books)
-    check = f"{books}\n\n{var_check_markdown(run)}"
+    check = (f"{books}\n\n{var_check_markdown(run)}\n\nExceptions of the cross-margined requirement "
+             f"(`total_after`, before FICC's path-dependent add-ons, which only add margin) against the actual "
+             f"3-day P&L, per year (exceptions / days):\n\n{coverage_markdown(run)}")
     daily = reduction_markdown(run, args.year)
+    if args.compare:
+        others = [(label, BasisRun.load(Path(f))) for label, f in (c.split("=", 1) for c in args.compare)]
+        daily = comparison_markdown([("this run", run), *others], args.year) + "\n\n" + daily
     if args.doc:
         text = args.doc.read_text()
         text = replace_section(replace_section(text, "basis-var-check", check), f"basis-{args.year}", daily)
