@@ -417,6 +417,9 @@ def test_validation_report_on_a_few_days(data_dir: Path, tmp_path: Path) -> None
     row = f"| BASIS | 2022 | 5 | {k} |"
     assert row in text and f"| {traffic_light(k, 5, 0.01)} | {m.mean():,.0f} |" in text
     assert np.all(res.margin[BOOKS.index("OUT10Y")] > 0)
+    # the repo-financed long (tests/test_repo_book.py): the note's margin to within the cash leg's rate risk
+    np.testing.assert_allclose(res.margin[BOOKS.index("REPO10Y")], res.margin[BOOKS.index("OUT10Y")], rtol=5e-3)
+    assert "| combined | REPO10Y |" in text
     assert "| combined | BASIS |" in text and "| ficc | ZN |" not in text  # no FICC position in the ZN book
     again = run_years([2022], data_dir=data_dir, params=env.params, eligibility=env.eligibility,
                       until=date(2022, 1, 7), cache=tmp_path / "cache")  # from the cache

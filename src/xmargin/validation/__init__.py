@@ -30,7 +30,8 @@ Treasury futures ``h + 2`` business days before the first day of the delivery mo
 ``h``-day horizon ends before first intention day), SOFR and Fed Funds futures ``h`` business
 days before their last trading day.  Cash securities and repos drop out of the book once they
 mature (end) on or before a day's settlement date.  A constant-maturity leg is a par bond
-re-struck every day.
+re-struck every day.  A :class:`~xmargin.validation.books.RolledRepo` leg holds, each day,
+the repo of its latest roll date (a par note repo'd out, the repo rolled at maturity).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from xmargin.reference.futures import TREASURY_FUTURES, TreasuryFuture
 from xmargin.reference.lookup import Instrument
 from xmargin.reference.repo import Repo
 from xmargin.reference.stir import RateFuture
+from xmargin.validation.books import RolledRepo
 
 BoolArray = npt.NDArray[np.bool_]
 
@@ -221,7 +223,7 @@ class Leg:
 
     account: int
     quantity: float
-    instrument: Instrument | None = None
+    instrument: Instrument | RolledRepo | None = None
     par_tenor_months: int = 0
 
 
@@ -258,6 +260,8 @@ def instrument_on(leg: Leg, nearby: int, snapshot: MarketSnapshot, h: int) -> In
     inst = leg.instrument
     if isinstance(inst, TreasuryFuture | RateFuture):
         return live_contracts(inst.root, snapshot.as_of, h, nearby + 1)[nearby]
+    if isinstance(inst, RolledRepo):  # the repo of the latest roll date (xmargin.validation.books)
+        return inst.repo_on(snapshot)
     if isinstance(inst, Repo):
         return inst if inst.end > snapshot.settle else None
     return inst if inst is not None and inst.maturity > snapshot.settle else None
@@ -278,6 +282,10 @@ def roll_notes(legs: Sequence[Leg], start: date, h: int, dates: npt.NDArray[np.d
             k = nearby_index(inst, start, h)
             held = [live_contracts(inst.root, d.astype(date), h, k + 1)[k].symbol for d in dates]
             notes += [f"{dates[i]}: {held[i - 1]} rolled to {held[i]}" for i in range(1, len(held)) if held[i] != held[i - 1]]
+        elif isinstance(inst, RolledRepo):
+            if len(dates):
+                rolls = inst.roll_dates(dates[-1].astype(date))
+                notes.append(f"{inst.identifier}: repo re-opened on {len(rolls)} roll dates from {rolls[0]} to {rolls[-1]}")
         elif inst is not None:
             mat = inst.end if isinstance(inst, Repo) else inst.maturity
             if len(dates) and mat <= dates[-1].astype(date):

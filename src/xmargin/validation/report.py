@@ -8,13 +8,15 @@ constant-maturity legs re-struck daily as :class:`~xmargin.validation.Leg` descr
 * ``OUT2Y``, ``OUT10Y``, ``OUT30Y``: long $100m of the 2-, 10- and 30-year par note/bond;
 * ``ZN``, ``SR3``: long 1,000 front contracts (rolled);
 * ``BASIS``: long $100m of the 10-year par note, short the DV01-equivalent front ZN;
-* ``STEEP2S10S``: long the 2-year par note DV01-equal to $100m of the 10-year, short that.
+* ``STEEP2S10S``: long the 2-year par note DV01-equal to $100m of the 10-year, short that;
+* ``REPO10Y``: long $100m of the 10-year par note financed by an overnight repo re-opened each
+  business day at that day's SOFR (EFFR before April 2018), 2% haircut: one repo position
+  (:class:`~xmargin.validation.books.RolledRepo`, roll rule and P&L there).
 
 Each year is one :func:`~xmargin.validation.multi.backtest_models` pass (three models).
 Per model, book and year: exceptions, Kupiec and Christoffersen p-values, the Basel zone of
 the year's exceptions, mean margin and peak-to-trough (largest / smallest margin); over all
-years: coverage and the share of rolling 250-day windows in each zone.  Left out (said in
-the document): a repo-financed long (the daily engine has no rolling repo leg).
+years: coverage and the share of rolling 250-day windows in each zone.
 """
 
 from __future__ import annotations
@@ -46,10 +48,13 @@ from xmargin.validation import (
     window_zones,
 )
 from xmargin.validation.backtest import BacktestResult
+from xmargin.validation.books import RolledRepo
 from xmargin.validation.multi import backtest_models
 
-BOOKS = ("OUT2Y", "OUT10Y", "OUT30Y", "ZN", "SR3", "BASIS", "STEEP2S10S")
+BOOKS = ("OUT2Y", "OUT10Y", "OUT30Y", "ZN", "SR3", "BASIS", "STEEP2S10S", "REPO10Y")
 FACE = 1e8
+#: ``REPO10Y``'s repo: overnight (re-opened every business day), 2% haircut (the demo's repo haircut).
+REPO10Y_TERM_DAYS, REPO10Y_HAIRCUT = 1, 0.02
 
 
 def reference_book(data_dir: Path, start: date, h: int = 3) -> tuple[tuple[Account, ...], list[Leg]]:
@@ -66,6 +71,7 @@ def reference_book(data_dir: Path, start: date, h: int = 3) -> tuple[tuple[Accou
         Leg(3, 1000.0, zn), Leg(4, 1000.0, sr3),
         Leg(5, FACE, par_tenor_months=120), Leg(5, -float(round(FACE * dv01[1] / dv01[2])), zn),
         Leg(6, float(round(FACE * dv01[1] / dv01[0], -3)), par_tenor_months=24), Leg(6, -FACE, par_tenor_months=120),
+        Leg(7, FACE, RolledRepo(start, 120, REPO10Y_TERM_DAYS, REPO10Y_HAIRCUT)),
     ]
     return accounts, legs
 
@@ -189,7 +195,11 @@ def render(runs: Sequence[YearRun], params: MarginParams, command: str, chart: s
              f"Regenerate with `{command}`.", "",
              "Reference books (positions set on each year's first business day, held through the year): "
              + ", ".join(f"`{b}`" for b in BOOKS) + " (see `src/xmargin/validation/report.py`). "
-             "A repo-financed long is not included: the daily engine has no rolling repo leg.", "",
+             "`REPO10Y` is one repo position (the note is out on repo, as FICC's GSD sees it), the overnight repo re-opened "
+             "each business day at that day's SOFR (EFFR before April 2018) with a 2% haircut; its realised P&L is the "
+             "note's price move less the change in the repurchase price's present value (no carry, as for every book), "
+             "so its margin is the outright note's to within the cash leg's one-day rate risk "
+             "(`src/xmargin/validation/books.py`).", "",
              f"Settings: FICC scenarios `{params.ficc.scenarios.mode}` (decay {params.ficc.scenarios.decay}), CME VaR "
              f"scenarios `{params.cme.var_scenarios.mode}`, CME stand-alone `{params.cme.standalone_model}`; "
              f"FICC Portfolio Differential {'on' if params.ficc.portfolio_differential else 'off'}, Backtesting "
