@@ -268,6 +268,8 @@ def _ratio(run: BasisRun) -> FloatArray:
 def reduction_markdown(run: BasisRun, year: int) -> str:
     """Monthly summary and the daily reduction factors of ``year``."""
     sel = run.dates.astype("datetime64[Y]").astype(int) + 1970 == year
+    if not sel.any():
+        return f"(no day of {year} in this run)"
     months = run.dates[sel].astype("datetime64[M]")
     ratio = _ratio(run)[:, sel]
     out = []
