@@ -3,7 +3,9 @@
 Same universe and seeded accounts as :mod:`benchmarks.bench_margin` (quick: 1,000 accounts).
 In one process, alternately, a **cold** ``build_context`` + ``compute_margins`` with every
 residual factor off (the baseline: the curve-only engine) and with the defaults (futures
-basis from ``<data dir>/futures``, SOFR-EFFR, SOFR-Treasury); before each pass every cache a
+basis from ``<data dir>/futures``, SOFR-EFFR, SOFR-Treasury, each under FHS), and the
+defaults with ``[residual] filtered = false`` (the residual changes unscaled, as before
+their FHS); before each pass every cache a
 cold run would not have is cleared (scenario sets, SPAN calibration, residual histories).
 Prints the median wall and CPU seconds of each and their ratio (target: at most 1.20).
 Run ``python -m benchmarks.bench_residual [--quick] [--repeats N]``.
@@ -37,6 +39,9 @@ def _clear() -> None:
     context_module._span.cache_clear()
     residual_module._fair_values.cache_clear()
     residual_module.spread_levels.cache_clear()
+    for f in (residual_module.daily_basis_changes, residual_module.basis_volatility,
+              residual_module.daily_spread_changes, residual_module.spread_volatility):
+        f.cache_clear()
 
 
 def run(quick: bool = False, repeats: int = 2) -> list[dict[str, Any]]:
@@ -49,6 +54,8 @@ def run(quick: bool = False, repeats: int = 2) -> list[dict[str, Any]]:
     uni, _ = universe(snap, master)
     book = accounts(uni, snap, master, 1_000 if quick else 10_000)
     modes = {"residual off (baseline)": replace(MarginParams(), residual=ResidualParams(False, False, False)),
+             "residual on, unfiltered (before FHS)": replace(MarginParams(),
+                                                              residual=ResidualParams(filtered=False)),
              "residual on (default)": MarginParams()}
     times: dict[str, list[tuple[float, float]]] = {k: [] for k in modes}
     for _ in range(repeats):
@@ -59,11 +66,15 @@ def run(quick: bool = False, repeats: int = 2) -> list[dict[str, Any]]:
             compute_margins(ctx, book)
             times[name].append((time.perf_counter() - w0, time.process_time() - c0))
     base = statistics.median(c for _, c in times["residual off (baseline)"])
+    unfiltered = statistics.median(c for _, c in times["residual on, unfiltered (before FHS)"])
     rows = []
     for name, ts in times.items():
         wall, cpu = statistics.median(w for w, _ in ts), statistics.median(c for _, c in ts)
         rows.append({"metric": f"context + margins, {name}", "wall_s": wall, "cpu_s": cpu, "cpu_ratio": cpu / base,
                      "target": 1.2})
+    filtered = statistics.median(c for _, c in times["residual on (default)"])
+    rows.append({"metric": "FHS of the residual factors: on / off", "wall_s": float("nan"), "cpu_s": filtered,
+                 "cpu_ratio": filtered / unfiltered, "target": 1.2})
     return rows
 
 

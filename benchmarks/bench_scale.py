@@ -10,9 +10,20 @@ Rows (each pair measured side by side in this process, on the same data and ledg
 * ``restart: full replay`` vs ``restart: checkpoint + tail``: opening the same ledger (the demo
   book plus 200 trades after the checkpoint) from its first entry and from its checkpoint;
 * ``xmargin price ZNU24``: a fresh interpreter, the context cache off vs warm (target <= 1 s
-  warm, interpreter start included).
+  warm, interpreter start included);
+* ``fresh start``: ``xmargin serve`` of the demo book (5 members x 300 customers; ``--quick``:
+  2 x 20) on a new ledger until ``/ready``, the context cache off vs warm (target <= 15 s);
+* ``10,000 accounts``: :mod:`benchmarks.bench_margin`'s batch in a fresh interpreter (start,
+  data, book, context, margins), the cache empty vs warm (targets <= 2 s whole, margins <= 1.5 s);
+* ``stream, other worker``: two workers on PostgreSQL (``XMARGIN_TEST_POSTGRES_URL``; skipped
+  without it): a trade answered 201 by one worker until its update reaches the other worker's
+  ``/stream``, woken by ``NOTIFY`` vs polling every 50 ms (``--no-notify``).
 
-``python -m benchmarks.bench_scale [--quick]`` prints the table and writes
+Caveat for the HTTP rows: the load generator runs on the same two cores as the server, so a
+second worker competes with the client for CPU; the throughput target is stated, not met here.
+
+``python -m benchmarks.bench_scale [--quick] [--only=SECTION ...]`` (sections: price, serve,
+restart, start, accounts, stream) prints the table and writes
 ``benchmarks/results/scale.json``.  Wall-clock times on a shared machine include waiting for a
 CPU: the table states the load average; read the ratios.
 """
@@ -49,11 +60,18 @@ def _serve_rows(workdir: Path, members: int, customers: int, paced_n: int) -> li
             bodies = _trade_requests(srv.api, headers, CLIENTS + max(paced_n, 4 * CLIENTS), seed=11)
             for mode in ("paced", "burst"):
                 use = bodies[: CLIENTS + (paced_n if mode == "paced" else 4 * CLIENTS)]
+                assert srv.proc is not None
+                cpu0, srv0, w0 = time.process_time(), _tree_cpu(srv.proc.pid), time.perf_counter()
                 res = asyncio.run(_load(srv.base_url, headers, "/api/v1/what-if/trade", use, mode, RATE, 4))
+                wall = time.perf_counter() - w0
+                client_cpu, server_cpu = time.process_time() - cpu0, _tree_cpu(srv.proc.pid) - srv0
+                res["client_cpu_share"] = client_cpu / (client_cpu + server_cpu)  # of the CPU both used
+                res["cores_busy"] = (client_cpu + server_cpu) / wall
                 row = {"case": f"what-if trade, {workers} worker{'s' if workers > 1 else ''}, {mode}"
                                + (f" at {RATE:g} req/s" if mode == "paced" else " (200 in flight)"),
                        "measured": f"p99 {res['p99_ms']:.1f} ms, {res['throughput_rps']:,.0f} req/s, "
-                                   f"{res['errors']} errors", **res}
+                                   f"{res['errors']} errors; load generator {res['client_cpu_share']:.0%} of the "
+                                   f"CPU used, {res['cores_busy']:.2f} cores busy", **res}
                 if mode == "burst":
                     if workers == 1:
                         base_rps = res["throughput_rps"]
@@ -65,6 +83,27 @@ def _serve_rows(workdir: Path, members: int, customers: int, paced_n: int) -> li
                     row["ratio_of"] = "p99 / 20 ms target"
                 rows.append(row)
     return rows
+
+
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of process ``pid`` and its live descendants (``/proc``)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(d)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)  # ppid, utime + stime
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += stats.get(p, (0, 0.0))[1]
+        todo += [c for c, (ppid, _) in stats.items() if ppid == p]
+    return total
 
 
 def _restart_rows(workdir: Path) -> list[dict[str, Any]]:
@@ -103,18 +142,186 @@ def _price_rows(workdir: Path) -> list[dict[str, Any]]:
             for label, t in timings.items()]
 
 
-def run(quick: bool = False) -> list[dict[str, Any]]:
+def _fresh_start_rows(workdir: Path, members: int, customers: int) -> list[dict[str, Any]]:
+    """``xmargin serve`` on a new ledger until ready: cache off, then (after a cold start that
+    fills it) warm."""
+    from xmargin.service.testing import ServerProcess
+
+    cache = workdir / "start-cache"
+    timings: dict[str, float] = {}
+    for label, where in (("cache off", "off"), ("cache cold", str(cache)), ("cache warm", str(cache))):
+        saved = os.environ.get("XMARGIN_CACHE_DIR")
+        os.environ["XMARGIN_CACHE_DIR"] = where
+        try:
+            srv = ServerProcess(workdir / f"start-{label.replace(' ', '-')}", members=members, customers=customers,
+                                timeout=900)
+            t0 = time.perf_counter()
+            with srv:
+                timings[label] = time.perf_counter() - t0
+        finally:
+            if saved is None:
+                os.environ.pop("XMARGIN_CACHE_DIR", None)
+            else:
+                os.environ["XMARGIN_CACHE_DIR"] = saved
+    base = timings["cache off"]
+    return [{"case": f"fresh start of xmargin serve ({members} x {customers} demo), {label}",
+             "measured": f"{t:.1f} s to ready (target <= 15 s)", "seconds": t, "ratio": t / base,
+             "ratio_of": "time / cache off"} for label, t in timings.items()]
+
+
+def _accounts_rows(workdir: Path, n: int) -> list[dict[str, Any]]:
+    """The margin batch of ``n`` accounts in a fresh interpreter: empty cache, then warm."""
+    from benchmarks.bench_margin import _warm_pass
+    from xmargin.config import resolve_data_dir
+
+    root = resolve_data_dir(None)
+    saved = os.environ.get("XMARGIN_CACHE_DIR")
+    os.environ["XMARGIN_CACHE_DIR"] = str(workdir / "accounts-cache")
+    try:
+        cold_wall, cold = _warm_pass(n, root)  # the cache is empty: builds and writes
+        warm_wall, warm = _warm_pass(n, root)
+    finally:
+        if saved is None:
+            os.environ.pop("XMARGIN_CACHE_DIR", None)
+        else:
+            os.environ["XMARGIN_CACHE_DIR"] = saved
+    rows = []
+    for label, wall, parts in (("cache empty", cold_wall, cold), ("cache warm", warm_wall, warm)):
+        rows.append({"case": f"{n:,} accounts, fresh process, {label}",
+                     "measured": f"{wall:.2f} s whole (context {parts['context']:.2f} s, margins "
+                                 f"{parts['margins']:.2f} s)", "seconds": wall, **parts,
+                     "ratio": wall / cold_wall, "ratio_of": "whole / cache empty (warm target <= 2 s; margins "
+                                                            "<= 1.5 s)"})
+    return rows
+
+
+def _stream_rows(workdir: Path, trades: int) -> list[dict[str, Any]]:
+    """Latency of a trade's update to the *other* worker's stream, PostgreSQL, NOTIFY vs polling."""
+    from xmargin.ledger.testing import postgres_url, temporary_database
+
+    url, why = postgres_url()
+    if url is None:
+        return [{"case": "stream, other worker (PostgreSQL)", "measured": f"not run: {why}"}]
+    out: list[dict[str, Any]] = []
+    base: float | None = None
+    for label, extra in (("polling every 50 ms", ["--no-notify", "--follow-poll", "0.05"]),
+                         ("LISTEN/NOTIFY", [])):
+        with temporary_database(url) as db:
+            lat = _other_worker_latency(workdir / f"stream-{len(out)}", db, extra, trades)
+        p50, p99 = _quantile(lat, 0.5), _quantile(lat, 0.99)
+        base = base or p50
+        out.append({"case": f"trade to the other worker's /stream, 2 workers on PostgreSQL, {label}",
+                    "measured": f"p50 {p50 * 1e3:.1f} ms, p99 {p99 * 1e3:.1f} ms ({len(lat)} trades)",
+                    "p50_ms": p50 * 1e3, "p99_ms": p99 * 1e3, "ratio": p50 / base,
+                    "ratio_of": "p50 / polling p50"})
+    return out
+
+
+def _quantile(xs: list[float], q: float) -> float:
+    ys = sorted(xs)
+    return ys[min(len(ys) - 1, int(q * len(ys)))] if ys else float("nan")
+
+
+def _other_worker_latency(workdir: Path, ledger: str, extra: list[str], trades: int) -> list[float]:
+    """Seconds from each 201 (one worker) to the update on the other worker's admin stream."""
+    import threading
+
+    import httpx
+
+    from xmargin.service.testing import ServerProcess
+
+    arrivals: dict[str, dict[str, float]] = {}  # pid -> trade id -> arrival time
+    stop = threading.Event()
+
+    def read(c: httpx.Client, pid_box: list[str], ready: threading.Event, key: str) -> None:
+        try:
+            with c.stream("GET", "/stream", headers={"X-API-Key": key}, timeout=None) as r:
+                pid_box.append(r.headers["x-xmargin-worker"])
+                ready.set()
+                kind = None
+                for line in r.iter_lines():
+                    if stop.is_set():
+                        return
+                    if line.startswith("event: "):
+                        kind = line[7:]
+                    elif line.startswith("data: ") and kind == "margin":
+                        arrivals.setdefault(pid_box[0], {})[json.loads(line[6:])["trade_id"]] = time.perf_counter()
+        except httpx.HTTPError:
+            pass
+
+    lat: list[float] = []
+    with ServerProcess(workdir, members=2, customers=3, ledger=ledger, extra=["--workers", "2", *extra],
+                       timeout=900) as srv:
+        pids: set[str] = set()
+        clients = []
+        for _ in range(40):  # one stream on each worker
+            c = httpx.Client(base_url=srv.api)
+            box: list[str] = []
+            ready = threading.Event()
+            threading.Thread(target=read, args=(c, box, ready, srv.keys["admin"]), daemon=True).start()
+            ready.wait(30)
+            clients.append(c)
+            pids.update(box)
+            if len(pids) == 2:
+                break
+        for k in range(trades):
+            tid = f"lat-{k}"
+            with httpx.Client(base_url=srv.api, timeout=60) as c:
+                r = c.post("/trades", headers=srv.headers("CM01"), json={
+                    "trade_id": tid, "account": "CM01-HOUSE", "instrument": "ZNU24" if k % 2 else "ZFU24",
+                    "quantity": 1 + k % 3})
+            answered = time.perf_counter()
+            other = next((p for p in pids if p != r.headers["x-xmargin-worker"]), None)
+            deadline = answered + 10
+            while other is not None and tid not in arrivals.get(other, {}) and time.perf_counter() < deadline:
+                time.sleep(0.0005)
+            if other is not None and tid in arrivals.get(other, {}):
+                lat.append(max(0.0, arrivals[other][tid] - answered))
+            time.sleep(0.05)
+        stop.set()
+        for c in clients:
+            c.close()
+    return lat
+
+
+SECTIONS = ("price", "serve", "restart", "start", "accounts", "stream")
+
+
+def run(quick: bool = False, only: tuple[str, ...] = SECTIONS) -> list[dict[str, Any]]:
     members, customers = (2, 20) if quick else (5, 300)
     workdir = Path(tempfile.mkdtemp(prefix="xmargin-bench-scale-"))
+    rows: list[dict[str, Any]] = []
+
+    def load() -> float:
+        return os.getloadavg()[0]
+
     try:
-        rows = _price_rows(workdir)
-        rows += _serve_rows(workdir, members, customers, 600 if quick else 3000)
-        _trades_after_checkpoint(workdir, 50 if quick else 200)
-        rows += _restart_rows(workdir)
+        for section in only:
+            before = load()
+            if section == "price":
+                part = _price_rows(workdir)
+            elif section == "serve":
+                part = _serve_rows(workdir, members, customers, 600 if quick else 3000)
+            elif section == "restart":
+                if not (workdir / "ledger.db").exists():
+                    part = []
+                else:
+                    _trades_after_checkpoint(workdir, 50 if quick else 200)
+                    part = _restart_rows(workdir)
+            elif section == "start":
+                part = _fresh_start_rows(workdir, members, customers)
+            elif section == "accounts":
+                part = _accounts_rows(workdir, 1_000 if quick else 10_000)
+            elif section == "stream":
+                part = _stream_rows(workdir, 30 if quick else 100)
+            else:
+                raise ValueError(f"unknown section {section!r} (known: {', '.join(SECTIONS)})")
+            for r in part:
+                r["load_average"] = before
+                r["load_average_after"] = load()
+            rows += part
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    for r in rows:
-        r["load_average"] = os.getloadavg()[0]
     return rows
 
 
@@ -145,16 +352,18 @@ def main(argv: list[str] | None = None) -> int:
     from rich.table import Table
 
     argv = sys.argv[1:] if argv is None else argv
-    rows = run(quick="--quick" in argv)
+    only = tuple(a.split("=", 1)[1] for a in argv if a.startswith("--only="))
+    rows = run(quick="--quick" in argv, only=only or SECTIONS)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"benchmark": "scale", "machine": platform.platform(), "cpus": os.cpu_count(),
                                    "python": platform.python_version(), "rows": rows}, indent=2) + "\n")
     t = Table(title=f"Serving a market: side by side (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} "
                     "CPUs)", header_style="bold cyan")
-    for col in ("case", "measured", "ratio", "ratio of"):
+    for col in ("case", "measured", "ratio", "ratio of", "load before/after"):
         t.add_column(col, justify="right" if col == "ratio" else "left")
     for r in rows:
-        t.add_row(r["case"], r["measured"], f"{r['ratio']:.2f}" if "ratio" in r else "-", r.get("ratio_of", ""))
+        t.add_row(r["case"], r["measured"], f"{r['ratio']:.2f}" if "ratio" in r else "-", r.get("ratio_of", ""),
+                  f"{r.get('load_average', 0):.1f} / {r.get('load_average_after', 0):.1f}")
     Console(width=max(Console().width, 160)).print(t)
     Console(stderr=True).print(f"wrote {RESULTS}")
     return 0

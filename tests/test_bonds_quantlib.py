@@ -325,3 +325,29 @@ def test_short_bills_match_quantlib_zero_coupon_bond(days: int, bey_bp: int) -> 
     q_price = ql.BondFunctions.cleanPrice(zcb, y, ql.Actual365Fixed(), ql.Simple, ql.Annual, _qd(settle))
     cf = resolve([TreasuryBill(maturity=maturity)], settle)
     assert float(dirty_from_yield(cf, [y])[0]) == pytest.approx(q_price, abs=TOL)
+
+
+def test_small_products_skip_scipy_with_the_same_bits(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``dirty_prices`` multiplies small products in NumPy (no SciPy import for ``xmargin price``):
+    every outstanding note and bond under 50 historical curves gives the same bits as SciPy's
+    sparse product (the reference), so a row priced alone equals the row priced in a universe."""
+    import numpy as np
+
+    from xmargin.margin.context import _scenarios
+    from xmargin.margin.params import MarginParams
+    from xmargin.market.snapshot import load_snapshot
+    from xmargin.masterdata import load_master
+    from xmargin.pricing import bonds
+    from xmargin.reference.cashflows import resolve
+
+    snap = load_snapshot(date(2024, 6, 26), data_dir=data_dir)
+    master = load_master(snap.data_dir)
+    cf = resolve([master.definition(r.cusip) for r in master.notes_and_bonds(outstanding_on=snap.as_of)],
+                 date(2024, 6, 27))
+    curves = _scenarios(snap, MarginParams().ficc.scenarios).curves.select(np.arange(50))
+    monkeypatch.setattr(bonds, "DENSE_MAX_WORK", 0)
+    sparse = bonds.dirty_prices(cf, curves)
+    monkeypatch.setattr(bonds, "DENSE_MAX_WORK", 10**12)
+    dense = bonds.dirty_prices(cf, curves)
+    assert cf.size > 300 and sparse.shape == (cf.size, 50)
+    np.testing.assert_array_equal(dense, sparse)

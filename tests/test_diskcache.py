@@ -169,3 +169,95 @@ def test_second_price_command_reads_the_cache(cache: Path, data_dir: Path) -> No
     second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=True)
     assert second.stdout == first.stdout
     assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == stamps  # read, nothing rewritten
+
+
+def _residual_context(data_dir: Path, futures: Path):
+    """A context of 70 rows (cached on disk: >= 64) over notes, bonds, Treasury futures and
+    SOFR futures, residual factors on, the futures basis read from ``futures``."""
+    import dataclasses
+
+    from xmargin.margin.context import build_context
+    from xmargin.margin.params import MarginParams
+    from xmargin.market.snapshot import load_snapshot
+    from xmargin.masterdata import load_master
+    from xmargin.pricing.revalue import InstrumentUniverse
+    from xmargin.reference.lookup import parse_instrument
+
+    snap = load_snapshot(date(2024, 6, 26), data_dir=data_dir)
+    master = load_master(snap.data_dir)
+    futs = [parse_instrument(s, as_of=snap.as_of, master=master)
+            for s in ("ZTU24", "ZFU24", "ZNU24", "TNU24", "ZBU24", "UBU24", "ZNZ24", "SR3U24", "ZQQ24")]
+    cash = [master.definition(r.cusip) for r in master.notes_and_bonds(outstanding_on=snap.as_of)[:61]]
+    params = MarginParams()
+    params = dataclasses.replace(params, residual=dataclasses.replace(params.residual, futures_history=str(futures)))
+    return build_context(snap, master, InstrumentUniverse.of([*futs, *cash]), params)
+
+
+def _margins(ctx) -> dict[str, np.ndarray]:
+    import dataclasses
+
+    import scipy.sparse as sp
+
+    from xmargin.margin.calculator import margins_for_positions
+
+    rng = np.random.default_rng(14)
+    q = rng.integers(-50, 51, size=(12, len(ctx.universe))).astype(float)
+    q[rng.random(q.shape) < 0.8] = 0.0  # sparse books mixing futures and cash
+    q[:, :9] = rng.integers(-200, 201, size=(12, 9))  # every account holds futures: the basis matters
+    out = margins_for_positions(ctx, sp.csr_matrix(q), np.arange(12) % 3 != 0)
+    return {f.name: np.asarray(getattr(out, f.name)) for f in dataclasses.fields(out)}
+
+
+def test_residual_rows_come_from_the_cache_and_follow_the_futures_files(
+        cache: Path, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The residual-factor rows ride in the cached context rows: a warm context (its residual
+    loadings and P&L read-only views of the entry) gives margins identical to a context built
+    with the cache off; changing one futures price file changes the key (a new entry, new
+    basis changes) and the margins are again those of a fresh build on the changed file."""
+    import shutil
+
+    futures = tmp_path / "futures"
+    futures.mkdir()
+    for f in (data_dir / "futures").glob("*.csv"):  # a scratch copy the test may change (temporary)
+        shutil.copy(f, futures / f.name)
+    cold = _residual_context(data_dir, futures)
+    assert cold.residual is not None and any(f.startswith("basis:") for f in cold.residual.factors)
+    rows_entries = sorted(p.name for p in cache.glob("context-rows-*.xmc"))
+    assert len(rows_entries) == 1
+    warm = _residual_context(data_dir, futures)
+    assert warm.residual is not None
+    assert not warm.residual.loadings.flags.writeable and not warm.ficc_pnl.pnl.flags.writeable  # from the entry
+    monkeypatch.setenv("XMARGIN_CACHE_DIR", "off")
+    fresh = _residual_context(data_dir, futures)
+    assert fresh.residual is not None and fresh.residual.loadings.flags.writeable
+    assert warm.residual.factors == fresh.residual.factors
+    for name in ("loadings", "ficc_changes", "cme_changes"):
+        np.testing.assert_array_equal(getattr(warm.residual, name), getattr(fresh.residual, name), err_msg=name)
+    np.testing.assert_array_equal(warm.ficc_pnl.pnl, fresh.ficc_pnl.pnl)
+    np.testing.assert_array_equal(warm.cme_pnl.pnl, fresh.cme_pnl.pnl)
+    want = _margins(fresh)
+    for k, v in _margins(warm).items():
+        np.testing.assert_array_equal(v, want[k], err_msg=k)
+
+    # one futures file changes (every other ZN close a quarter point higher): a new key
+    zn = futures / "ZN.csv"
+    lines = zn.read_text().splitlines()
+    for i in range(1, len(lines), 2):
+        cols = lines[i].split(",")
+        cols[4] = repr(float(cols[4]) + 0.25)
+        lines[i] = ",".join(cols)
+    zn.write_text("\n".join(lines) + "\n")
+    monkeypatch.setenv("XMARGIN_CACHE_DIR", str(cache))
+    changed = _residual_context(data_dir, futures)
+    assert len(list(cache.glob("context-rows-*.xmc"))) == 2  # not the old entry: a new one
+    assert changed.residual is not None
+    k = changed.residual.factors.index("basis:ZN")
+    assert not np.array_equal(changed.residual.ficc_changes[k], warm.residual.ficc_changes[k])
+    monkeypatch.setenv("XMARGIN_CACHE_DIR", "off")
+    fresh_changed = _residual_context(data_dir, futures)
+    np.testing.assert_array_equal(changed.ficc_pnl.pnl, fresh_changed.ficc_pnl.pnl)
+    want = _margins(fresh_changed)
+    got = _margins(changed)
+    for key, v in got.items():
+        np.testing.assert_array_equal(v, want[key], err_msg=key)
+    assert not np.array_equal(got["cme_standalone"], _margins(warm)["cme_standalone"])  # reaches the margins

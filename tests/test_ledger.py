@@ -481,3 +481,50 @@ def test_new_model_parameters_are_recorded_and_replayed(ledger_url, market):
         assert state.mismatches == []
         assert state.engine.context.params.cross.reduction_cap == 0.1
         assert state.engine.margin("XM1") == row
+
+
+def _reference_normalize(value):
+    """The canonical form as the module docstring states it, written out independently (the
+    form every existing ledger's hashes were computed with)."""
+    import numpy as np
+
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        if not math.isfinite(float(value)):
+            raise ValueError("not finite")
+        return repr(float(value))
+    if isinstance(value, dict):
+        return {k: _reference_normalize(v) for k, v in value.items()}
+    return [_reference_normalize(v) for v in value]
+
+
+def test_canonical_json_fast_path_equals_the_rules() -> None:
+    """``normalize`` takes the exact built-in types first; for every JSON-like value (floats of
+    every magnitude, NumPy scalars, tuples, nesting) it gives the text the rules give."""
+    import numpy as np
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from xmargin.ledger.hashing import canonical_json
+
+    scalars = (st.none() | st.booleans() | st.integers() | st.text(max_size=8)
+               | st.floats(allow_nan=False, allow_infinity=False)
+               | st.floats(allow_nan=False, allow_infinity=False).map(np.float64)
+               | st.integers(-10**12, 10**12).map(np.int64))
+    values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner)
+                          | st.dictionaries(st.text(max_size=6), inner, max_size=4), max_leaves=20)
+
+    @given(values)
+    def check(v) -> None:
+        want = json.dumps(_reference_normalize(v), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        assert canonical_json(v) == want
+
+    check()
+    for bad in (float("nan"), float("inf"), -float("inf"), np.float64("nan"), {"a": [1.0, float("inf")]}):
+        with pytest.raises(ValueError):
+            canonical_json(bad)
+    with pytest.raises(TypeError):
+        canonical_json({1: "x"})

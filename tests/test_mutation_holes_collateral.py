@@ -10,6 +10,7 @@ Treasury case uses FedInvest's price of 2024-06-26 as the independent value.
 from __future__ import annotations
 
 import csv
+import dataclasses
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -135,6 +136,8 @@ def test_haircut_schedule_by_remaining_maturity() -> None:
     (((5.0, 0.01), (float("inf"), 1.0)), 0.0, "haircuts"),
     (((5.0, -0.01), (float("inf"), 0.5)), 0.0, "haircuts"),
     (((float("inf"), 0.1),), 1.0, "haircuts"),
+    (((5.0, 0.01), (float("inf"), 1.5)), 0.0, "haircuts"),  # above 1: a negative collateral value
+    (((float("inf"), 0.1),), 2.0, "haircuts"),
 ])
 def test_bad_haircut_schedules_are_refused(table: tuple, cash: float, field: str) -> None:  # type: ignore[type-arg]
     """Empty, unsorted, without an open last bucket, or a haircut outside [0, 1)."""
@@ -192,3 +195,197 @@ def test_excess_from_nothing_and_no_assessment_without_a_requirement(book: Colla
     assert book.assess("H", 99.996) is None
     book.restore("excess", {"account": "G", "excess": 50.0})
     assert book.status["G"].kind == "excess" and book.status["G"].amount == 50.0
+
+
+# --- rules the second mutation run (issue 17) found unguarded ---------------------------------
+
+def _fedinvest_clean(data_dir: Path, cusip: str) -> float:
+    with (data_dir / "securities" / "fedinvest_prices_2024-06-26.csv").open(newline="") as fh:
+        return next(float(r["sell"]) for r in csv.DictReader(fh) if r["cusip"] == cusip)
+
+
+def test_haircut_bucket_by_days_over_365_25(snapshot: MarketSnapshot, data_dir: Path) -> None:
+    """Remaining maturity is days / 365.25.  The 3 1/4% note 91282CEV9 matures on 2029-06-30,
+    1,830 days after 2024-06-26: 1830 / 365.25 = 5.0103 years, past the 5-year bound, so the
+    (5, 10] bucket's 3% applies, not the (3, 5] bucket's 2% (1830 / 366.25 would be 4.997).
+    By hand: the value is exactly 0.97 x the unhaircut value (a schedule of 0%), and that value
+    is FedInvest's clean 95.03125 plus accrued 3.25 / 2 x 179 / 182 (2023-12-31 to the
+    2024-06-27 settlement, in a 182-day period) per 100 face, within 0.5% (the engine prices
+    off the fitted curve)."""
+    master = load_master(data_dir)
+    plain = CollateralBook(snapshot, master, HaircutSchedule(((float("inf"), 0.0),)))
+    book = CollateralBook(snapshot, master)
+    for b in (plain, book):
+        post(b, "A", "91282CEV9", 1_000_000.0, 1)
+    by_hand = 1_000_000.0 * (_fedinvest_clean(data_dir, "91282CEV9") + 3.25 / 2 * 179 / 182) / 100
+    assert plain.value("A") == pytest.approx(by_hand, rel=0.005)
+    assert book.value("A") == pytest.approx(0.97 * plain.value("A"), rel=1e-12)
+
+
+@pytest.mark.parametrize(("asset", "why"), [
+    ("912827G89", "has matured"),  # a 2-year note of 1992, matured 1994-09-30 (auctions.csv)
+    ("912796Y45", "not after settlement"),  # a bill maturing on the settlement date (2024-06-27)
+    ("037833100", "037833100"),  # a well-formed CUSIP that is no Treasury in the master
+    ("ZNU24", "not a Treasury security"),  # a futures contract
+])
+def test_only_cash_and_live_treasuries_are_posted(book: CollateralBook, asset: str, why: str) -> None:
+    """Eligible collateral is cash or a Treasury maturing after settlement; anything else
+    is refused when posted and the account's holdings and value do not change (CUSIPs start
+    with a digit, futures symbols with a letter: both kinds of identifier are checked)."""
+    post(book, "K", "CASH", 1_000.0, 1)
+    with pytest.raises(InputError, match=why):
+        post(book, "K", asset, 1_000_000.0, 2)
+    assert book.holdings["K"] == {"CASH": 1_000.0} and book.value("K") == 1_000.0
+
+
+def test_withdrawals_under_a_dollar_and_of_what_is_not_held(book: CollateralBook) -> None:
+    """An account holding $0.50 cash cannot withdraw $0.75, and nothing can be withdrawn of an
+    asset the account does not hold (a Treasury, or cash from an account never seen): no
+    collateral balance ever goes below zero, and a refused movement changes nothing."""
+    post(book, "L", "CASH", 0.50, 1)
+    with pytest.raises(InputError, match="holds 0.50 of CASH, cannot withdraw 0.75"):
+        post(book, "L", "CASH", -0.75, 2)
+    with pytest.raises(InputError, match="holds 0.00 of 91282CKQ3, cannot withdraw 0.50"):
+        post(book, "L", "91282CKQ3", -0.50, 3)
+    with pytest.raises(InputError, match="holds 0.00 of CASH, cannot withdraw 0.50"):
+        post(book, "M", "CASH", -0.50, 4)
+    assert book.holdings == {"L": {"CASH": 0.50}}
+    post(book, "L", "CASH", -0.50, 5)
+    assert book.holdings["L"] == {}
+
+
+def test_half_a_cent_or_less_is_ignored_at_every_edge(book: CollateralBook) -> None:
+    """Worksheet (dollars; each figure an exact binary double, so the edges are exact):
+
+    * no collateral, requirement 0.005: a deficit of exactly half a cent, no call;
+    * requirement 1,000: a call for 1,000; the same requirement again: nothing new;
+      1,000.005 (the deficit grew by exactly half a cent): nothing new; 1,000.02: a call for
+      1,000.02;
+    * $0.005 cash against a requirement of 0: an excess of exactly half a cent from nothing
+      is not recorded."""
+    assert book.assess("N", 0.005) is None
+    kind, data = book.assess("N", 1_000.0)  # type: ignore[misc]
+    assert kind == "margin_call" and data["amount_due"] == 1_000.0
+    assert book.assess("N", 1_000.0) is None
+    assert book.assess("N", 1_000.005) is None
+    kind, data = book.assess("N", 1_000.02)  # type: ignore[misc]
+    assert kind == "margin_call" and data["amount_due"] == 1_000.02
+    post(book, "P", "CASH", 0.005, 1)
+    assert book.assess("P", 0.0) is None and book.status["P"].kind is None
+
+
+def test_a_call_met_exactly_or_to_within_half_a_cent(book: CollateralBook) -> None:
+    """A call for 1,000 met by exactly $1,000 cash: the call is met, with an excess of 0.  A
+    call for 1,000 met by $999.997 (a deficit of 0.3 cent, under half a cent): also met, and
+    the excess recorded is 0, never negative (-0.003).  The status keeps the amount recorded,
+    as a replay restores it."""
+    for account, cash in (("Q", 1_000.0), ("R", 999.997)):
+        kind, data = book.assess(account, 1_000.0)  # type: ignore[misc]
+        assert kind == "margin_call" and data["amount_due"] == 1_000.0
+        post(book, account, "CASH", cash, 1)
+        kind, data = book.assess(account, 1_000.0)  # type: ignore[misc]
+        assert kind == "excess" and data["call_met"] is True and data["excess"] == 0.0
+        assert book.status[account].kind == "excess" and book.status[account].amount == 0.0
+
+
+@pytest.mark.parametrize("table", [
+    ((float("nan"), 0.01), (3.0, 0.02), (float("inf"), 0.05)),  # a NaN bound (TOML's nan)
+    ((5.0, 0.01), (5.0, 0.02), (float("inf"), 0.03)),  # a bound repeated: a bucket nothing falls in
+    ((0.0, 0.0), (float("inf"), 0.03)),  # a bound of 0 years: no eligible security is that short
+    ((-1.0, 0.0), (float("inf"), 0.03)),
+])
+def test_haircut_bounds_must_be_positive_and_strictly_increasing(table: tuple) -> None:  # type: ignore[type-arg]
+    """Before the fix a NaN bound passed the sorted check (NaN compares false) and a 2-year
+    note took the first bucket's haircut; a repeated bound silently dropped a bucket."""
+    with pytest.raises(InputError) as exc:
+        HaircutSchedule(table)
+    assert exc.value.field == "haircuts.table"
+
+
+def test_haircut_file_errors_name_the_file(tmp_path: Path) -> None:
+    """A table without cash gives cash 0; each way a file can be wrong (missing, not TOML, no
+    [haircuts], a table that is not a list, a bound that is not a number, a NaN bound) is an
+    InputError naming the file."""
+    path = tmp_path / "h.toml"
+    path.write_text('[haircuts]\ntable = [[2, 0.01], ["inf", 0.04]]\n')
+    assert HaircutSchedule.load(path) == HaircutSchedule(((2.0, 0.01), (float("inf"), 0.04)), 0.0)
+    with pytest.raises(InputError) as exc:
+        HaircutSchedule.load(tmp_path / "missing.toml")
+    assert str(exc.value.source) == str(tmp_path / "missing.toml")
+    for text, field in (("[haircuts]\ntable = 5\n", None), ('[haircuts]\ntable = [["x", 0.01]]\n', None),
+                        ('[haircuts]\ntable = [[nan, 0.01], ["inf", 0.04]]\n', "haircuts.table")):
+        path.write_text(text)
+        with pytest.raises(InputError) as exc:
+            HaircutSchedule.load(path)
+        assert str(exc.value.source) == str(path) and exc.value.field == field, text
+
+
+def test_a_validated_schedule_cannot_be_changed() -> None:
+    """The schedule is checked once, when it is built, and shared by every account's book: a
+    later assignment would skip the check, so it is refused (frozen dataclass)."""
+    s = HaircutSchedule()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.cash = 1.5  # type: ignore[misc]
+    assert s.cash == 0.0
+
+
+def test_withdrawing_to_the_cent_what_was_posted_in_pieces(book: CollateralBook) -> None:
+    """$1,234,567.89 and $200,000.20 posted, then $1,434,568.09 (their sum, to the cent)
+    withdrawn: accepted and the account is empty.  In binary floating point the two deposits
+    add up to 2.3e-10 dollars less than the withdrawal: float rounding, within the tolerance of
+    one part in 10^9 of the amount, not an overdraft, and no residue is kept."""
+    assert 1_234_567.89 + 200_000.20 < 1_434_568.09  # the rounding this test is about
+    post(book, "S", "CASH", 1_234_567.89, 1)
+    post(book, "S", "CASH", 200_000.20, 2)
+    post(book, "S", "CASH", -1_434_568.09, 3)
+    assert book.holdings["S"] == {} and book.value("S") == 0.0
+
+
+def test_a_treasury_named_in_the_ust_form_is_priced_not_taken_as_cash(book: CollateralBook, data_dir: Path) -> None:
+    """Collateral may name a Treasury as ``UST:<coupon>:<maturity>`` (which sorts after
+    "CASH", where CUSIPs sort before it).  $2m face of UST:4.375:2034-05-15 is the note
+    91282CKQ3: worth FedInvest's clean 100.50 plus accrued 4.375 / 2 x 43 / 184 per 100, less
+    the 3% haircut of 9.9 years, about $1,959,617 (within 0.5%), not $2m as if it were cash,
+    and the same as the CUSIP to the cent."""
+    clean = _fedinvest_clean(data_dir, "91282CKQ3")
+    by_hand = 2_000_000.0 * (clean + 4.375 / 2 * 43 / 184) / 100 * 0.97
+    post(book, "U", "UST:4.375:2034-05-15", 2_000_000.0, 1)
+    post(book, "V", "91282CKQ3", 2_000_000.0, 2)
+    assert book.value("U") == pytest.approx(by_hand, rel=0.005)
+    assert book.value("U") == pytest.approx(book.value("V"), abs=0.01)
+
+
+@pytest.mark.parametrize(("asset", "haircut"), [
+    ("UST:4:2029-06-26", 0.02),  # 1,826 days: 4.9993 years, inside the (3, 5] bucket
+    ("UST:0:2025-06-26", 0.005),  # a bill, 365 days: 0.9993 years, inside the first bucket
+])
+def test_haircut_bucket_just_inside_a_bound(snapshot: MarketSnapshot, data_dir: Path, asset: str,
+                                            haircut: float) -> None:
+    """The other side of the days / 365.25 rule: a security maturing on the 1,826th day is
+    4.9993 years out (1826 / 364.25 would be 5.013), so 2%, not 3%; a bill of 365 days is
+    0.9993 years, so 0.5%, not 1%.  No real Treasury matures in the few days before a bound
+    on 2024-06-26 (checked against auctions.csv and FedInvest), so these are synthetic,
+    named in the UST: form.  By hand: value = (1 - haircut) x the unhaircut value."""
+    master = load_master(data_dir)
+    plain = CollateralBook(snapshot, master, HaircutSchedule(((float("inf"), 0.0),)))
+    book = CollateralBook(snapshot, master)
+    for b in (plain, book):
+        post(b, "A", asset, 1_000_000.0, 1)
+    assert book.value("A") == pytest.approx((1 - haircut) * plain.value("A"), rel=1e-12)
+
+
+def test_a_replayed_status_equals_the_live_one(snapshot: MarketSnapshot, data_dir: Path) -> None:
+    """A replay restores each account's status from the recorded call and excess events; it
+    must equal the status the live book holds, so the next assessment is the same.  Live: a
+    call for 1,000, then $999.997 cash (met to within half a cent: an excess of 0 recorded,
+    not -0.003), then a call of 10 on another account."""
+    master = load_master(data_dir)
+    live, replayed = CollateralBook(snapshot, master), CollateralBook(snapshot, master)
+    events = [live.assess("R", 1_000.0)]
+    post(live, "R", "CASH", 999.997, 1)
+    events += [live.assess("R", 1_000.0), live.assess("T", 10.0)]
+    for kind, data in events:  # type: ignore[misc]
+        replayed.restore(kind, data)
+    assert [k for k, _ in events] == ["margin_call", "excess", "margin_call"]  # type: ignore[misc]
+    assert replayed.status == live.status
+    assert live.status["R"].amount == 0.0 and live.status["T"].amount == 10.0

@@ -119,8 +119,11 @@ def _burst(server: ServerProcess, start: int) -> tuple[dict[str, list[str]], set
 
 @pytest.fixture
 def workers_server(tmp_path: Path, data_dir: Path, ledger_url: str):
+    extra = ["--workers", "2"]
+    if ledger_url.startswith("postgresql"):  # the fallback look every 2 minutes: within the 30 s the
+        extra += ["--follow-poll", "120"]    # checks below allow, only NOTIFY brings other workers' trades
     server = ServerProcess(tmp_path, data_dir=data_dir, members=2, customers=3, ledger=ledger_url,
-                           extra=["--workers", "2"], timeout=400)
+                           extra=extra, timeout=400)
     with server:
         yield server
 
@@ -184,6 +187,20 @@ def test_two_workers_one_ledger(workers_server: ServerProcess, ledger_url: str) 
             per_account[e["account"]].append(e["trade_id"])
         for account, tids in per_account.items():
             assert tids == sent[account]  # in ledger order
+    # one more trade, taken by one worker, reaches the other worker's stream (PostgreSQL: by NOTIFY)
+    before = {pid: len(s.events) for (pid, who), s in streams.items() if who == "admin"}
+    sent_at = time.monotonic()
+    with httpx.Client(base_url=server.api, timeout=60) as a:  # whichever worker takes the connection
+        r = a.post("/trades", headers=server.headers("CM01"), json={"trade_id": "CM01-HOUSE-last",
+                   "account": "CM01-HOUSE", "instrument": "ZNU24", "quantity": 3})
+    assert r.status_code == 201, r.text
+    pid_b = next(pid for pid in before if pid != r.headers["x-xmargin-worker"])  # the other worker
+    seen_b, before = streams[(pid_b, "admin")], before[pid_b]
+    while time.monotonic() - sent_at < 30 and not any(e["trade_id"] == "CM01-HOUSE-last"
+                                                      for e in seen_b.events[before:]):
+        time.sleep(0.01)
+    assert any(e["trade_id"] == "CM01-HOUSE-last" for e in seen_b.events[before:]), "never reached the other worker"
+    all_ids.add("CM01-HOUSE-last")
     metrics = clients[next(iter(clients))].get(server.base_url + "/metrics").text
     total = sum(float(line.split()[-1]) for line in metrics.splitlines()
                 if line.startswith('xmargin_trades_total{outcome="recorded"}'))

@@ -266,3 +266,13 @@ def master_files_key(root: Path) -> dict[str, str]:
     from xmargin.config import AUCTIONS_FILE, FEDINVEST_GLOB, PAR_YIELDS_FILE
 
     return files_key([root / AUCTIONS_FILE, *sorted(root.glob(FEDINVEST_GLOB)), root / PAR_YIELDS_FILE])
+
+
+def futures_files_key(path: Path | None) -> dict[str, str]:
+    """Checksums of the futures price history the residual basis factors are read from (a file,
+    or every ``*.csv`` of a directory, as :func:`xmargin.market.futures_history.load_futures_history`
+    reads them); ``{}`` when there is none."""
+    if path is None:
+        return {}
+    path = Path(path).resolve()
+    return files_key(sorted(path.glob("*.csv")) if path.is_dir() else [path])

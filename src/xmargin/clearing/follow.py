@@ -14,14 +14,21 @@ does not take the lock (``xmargin ingest`` run by hand) is still safe: the sessi
 its entries did not follow its position and rebuilds from the log
 (:meth:`~xmargin.ledger.LedgerSession._append`).
 
-Following (:func:`catch_up`, called by each process's poller): entries after the position
-are read and applied; the caller publishes them (server-sent events).
+Following (:func:`catch_up`, called by each process's follower): entries after the position
+are read and applied; the caller publishes them (server-sent events).  On PostgreSQL every
+append sends ``NOTIFY xmargin_ledger`` in its transaction (delivered at commit) and each
+process's follower waits on :func:`listen` (``LISTEN``) instead of polling: a trade recorded by
+one process wakes the others at once.  A lost connection is re-opened (and the follower told
+to look, since notifications sent meanwhile are lost); the follower still looks now and then
+without a notification, as a fallback.  SQLite has no notifications: followers poll the head.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
+import logging
 import os
 import threading
 import zlib
@@ -33,9 +40,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from xmargin.clearing.checkpoint import apply_tail
-from xmargin.ledger.store import Entry, Ledger, LedgerError
+from xmargin.ledger.store import NOTIFY_CHANNEL, Entry, Ledger, LedgerError
 
 LOCK_KEY = zlib.crc32(b"xmargin-ledger-writer")  # the advisory lock id (PostgreSQL)
+log = logging.getLogger("xmargin.service")
 
 
 class WriterLock:
@@ -84,3 +92,30 @@ def catch_up(session: Any) -> list[Entry]:
     if ledger.head()[0] <= state.entries:
         return []
     return apply_tail(state, ledger.entries(state.entries + 1), session.data_dir)
+
+
+def notifies(ledger: Ledger) -> bool:
+    """Whether appends to ``ledger`` send notifications :func:`listen` can wait on."""
+    return ledger.dialect == "postgresql"
+
+
+async def listen(ledger: Ledger, wake: asyncio.Event, *, retry_s: float = 1.0) -> None:
+    """Set ``wake`` on every append to ``ledger`` (PostgreSQL ``LISTEN``; runs until cancelled).
+
+    Its own connection (psycopg, asynchronous, autocommit), not one of the pool's.  ``wake`` is
+    also set each time the connection is (re)opened: what was appended while it was down sent
+    notifications no one heard."""
+    import psycopg
+
+    url = make_url(ledger.url).set(drivername="postgresql")
+    conninfo = url.render_as_string(hide_password=False)
+    while True:
+        try:
+            async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+                await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                wake.set()
+                async for _ in conn.notifies():
+                    wake.set()
+        except psycopg.Error as exc:
+            log.warning("listening to the ledger: %s; again in %g s", exc, retry_s)
+            await asyncio.sleep(retry_s)

@@ -60,8 +60,9 @@ class LedgerSession:
     """See the module docstring.  ``ledger`` None: compute only, record nothing (dry run)."""
 
     def __init__(self, ledger: Ledger | None, state: ReplayState, data_dir: str | Path | None = None,
-                 *, resume: bool = False) -> None:
+                 *, resume: bool = False, progress: Callable[[str], None] | None = None) -> None:
         self.ledger = ledger
+        self.progress = progress  # told which checkpoint a reload starts from
         self.state = state
         self.data_dir = data_dir
         self.resume = resume  # reopen from the latest checkpoint (xmargin.clearing.checkpoint), not the first entry
@@ -69,10 +70,11 @@ class LedgerSession:
     # -- opening ----------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, ledger: Ledger | None, *, data_dir: str | Path | None = None, resume: bool = False) -> LedgerSession:
+    def open(cls, ledger: Ledger | None, *, data_dir: str | Path | None = None, resume: bool = False,
+             progress: Callable[[str], None] | None = None) -> LedgerSession:
         """The session where ``ledger`` ends (replayed; with ``resume``, from its latest checkpoint);
         give it a market with :meth:`use_market` if the ledger holds none yet."""
-        session = cls(ledger, ReplayState(), data_dir, resume=resume)
+        session = cls(ledger, ReplayState(), data_dir, resume=resume, progress=progress)
         session._reload()
         return session
 
@@ -132,16 +134,24 @@ class LedgerSession:
             if self.resume:
                 from xmargin.clearing.checkpoint import resume
 
-                self.state = resume(self.ledger, data_dir=self.data_dir)
+                self.state = resume(self.ledger, data_dir=self.data_dir, progress=self.progress)
             else:
                 self.state = replay(self.ledger, data_dir=self.data_dir)
+
+    def _params_dict(self, params: Any) -> dict[str, Any]:
+        """``params.to_dict()``, kept while the parameters are the same object (every margin
+        result records them; a deep ``asdict`` each time was a tenth of a fresh start)."""
+        memo = getattr(self, "_params_memo", None)
+        if memo is None or memo[0] is not params:
+            memo = self._params_memo = (params, params.to_dict())
+        return memo[1]
 
     def _model(self) -> dict[str, Any]:
         m = self.market
         ctx = self.engine.context
         return {"name": "xmargin cross-margin (FICC VaR/floor/concentration, CME SPAN, combined VaR reduction)",
                 "as_of": m.snapshot.as_of.isoformat(), "market_seq": self.state.market_seq,
-                "params": m.params.to_dict(), "eligibility": m.eligibility.source,
+                "params": self._params_dict(m.params), "eligibility": m.eligibility.source,
                 "ficc_scenarios": ctx.ficc_scenarios.size, "cme_scenarios": ctx.cme_scenarios.size}
 
     def _result_events(self, account: str, trigger: dict[str, Any]) -> list[Event]:

@@ -22,7 +22,6 @@ from rich.table import Table
 from xmargin.cli.common import progress_reporter
 from xmargin.config import user_cache_dir
 from xmargin.errors import XMarginError
-from xmargin.market.fetch import fetch_all
 
 data_app = typer.Typer(
     help="Market data: download Treasury par yields, SOFR, fed funds and auction results.",
@@ -55,6 +54,10 @@ def fetch(
     err = Console(stderr=True)
     try:
         with progress_reporter(transient=False) as progress:
+            from xmargin.market.fetch import (
+                fetch_all,  # here: urllib and the readers are slow to import
+            )
+
             report = fetch_all(target, start_year=start_year, end_year=end_year, progress=progress)
     except (XMarginError, ValueError) as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)

@@ -30,7 +30,6 @@ from xmargin.cli.common import (
     table,
 )
 from xmargin.cli.margin_cmd import EligibilityOption
-from xmargin.portfolio.rows import PORTFOLIO_COLUMNS, portfolio_rows
 
 if TYPE_CHECKING:  # the engine is imported when the command runs, not when the CLI starts
     from xmargin.margin.calculator import AccountMargins
@@ -222,6 +221,11 @@ def write_outputs(run: DemoRun, out: Path, progress: Progress_ | None = None) ->
         for a in run.savings.accounts:
             w.writerow([a.account, a.member, a.account_type, a.archetype, a.cross_margin,
                         *(f"{getattr(a.figures, k):.2f}" for k in ACCOUNT_FIGURES)])
+    from xmargin.portfolio.rows import (  # here: scipy is slow to import
+        PORTFOLIO_COLUMNS,
+        portfolio_rows,
+    )
+
     paths["portfolio"] = out / "portfolio.csv"
     with paths["portfolio"].open("w", newline="") as fh:
         dw = SafeDictWriter(fh, fieldnames=PORTFOLIO_COLUMNS)

@@ -62,6 +62,11 @@ def serve(
                                                    "spend pricing new instruments (422 beyond).")] = 5.0,
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", min=0, help="Ledger entries between "
                                                   "checkpoints (0: none).")] = 10_000,
+    follow_poll: Annotated[float, typer.Option("--follow-poll", min=0.001, help="Seconds between looks for "
+                                               "what other processes recorded (SQLite; PostgreSQL: the "
+                                               "fallback, at least 1 s).")] = 0.05,
+    notify: Annotated[bool, typer.Option("--notify/--no-notify", help="PostgreSQL: wake on the ledger's "
+                                         "NOTIFY instead of polling.")] = True,
     data_dir: DataDirOption = None,
 ) -> None:
     """Serve the HTTP API (/api/v1) and the web dashboard (/): what-if margin, trades, member
@@ -71,6 +76,7 @@ def serve(
     from xmargin.errors import InputError
     from xmargin.portfolio.demo import DemoConfig
     from xmargin.service import KeyStore, ServiceConfig, create_app
+    from xmargin.service.app import graceful_server
     from xmargin.service.auth import write_keys as write_keys_file
 
     if keys is not None and write_keys is not None:
@@ -85,7 +91,8 @@ def serve(
         ledger=ledger, data_dir=data_dir, as_of=parse_date(as_of) if as_of else None, portfolio=portfolio,
         demo=DemoConfig(members=members, customers_per_member=customers, affiliates_per_member=affiliates,
                         seed=seed, xm_share=xm_share),
-        max_body_bytes=max_body_bytes, pricing_timeout_s=pricing_timeout, checkpoint_every=checkpoint_every)
+        max_body_bytes=max_body_bytes, pricing_timeout_s=pricing_timeout, checkpoint_every=checkpoint_every,
+        follow_poll_s=follow_poll, follow_notify=notify)
     if log_format not in ("text", "json"):
         raise InputError(f"--log-format {log_format!r}: expected 'text' or 'json'", source="command line",
                          field="--log-format")
@@ -139,14 +146,7 @@ def serve(
         extra["log_config"] = uvicorn_log_config(log_level)
     ucfg = uvicorn.Config(app, host=host, port=port, workers=1, log_level=log_level, access_log=access_log,
                           timeout_graceful_shutdown=10, lifespan="on", **extra)
-    class Server(uvicorn.Server):
-        async def shutdown(self, sockets: Any = None) -> None:
-            state = getattr(app.state, "service", None)
-            if state is not None:  # end the event streams first, so open dashboards do not hold shutdown up
-                state.hub.close()
-            await super().shutdown(sockets)
-
-    server["uvicorn"] = Server(ucfg)
+    server["uvicorn"] = graceful_server(app, ucfg)  # SIGTERM: finish in-flight requests, exit 0
     server["uvicorn"].run()
     if failures:
         exc = failures[0]

@@ -34,6 +34,27 @@ GENESIS = "0" * 64
 
 def normalize(value: Any) -> Any:
     """The JSON-ready form of ``value`` under the rules above."""
+    t = type(value)  # the exact built-in types first (most of every payload), same results as below
+    if t is str or t is bool or t is int or value is None:
+        return value
+    if t is float:
+        if value - value != 0.0:  # NaN or an infinity
+            raise ValueError(f"{value} cannot be written to the ledger (use null)")
+        return repr(value)
+    if t is dict:
+        out = {}
+        for k, v in value.items():
+            if type(k) is not str:
+                raise TypeError(f"ledger keys must be strings, got {k!r}")
+            out[k] = normalize(v)
+        return out
+    if t is list or t is tuple:
+        return [normalize(v) for v in value]
+    return _normalize_other(value)
+
+
+def _normalize_other(value: Any) -> Any:
+    """:func:`normalize` of subclasses, other mappings and NumPy scalars."""
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return value
     if isinstance(value, int):

@@ -40,7 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, insert, inspect, select, update
+from sqlalchemy import Engine, create_engine, event, func, insert, inspect, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -51,7 +51,7 @@ from sqlalchemy.exc import (
 )
 
 from xmargin.errors import XMarginError
-from xmargin.ledger.hashing import GENESIS, canonical_json, entry_hash
+from xmargin.ledger.hashing import GENESIS, canonical_json, entry_hash, normalize
 from xmargin.ledger.schema import (
     FORMAT,
     POSTGRES_TRIGGERS,
@@ -76,6 +76,7 @@ KINDS = (
     "checkpoint",
 )
 FAILPOINT_ENV = "XMARGIN_LEDGER_FAILPOINT"
+NOTIFY_CHANNEL = "xmargin_ledger"  # PostgreSQL: NOTIFY on every append, payload the new head's seq
 TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 
 
@@ -290,9 +291,7 @@ class Ledger:
         """Record groups of events in one transaction (see the module docstring)."""
         global _append_calls
         _append_calls += 1
-        for group in groups:
-            for ev in group:
-                _check_event(ev)
+        data = {id(ev): _check_event(ev) for group in groups for ev in group}  # normalized once
         result = AppendResult()
         try:
             with self._write() as conn, conn.begin():
@@ -301,31 +300,30 @@ class Ledger:
                 ).one()
                 seq = int(seq)
                 last_ts = conn.execute(select(entries.c.recorded_at).where(entries.c.seq == seq)).scalar() or ""
+                known = _find_many(conn, {(ev.kind, ev.ref) for group in groups for ev in group if ev.ref is not None}
+                                   | {("trade", ev.ref) for group in groups for ev in group
+                                      if ev.kind == "cancel" and ev.ref is not None})
                 batch: dict[tuple[str, str], Event] = {}
-                last_times: dict[tuple[str, str | None], str | None] = {}
+                last_times = _latest_times(conn, {(ev.source, ev.scope) for group in groups for ev in group
+                                                  if ev.time is not None})
                 rows: list[dict[str, Any]] = []
                 for group in groups:
                     if not group:
                         continue
                     first = group[0]
                     if first.ref is not None:
-                        dup = self._existing(conn, batch, first)
+                        dup = self._existing(conn, batch, first, known)
                         if dup is not None:
                             result.duplicates.append(dup)
                             continue
                     for ev in group:
-                        if ev is not first and ev.ref is not None and self._existing(conn, batch, ev) is not None:
+                        if ev is not first and ev.ref is not None and self._existing(conn, batch, ev, known) is not None:
                             raise ConflictError(f"{ev.kind} {ev.ref} is already recorded")
                         if ev.kind == "cancel" and ev.ref is not None:
-                            if ("trade", ev.ref) not in batch and _find(conn, "trade", ev.ref) is None:
+                            if ("trade", ev.ref) not in batch and known.get(("trade", ev.ref)) is None:
                                 raise UnknownTradeError(f"cannot cancel trade {ev.ref}: the ledger holds no such trade")
                         if ev.time is not None:
                             key = (ev.source, ev.scope)
-                            if key not in last_times:
-                                in_scope = (entries.c.scope == ev.scope) if ev.scope is not None else entries.c.scope.is_(None)
-                                last_times[key] = conn.execute(
-                                    select(func.max(entries.c.event_time)).where(entries.c.source == ev.source, in_scope)
-                                ).scalar()
                             latest = last_times[key]
                             if latest is not None and ev.time < latest:
                                 what = f"{ev.kind} {ev.ref}" if ev.ref else ev.kind
@@ -338,9 +336,7 @@ class Ledger:
                         seq += 1
                         now = _now()
                         last_ts = now if now > last_ts else last_ts
-                        payload = canonical_json({"seq": seq, "timestamp": last_ts, "source": ev.source,
-                                                  "kind": ev.kind, "ref": ev.ref, "time": ev.time,
-                                                  "data": dict(ev.data)})
+                        payload = _payload(seq, last_ts, ev, data[id(ev)])
                         digest = entry_hash(prev, payload)
                         row = {"seq": seq, "recorded_at": last_ts, "source": ev.source, "kind": ev.kind,
                                "ref": ev.ref, "event_time": ev.time, "payload": payload, "prev_hash": prev,
@@ -352,6 +348,7 @@ class Ledger:
                 if rows:
                     conn.execute(insert(entries), rows)
                     conn.execute(update(head).where(head.c.id == 1).values(seq=seq, hash=prev))
+                    self._notify(conn, seq)
                 _failpoint("before_commit")
         except IntegrityError as exc:
             raise LedgerError(f"ledger {self._shown} refused the batch (another writer recorded the same id or "
@@ -386,13 +383,23 @@ class Ledger:
                     seq, prev = e.seq, e.hash
                 conn.execute(insert(entries), out)
                 conn.execute(update(head).where(head.c.id == 1).values(seq=seq, hash=prev))
+                self._notify(conn, int(seq))
         except IntegrityError as exc:
             raise LedgerError(f"ledger {self._shown} refused the copy: {_reason(exc)}; nothing was copied") from None
         except (OperationalError, DBAPIError) as exc:
             raise LedgerError(f"cannot write to ledger {self._shown}: {_reason(exc)}; nothing was copied") from None
         return len(out)
 
-    def _existing(self, conn: Any, batch: dict[tuple[str, str], Event], ev: Event) -> Entry | None:
+    def _notify(self, conn: Any, seq: int) -> None:
+        """PostgreSQL: ``NOTIFY`` :data:`NOTIFY_CHANNEL` with the new head's sequence number, in
+        the appending transaction (delivered at its commit, never for a rolled-back batch), so
+        the processes following this ledger wake at once instead of polling
+        (:func:`xmargin.clearing.follow.listen`).  SQLite: nothing (followers poll)."""
+        if self.dialect == "postgresql":
+            conn.execute(text("SELECT pg_notify(:channel, :seq)"), {"channel": NOTIFY_CHANNEL, "seq": str(seq)})
+
+    def _existing(self, conn: Any, batch: dict[tuple[str, str], Event], ev: Event,
+                  known: dict[tuple[str, str], Entry]) -> Entry | None:
         """The entry already holding ``ev``'s ref if it is the same event; raise if it differs."""
         assert ev.ref is not None
         prior = batch.get((ev.kind, ev.ref))
@@ -400,7 +407,7 @@ class Ledger:
             if ev.kind == "cancel" or (prior.source, canonical_json(prior.data)) == (ev.source, canonical_json(ev.data)):
                 return Entry(0, "", prior.source, prior.kind, prior.ref, prior.time, "", "", "")
             raise ConflictError(f"{ev.kind} {ev.ref} appears twice in the batch with different content")
-        found = _find(conn, ev.kind, ev.ref)
+        found = known.get((ev.kind, ev.ref))
         if found is None:
             return None
         if ev.kind == "cancel":
@@ -414,9 +421,44 @@ class Ledger:
         )
 
 
-def _find(conn: Any, kind: str, ref: str) -> Entry | None:
-    row = conn.execute(select(entries).where(entries.c.kind == kind, entries.c.ref == ref)).first()
-    return None if row is None else _entry(row)
+def _find_many(conn: Any, keys: set[tuple[str, str]], chunk: int = 500) -> dict[tuple[str, str], Entry]:
+    """The recorded entries of ``(kind, ref)`` pairs, by pair: one query per ``chunk`` ids
+    instead of one per event (a batch of thousands of trades)."""
+    out: dict[tuple[str, str], Entry] = {}
+    for kind in sorted({k for k, _ in keys}):  # kind = ? AND ref IN (...): the (kind, ref) index
+        refs = sorted(r for k, r in keys if k == kind)
+        for i in range(0, len(refs), chunk):
+            for row in conn.execute(select(entries).where(entries.c.kind == kind,
+                                                          entries.c.ref.in_(refs[i:i + chunk]))):
+                out[(row.kind, row.ref)] = _entry(row)
+    return out
+
+
+def _latest_times(conn: Any, keys: set[tuple[str, str | None]], chunk: int = 500) -> dict[tuple[str, str | None],
+                                                                                           str | None]:
+    """The latest business time recorded per ``(source, scope)`` (None: none yet), in one
+    grouped query per source and ``chunk`` scopes (the (source, scope, time) index)."""
+    out: dict[tuple[str, str | None], str | None] = dict.fromkeys(keys)
+    for source in sorted({src for src, _ in keys}):
+        scopes = sorted(sc for src, sc in keys if src == source and sc is not None)
+        for i in range(0, len(scopes), chunk):
+            q = (select(entries.c.scope, func.max(entries.c.event_time))
+                 .where(entries.c.source == source, entries.c.scope.in_(scopes[i:i + chunk]))
+                 .group_by(entries.c.scope))
+            for scope, latest in conn.execute(q):
+                out[(source, scope)] = latest
+        if (source, None) in keys:
+            out[(source, None)] = conn.execute(select(func.max(entries.c.event_time)).where(
+                entries.c.source == source, entries.c.scope.is_(None))).scalar()
+    return out
+
+
+def _payload(seq: int, timestamp: str, ev: Event, data: Any) -> str:
+    """The canonical payload of ``ev`` (``data``: its data already normalized), as
+    ``canonical_json`` of the whole document gives it."""
+    return json.dumps({"seq": seq, "timestamp": timestamp, "source": ev.source, "kind": ev.kind, "ref": ev.ref,
+                       "time": ev.time, "data": data}, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False)
 
 
 def _entry(r: Any) -> Entry:
@@ -429,7 +471,8 @@ def _entry_from_row(r: Mapping[str, Any]) -> Entry:
                  r["prev_hash"], r["hash"], r.get("scope"))
 
 
-def _check_event(ev: Event) -> None:
+def _check_event(ev: Event) -> Any:
+    """Checks ``ev`` (:class:`LedgerError` naming it); returns its data normalized (canonical form)."""
     if ev.kind not in KINDS:
         raise LedgerError(f"unknown event kind {ev.kind!r}; expected one of {KINDS}")
     if ev.source not in SOURCES:
@@ -442,7 +485,7 @@ def _check_event(ev: Event) -> None:
         raise LedgerError(f"{ev.kind} {ev.ref or ''}: time {ev.time!r} is not canonical UTC text "
                           "(YYYY-MM-DDTHH:MM:SS.ffffffZ)")
     try:
-        canonical_json(ev.data)
+        return normalize(dict(ev.data))
     except (TypeError, ValueError) as exc:
         raise LedgerError(f"{ev.kind} {ev.ref or ''}: cannot be recorded: {exc}") from None
 

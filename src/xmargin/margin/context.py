@@ -19,12 +19,19 @@ import numpy as np
 import numpy.typing as npt
 
 from xmargin.config import PAR_YIELDS_FILE
-from xmargin.diskcache import cached, market_files_key, master_files_key, text_hash
+from xmargin.diskcache import (
+    cached,
+    futures_files_key,
+    market_files_key,
+    master_files_key,
+    text_hash,
+)
 from xmargin.errors import XMarginError
 from xmargin.margin.calibration import calibrate_span
 from xmargin.margin.ficc import floor_rate, maturity_bucket
 from xmargin.margin.params import CmeParams, MarginParams
 from xmargin.margin.span import SpanParameters
+from xmargin.market.futures_history import default_futures_path
 from xmargin.market.history import load_par_yields
 from xmargin.market.snapshot import MarketSnapshot
 from xmargin.pricing.residual_pnl import residual_for_sets, with_residual
@@ -61,15 +68,26 @@ def _scenarios(snapshot: MarketSnapshot, spec: ScenarioSpec) -> ScenarioSet:
     return cached("scenarios", {"snapshot": snapshot_key(snapshot), "spec": repr(spec)}, build)
 
 
+def futures_key(snapshot: MarketSnapshot, residual: ResidualParams | None) -> tuple[tuple[str, str], ...]:
+    """Checksums of the futures price files behind the residual basis factors (none when they
+    are off): part of every cache key of what those factors feed (the rows, the calibration)."""
+    if residual is None or not (residual.any and residual.futures_basis):
+        return ()
+    path = default_futures_path(snapshot.data_dir, residual.futures_history or None)
+    return tuple(sorted(futures_files_key(path).items()))
+
+
 @lru_cache(maxsize=4)
-def _span(snapshot: MarketSnapshot, master: SecuritiesMaster, cme: CmeParams,
-          residual: ResidualParams | None = None) -> SpanParameters:
+def _span(snapshot: MarketSnapshot, master: SecuritiesMaster, cme: CmeParams, residual: ResidualParams | None = None,
+          futures: tuple[tuple[str, str], ...] = ()) -> SpanParameters:
+    """The SPAN calibration; ``futures``: :func:`futures_key` of ``residual`` (the calibration's
+    one-day P&L carries the basis)."""
     def build() -> SpanParameters:
         history = load_par_yields(snapshot.data_dir / PAR_YIELDS_FILE)
         return calibrate_span(snapshot, master, history, cme, residual)
 
     return cached("span", {"snapshot": snapshot_key(snapshot), "master": master_files_key(snapshot.data_dir),
-                           "cme": repr(cme), "residual": repr(residual)}, build)
+                           "cme": repr(cme), "residual": repr(residual), "futures": dict(futures)}, build)
 
 
 def _years_to_maturity(inst: Instrument, as_of: date) -> float:
@@ -222,6 +240,18 @@ def _with_universe(pnl: InstrumentPnL, universe: InstrumentUniverse) -> Instrume
     return out
 
 
+def rows_key(snapshot: MarketSnapshot, universe: InstrumentUniverse, params: MarginParams,
+             eligibility: EligibilityRules) -> dict[str, object]:
+    """What a context's rows are, for the on-disk cache: the market and securities files, the
+    futures price history behind the residual basis factors (when they are on), the parameters,
+    the eligibility lists and the universe."""
+    return {"snapshot": snapshot_key(snapshot), "master": master_files_key(snapshot.data_dir),
+            "futures": dict(futures_key(snapshot, params.residual)), "params": repr(params),
+            "eligibility": [sorted(eligibility.ficc_cash), sorted(eligibility.ficc_repo_collateral),
+                            sorted(eligibility.cme_futures)],
+            "universe": text_hash(repr(universe.instruments)), "size": len(universe)}
+
+
 def build_context(
     snapshot: MarketSnapshot,
     master: SecuritiesMaster,
@@ -234,30 +264,27 @@ def build_context(
     eligibility = eligibility or load_eligibility()
     ficc_set = _scenarios(snapshot, params.ficc.scenarios)
     cme_set = _scenarios(snapshot, params.cme.var_scenarios)
-    span = _span(snapshot, master, params.cme, params.residual if params.residual.any else None)
+    residual = params.residual if params.residual.any else None
+    span = _span(snapshot, master, params.cme, residual, futures_key(snapshot, residual))
 
-    def rows() -> tuple[InstrumentPnL, InstrumentPnL, InstrumentAttributes]:
+    def rows() -> tuple[InstrumentPnL, InstrumentPnL, InstrumentAttributes, ResidualRisk | None]:
         ficc_pnl = instrument_pnl(universe, snapshot, master, ficc_set.curves)
         cme_pnl = instrument_pnl(universe, snapshot, master, cme_set.curves)
+        residual = residual_for_sets(universe, snapshot, master, params.residual, (ficc_set, cme_set))
+        if residual is not None:  # residual risk factors on top of the curve rows
+            ficc_pnl = with_residual(ficc_pnl, residual.pnl(residual.ficc_changes))
+            cme_pnl = with_residual(cme_pnl, residual.pnl(residual.cme_changes))
         for p in (ficc_pnl, cme_pnl):  # the filled matrix rides in the cache entry (shared, not per process)
             p.__dict__["filled"] = p.pnl if not np.isnan(p.pnl).any() else p.filled
         attributes = instrument_attributes(universe, snapshot, master, params, eligibility, span,
                                            ficc_pnl.base_values)
-        return ficc_pnl, cme_pnl, attributes
+        return ficc_pnl, cme_pnl, attributes, residual
 
     if len(universe) < CACHED_UNIVERSE_MIN:
-        ficc_pnl, cme_pnl, attributes = rows()
-    else:  # the curve rows come from the disk cache (memory-mapped, shared between processes)
-        key = {"snapshot": snapshot_key(snapshot), "master": master_files_key(snapshot.data_dir),
-               "params": repr(params),
-               "eligibility": [sorted(eligibility.ficc_cash), sorted(eligibility.ficc_repo_collateral),
-                               sorted(eligibility.cme_futures)],
-               "universe": text_hash(repr(universe.instruments)), "size": len(universe)}
-        ficc_pnl, cme_pnl, attributes = cached("context-rows", key, rows)
+        ficc_pnl, cme_pnl, attributes, residual = rows()
+    else:  # the rows (curve and residual) come from the disk cache (memory-mapped, shared between processes)
+        ficc_pnl, cme_pnl, attributes, residual = cached("context-rows", rows_key(snapshot, universe, params,
+                                                                                  eligibility), rows)
         ficc_pnl, cme_pnl = _with_universe(ficc_pnl, universe), _with_universe(cme_pnl, universe)
-    residual = residual_for_sets(universe, snapshot, master, params.residual, (ficc_set, cme_set))
-    if residual is not None:  # residual risk factors on top of the curve rows (priced each time)
-        ficc_pnl = with_residual(ficc_pnl, residual.pnl(residual.ficc_changes))
-        cme_pnl = with_residual(cme_pnl, residual.pnl(residual.cme_changes))
     return MarginContext(snapshot, master, params, eligibility, universe, ficc_set, cme_set, ficc_pnl, cme_pnl,
                          span, attributes, residual)

@@ -9,16 +9,20 @@ published that day.
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import lru_cache
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from xmargin.config import file_stamp
 from xmargin.errors import InputError, MissingMarketDataError
+
+T = TypeVar("T")
 
 #: Tenors of Treasury's daily par yield curve, as column labels and in months.
 TENORS: tuple[str, ...] = ("1M", "2M", "3M", "4M", "6M", "1Y", "2Y", "3Y", "5Y", "7Y", "10Y", "20Y", "30Y")
@@ -129,6 +133,20 @@ def load_par_yields(path: str | Path) -> ParYieldHistory:
 
 @lru_cache(maxsize=8)
 def _load_par_yields_cached(path: Path, stamp: int) -> ParYieldHistory:
+    return _on_disk("par-yields", path, {}, lambda: _read_par_yields(path))
+
+
+def _on_disk(namespace: str, path: Path, extra: dict[str, str], build: Callable[[], T]) -> T:
+    """``build()`` through the on-disk context cache, keyed by the file's SHA-256 (a parse of
+    the whole history is a good part of a warm start; a missing file is never cached)."""
+    from xmargin.diskcache import cached, files_key
+
+    if not path.is_file():
+        return build()
+    return cached(namespace, {"file": files_key([path]), **extra}, build)
+
+
+def _read_par_yields(path: Path) -> ParYieldHistory:
     if not path.is_file():
         raise MissingMarketDataError(f"{path}: par yield file not found")
     lo, hi = YIELD_RANGE_PCT
@@ -219,6 +237,10 @@ def load_rate_series(path: str | Path, name: str) -> RateHistory:
 
 @lru_cache(maxsize=8)
 def _load_rate_series_cached(path: Path, name: str, stamp: int) -> RateHistory:
+    return _on_disk("rate-series", path, {"name": name}, lambda: _read_rate_series(path, name))
+
+
+def _read_rate_series(path: Path, name: str) -> RateHistory:
     if not path.is_file():
         raise MissingMarketDataError(f"{path}: {name} file not found")
     lo, hi = YIELD_RANGE_PCT

@@ -2,7 +2,8 @@
 
 ``pnl_total[i, s] = pnl_curve[i, s] + sum_f loadings[i, f] * changes[f, s]`` in dollars per
 unit, with the factors, their exposures and their changes over each scenario's own window
-dates from :mod:`xmargin.scenarios.residual`.  Rows the curve pricer could not price stay NaN.
+dates from :mod:`xmargin.scenarios.residual` (in a ``filtered`` set rescaled by each factor's
+own EWMA volatility, :mod:`xmargin.scenarios.residual_filter`).  Rows the curve pricer could not price stay NaN.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from xmargin.pricing.scenario_pnl import InstrumentPnL
 from xmargin.reference.securities import SecuritiesMaster
 from xmargin.scenarios.historical import ScenarioSet
 from xmargin.scenarios.residual import ResidualParams, ResidualRisk, residual_risk
+from xmargin.scenarios.residual_filter import ResidualFilter
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -37,7 +39,17 @@ def residual_for_sets(
         return None
     history = load_par_yields(snapshot.data_dir / PAR_YIELDS_FILE)
     windows = [(s.window_start, s.window_end) for s in sets]
-    return residual_risk(universe.instruments, snapshot, master, history, params, windows)
+    return residual_risk(universe.instruments, snapshot, master, history, params, windows,
+                         [residual_filter(s, params) for s in sets])
+
+
+def residual_filter(scenarios: ScenarioSet, params: ResidualParams) -> ResidualFilter | None:
+    """How ``scenarios``' residual changes are rescaled: by each factor's own EWMA volatility on
+    the look-back scenarios of a ``filtered`` set when ``[residual] filtered`` is on, else ``None``."""
+    if not params.filtered or scenarios.spec.mode != "filtered":
+        return None
+    return ResidualFilter(scenarios.as_of, params.decay, params.max_scale,
+                          ~scenarios.is_stress & ~scenarios.floor_mask)
 
 
 def with_residual(pnl: InstrumentPnL, extra: FloatArray) -> InstrumentPnL:

@@ -15,13 +15,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import cached_property, lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-import scipy.sparse as sp
 
 from xmargin.errors import InputError
 from xmargin.reference.treasuries import TreasuryBill, TreasuryBond
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -143,6 +146,8 @@ class CashflowSet:
 
     @cached_property
     def _matrix_on_dates(self) -> tuple[sp.csr_matrix, npt.NDArray[np.datetime64]]:
+        import scipy.sparse as sp  # here, not at the top: scipy takes ~0.4 s to import (xmargin price)
+
         dates, inverse = np.unique(self.flow_date, return_inverse=True)
         matrix = sp.csr_matrix(
             (self.flow_amount, (self.flow_owner, inverse)), shape=(self.size, len(dates))

@@ -68,6 +68,12 @@ class SecurityRecord:
     coupon_source: str  # "fedinvest", "derived", "" (bills, excluded)
     definition: TreasuryBill | TreasuryBond | None
 
+    def __reduce__(self) -> tuple[type, tuple[object, ...]]:
+        """Pickled as the constructor's arguments: loading calls ``__init__`` once instead of
+        the dataclass ``__setstate__`` (which looks up the fields per object; the cached
+        securities master holds thousands)."""
+        return type(self), tuple(getattr(self, f) for f in self.__slots__)
+
     @property
     def original_term_months(self) -> int:
         """Original term in whole months from issue to maturity."""

@@ -33,6 +33,12 @@ class TreasuryBill:
     issue_date: date | None = None
     cusip: str | None = None
 
+    def __reduce__(self) -> tuple[type, tuple[object, ...]]:
+        """Pickled as the constructor's arguments: loading calls ``__init__`` once instead of
+        the dataclass ``__setstate__`` (which looks up the fields per object; the cached
+        securities master holds thousands)."""
+        return type(self), tuple(getattr(self, f) for f in self.__slots__)
+
     @property
     def identifier(self) -> str:
         return self.cusip or f"UST:0:{self.maturity.isoformat()}"
@@ -55,6 +61,12 @@ class TreasuryBond:
     cusip: str | None = None
     original_issue: date | None = None
     kind: str = "note"  # "note" or "bond": what Treasury called it at issue
+
+    def __reduce__(self) -> tuple[type, tuple[object, ...]]:
+        """Pickled as the constructor's arguments: loading calls ``__init__`` once instead of
+        the dataclass ``__setstate__`` (which looks up the fields per object; the cached
+        securities master holds thousands)."""
+        return type(self), tuple(getattr(self, f) for f in self.__slots__)
 
     @property
     def identifier(self) -> str:

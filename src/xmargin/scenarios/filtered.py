@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-from scipy.signal import lfilter
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -46,6 +45,10 @@ def ewma_variance(daily: FloatArray, decay: float, seed_days: int = SEED_DAYS) -
     ``out[t] = decay * out[t - 1] + (1 - decay) * daily[t] ** 2`` with ``out[-1]`` the mean of
     ``daily[:seed_days] ** 2`` (the recursion in closed form by :func:`scipy.signal.lfilter`).
     """
+    from scipy.signal import (
+        lfilter,  # here: scipy.signal takes 0.5-2 s to import; only FHS needs it
+    )
+
     sq = np.asarray(daily, dtype=float) ** 2
     if sq.shape[0] == 0:
         return sq

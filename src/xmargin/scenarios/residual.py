@@ -35,8 +35,11 @@ Instrument exposure (``loadings``, dollars per unit per factor unit): Treasury f
 ``sofr_effr``, ``w`` the share of the reference period still to be projected at the as-of
 date.  Cash and repo: none.  The residual P&L ``loadings @ changes`` is added to the curve
 P&L of each scenario.  Not modelled: the basis of deferred contracts beyond the front,
-delivery-month and repo specialness effects beyond what the front price shows, and the FHS
-rescaling of residual changes (unscaled in the ``filtered`` mode).
+delivery-month and repo specialness effects beyond what the front price shows.
+
+Filtered mode: in a ``filtered`` scenario set each residual factor's look-back changes are
+rescaled by the factor's own EWMA volatility, today's over the window end's
+(:mod:`xmargin.scenarios.residual_filter`; ``[residual] filtered``, ``decay``, ``max_scale``).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from xmargin.diskcache import cached, files_key, market_files_key, master_files_key
 from xmargin.market.futures_history import (
     FuturesHistory,
     RootPrices,
@@ -64,6 +68,11 @@ from xmargin.reference.futures import TREASURY_FUTURES, TreasuryFuture, delivera
 from xmargin.reference.lookup import Instrument
 from xmargin.reference.securities import SecuritiesMaster
 from xmargin.reference.stir import RateFuture
+from xmargin.scenarios.residual_filter import (
+    ResidualFilter,
+    observed_ewma_volatility,
+    residual_scales,
+)
 
 FloatArray = npt.NDArray[np.float64]
 DateArray = npt.NDArray[np.datetime64]
@@ -84,6 +93,14 @@ class ResidualParams:
     spread_smoothing_days: int = 5
     #: futures price file or directory; "" reads ``<data dir>/futures`` when present
     futures_history: str = ""
+    #: FHS of the residual changes in ``filtered`` scenario sets (:mod:`.residual_filter`);
+    #: **choice**: on, with the curve's default decay and cap (docs/methodology.md 15.1)
+    filtered: bool = True
+    decay: float = 0.97
+    max_scale: float = 5.0
+    #: the basis volatility also reads the expiring contract in its delivery month (continuous
+    #: series), where the March 2020 dislocation is in the shared data (**choice**, 15.1)
+    delivery_month_volatility: bool = True
 
     @property
     def any(self) -> bool:
@@ -283,6 +300,43 @@ def proxy_root(root: str, available: Sequence[str]) -> str | None:
     return min(available, key=lambda r: abs(np.log(PROXY_DURATION.get(r, 6.3) / d)))
 
 
+#: A delivery-month row whose basis to its assumed contract exceeds this (points) is taken to
+#: be the next contract already (a vendor's early switch, e.g. Yahoo's ZF on 2008-12-22:
+#: a calendar spread of about 3 points) and is not read (**choice**).
+DELIVERY_BASIS_LIMIT = 1.5
+
+
+@lru_cache(maxsize=16)
+def daily_basis_changes(prices: RootPrices, history: ParYieldHistory, master: SecuritiesMaster,
+                        delivery_month: bool = False, since: int = 0) -> FloatArray:
+    """One-day basis change on every history row (from the previous row; NaN: unobserved), points.
+
+    ``delivery_month``: a continuous series' rows in the expiring contract's delivery month
+    (never used for scenario changes) also give one-day changes of that contract, for the
+    volatility only, where the basis level stays within :data:`DELIVERY_BASIS_LIMIT`.
+    ``since``: rows before 1 January of that year are left NaN (not priced)."""
+    d = history.dates
+    out = np.full(len(d), np.nan)
+    first = int(np.searchsorted(d, np.datetime64(f"{max(since, 1900)}-01-01", "D")))
+    out[first + 1:] = basis_changes(prices, history, master, d[first:-1], d[first + 1:])
+    if delivery_month and prices.continuous:
+        r = np.searchsorted(d, prices.dates)
+        ok = (r < len(d)) & (d[np.clip(r, 0, len(d) - 1)] == prices.dates) & (r >= first)
+        r, contract, usable = r[ok], prices.contract[ok], prices.usable[ok]
+        level = np.full(len(d), np.nan)
+        key = np.full(len(d), -1, dtype=np.int64)
+        b = prices.price[ok] - fair_value_on(prices.root, contract, prices.dates[ok], history, master)
+        b[np.abs(b) > DELIVERY_BASIS_LIMIT] = np.nan
+        level[r], key[r] = b, contract
+        late = np.zeros(len(d), bool)
+        late[r[~usable]] = True
+        same = (key[1:] == key[:-1]) & (key[1:] > 0) & (late[1:] | late[:-1])
+        step = np.where(same, level[1:] - level[:-1], np.nan)
+        fill = np.isnan(out[1:]) & np.isfinite(step)
+        out[1:][fill] = step[fill]
+    return out
+
+
 # ---------------------------------------------------------------- overnight spreads
 
 
@@ -349,6 +403,52 @@ def spread_changes(levels: dict[str, FloatArray], history: ParYieldHistory, name
     return out, used_proxy
 
 
+@lru_cache(maxsize=16)
+def daily_spread_changes(history: ParYieldHistory, sofr: RateHistory | None, effr: RateHistory | None,
+                         smoothing: int, name: str) -> FloatArray:
+    """One-day change of spread ``name`` on every history row (NaN: unobserved), percent."""
+    levels = spread_levels(history, sofr, effr, smoothing)
+    d = history.dates
+    out = np.full(len(d), np.nan)
+    out[1:] = spread_changes(levels, history, name, d[:-1], d[1:])[0]
+    return out
+
+
+@lru_cache(maxsize=16)
+def basis_volatility(prices: RootPrices, history: ParYieldHistory, master: SecuritiesMaster,
+                     decay: float, delivery_month: bool = True, since: int = 0) -> FloatArray:
+    """EWMA volatility of the one-day basis changes after every history row (from ``since``), points."""
+    return observed_ewma_volatility(daily_basis_changes(prices, history, master, delivery_month, since), decay)
+
+
+#: The basis EWMA starts on 1 January this many years before the year of a set's earliest
+#: window end (its seed then weighs 0.97^500, about 2e-7: forgotten); pricing the fair value
+#: of every contract since 2000 would cost a cold context about a fifth more (**choice**).
+EWMA_WARMUP_YEARS = 2
+
+
+def _cached_basis_volatility(prices: RootPrices, history: ParYieldHistory, master: SecuritiesMaster, data_dir: Path,
+                             decay: float, delivery_month: bool, since: int) -> FloatArray:
+    """:func:`basis_volatility` through the on-disk cache (keyed by the price, curve and master
+    files' contents), so a fresh process does not price a decade of contracts again."""
+    key = {"root": prices.root, "prices": files_key([prices.source]), "market": market_files_key(data_dir),
+           "master": master_files_key(data_dir), "decay": decay, "delivery_month": delivery_month, "since": since,
+           "limit": DELIVERY_BASIS_LIMIT}
+    return cached("residual-vol", key, lambda: basis_volatility(prices, history, master, decay, delivery_month, since))
+
+
+def ewma_start_year(window_end: DateArray) -> int:
+    """The year whose 1 January starts the basis EWMA of a set with these window ends."""
+    return int(str(np.min(window_end).astype("datetime64[Y]"))) - EWMA_WARMUP_YEARS if len(window_end) else 0
+
+
+@lru_cache(maxsize=16)
+def spread_volatility(history: ParYieldHistory, sofr: RateHistory | None, effr: RateHistory | None,
+                      smoothing: int, name: str, decay: float) -> FloatArray:
+    """EWMA volatility of the one-day changes of spread ``name`` after every history row, percent."""
+    return observed_ewma_volatility(daily_spread_changes(history, sofr, effr, smoothing, name), decay)
+
+
 # ---------------------------------------------------------------- exposures
 
 
@@ -366,8 +466,11 @@ def residual_risk(
     history: ParYieldHistory,
     params: ResidualParams,
     windows: Sequence[tuple[DateArray, DateArray]],
+    filters: Sequence[ResidualFilter | None] | None = None,
 ) -> ResidualRisk:
-    """Exposures of the instruments and factor changes over each ``(start, end)`` window set."""
+    """Exposures of the instruments and factor changes over each ``(start, end)`` window set;
+    ``filters[k]`` (when given and not ``None``) rescales window set ``k``'s changes by each
+    factor's own EWMA volatility (:mod:`xmargin.scenarios.residual_filter`)."""
     notes: list[str] = []
     insts = list(universe_instruments)
     roots = sorted({i.root for i in insts if isinstance(i, TreasuryFuture)})
@@ -424,7 +527,8 @@ def residual_risk(
               if any(f in (SOFR_TREASURY, SOFR_EFFR) for f in factors) else {})
     changes: list[FloatArray] = []
     coverage: dict[str, float] = {}
-    for start, end in windows:
+    for k, (start, end) in enumerate(windows):
+        flt = filters[k] if filters is not None and k < len(filters) else None
         ch = np.zeros((len(factors), len(start)))
         for f, name in enumerate(factors):
             if name.startswith("basis:"):
@@ -438,6 +542,13 @@ def residual_risk(
             if not changes:
                 coverage[name] = float(seen.mean()) if len(x) else 0.0
             ch[f] = np.where(seen, x, 0.0)
+            if flt is not None:
+                vol = (_cached_basis_volatility(history_f.roots[name[6:]], history, master, snapshot.data_dir,  # type: ignore[union-attr]
+                                                flt.decay, params.delivery_month_volatility, ewma_start_year(end))
+                       if name.startswith("basis:") else
+                       spread_volatility(history, snapshot.sofr, snapshot.fedfunds, params.spread_smoothing_days,
+                                         name, flt.decay))
+                ch[f] *= residual_scales(vol, history.dates, end, flt)
         changes.append(ch)
     for name, share in coverage.items():
         if share < 1.0:

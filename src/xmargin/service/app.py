@@ -134,6 +134,37 @@ class Guard:
         return wrapped
 
 
+def graceful_server(app: FastAPI, config: Any) -> Any:
+    """A ``uvicorn.Server`` for ``app`` that stops gracefully on SIGINT / SIGTERM and then exits 0.
+
+    On the signal it stops accepting, ends the event streams (so open dashboards do not hold
+    shutdown up), lets requests in flight finish (up to ``timeout_graceful_shutdown``), waits for
+    the ledger write in progress and closes the ledger (the lifespan's end).  uvicorn then
+    re-raises the signal it caught, so the process would die *by* it (status -15) after a clean
+    stop; a service stopped on request has done its job, so the signal is not raised again.
+    """
+    import contextlib
+    from collections.abc import Iterator
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: Any = None) -> None:
+            state = getattr(app.state, "service", None)
+            if state is not None:
+                state.hub.close()
+            await super().shutdown(sockets)
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            with super().capture_signals():
+                yield
+                self.stopped_by = list(self._captured_signals)
+                self._captured_signals.clear()  # stopped as asked: exit 0, not by the signal
+
+    return Server(config)
+
+
 def _clean_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     """Pydantic's errors as ``{loc, msg, type}``; for the portfolio union, only the errors of
     the form the body has (list or object), without the union's tag in ``loc``."""

@@ -132,8 +132,8 @@ class KeyStore:
             member = item.get("member") if scope == "member" else None
             if scope == "member" and (not isinstance(member, str) or not member.strip()):
                 raise InputError("a member key names its member", source=source, row=n, field="member")
-            name = str(item.get("name") or member or "admin")
-            principal = Principal(name, scope, member.strip() if isinstance(member, str) else None)
+            member = member.strip() if isinstance(member, str) else None
+            principal = Principal(str(item.get("name") or member or "admin"), scope, member)  # name: the member's
             if isinstance(item.get("key"), str) and item["key"]:
                 store.add_key(item["key"], principal)
             elif isinstance(item.get("sha256"), str):

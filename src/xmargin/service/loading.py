@@ -45,6 +45,8 @@ class ServiceConfig:
     max_explain_accounts: int = 50
     pricing_timeout_s: float = 5.0  # a request that needs longer pricing is refused (422)
     checkpoint_every: int = 10_000  # ledger entries between checkpoints taken by the service (0: none)
+    follow_poll_s: float = 0.05  # SQLite: how often a process looks for others' entries (PostgreSQL: fallback)
+    follow_notify: bool = True  # PostgreSQL: wake on the appends' NOTIFY instead of polling
 
 def _book_rows(book: Book) -> list[dict[str, str]]:
     from xmargin.portfolio.rows import portfolio_rows
@@ -76,7 +78,8 @@ def open_session(config: ServiceConfig, progress: Callable[[str], None] | None =
 
     ledger = Ledger(config.ledger)
     say(f"opening ledger {ledger!r}")
-    session = LedgerSession.open(ledger, data_dir=config.data_dir, resume=True)  # latest checkpoint + tail
+    session = LedgerSession.open(ledger, data_dir=config.data_dir, resume=True,  # latest checkpoint + tail
+                                 progress=progress)
     current = session.state.market
     if current is None or (config.as_of is not None and config.as_of != current.snapshot.as_of):
         day = config.as_of or default_as_of(config.data_dir)

@@ -73,7 +73,8 @@ class ServiceState:
             self.funding: FundingRate = funding_rate(m.snapshot)
         except InputError:  # no SOFR series: the shortest par yield stands in as the base
             self.funding = funding_rate(None, base_pct=float(m.snapshot.par_yields[0] * 100.0))
-        self.recorder = Recorder(self, pricing_timeout_s=config.pricing_timeout_s)
+        self.recorder = Recorder(self, pricing_timeout_s=config.pricing_timeout_s, poll_s=config.follow_poll_s,
+                                 notify=config.follow_notify)
 
     # -- loading ---------------------------------------------------------------------------
 

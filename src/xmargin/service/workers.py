@@ -54,7 +54,7 @@ def _worker(spec: WorkerSpec, sock: socket.socket, ready: Any, index: int) -> No
     os.environ.update(spec.env)
     import uvicorn
 
-    from xmargin.service.app import create_app
+    from xmargin.service.app import create_app, graceful_server
 
     if spec.json_logs:
         from xmargin.service.logs import configure
@@ -73,14 +73,7 @@ def _worker(spec: WorkerSpec, sock: socket.socket, ready: Any, index: int) -> No
                          timeout_graceful_shutdown=int(spec.graceful_s),
                          log_config=None if spec.json_logs else uvicorn.config.LOGGING_CONFIG)
 
-    class Server(uvicorn.Server):
-        async def shutdown(self, sockets: Any = None) -> None:
-            state = getattr(app.state, "service", None)
-            if state is not None:  # end the event streams first, so open dashboards do not hold shutdown up
-                state.hub.close()
-            await super().shutdown(sockets)
-
-    server = Server(cfg)
+    server = graceful_server(app, cfg)
     server.run(sockets=[sock])
 
 

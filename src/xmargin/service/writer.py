@@ -14,14 +14,17 @@
   processes recorded (:func:`~xmargin.clearing.follow.catch_up`), checks the trade id again, adds
   the pre-priced rows, records the trade with its margin result, and now and then a
   checkpoint.
-* **Following** (:meth:`Recorder.follow`): every ``poll_s`` the process compares the ledger head
-  with its position and applies the entries others wrote, publishing each trade's update on
-  its own ``/stream``.  So every worker's stream sees every update its keys may see.
+* **Following** (:meth:`Recorder.follow`): the process compares the ledger head with its
+  position and applies the entries others wrote, publishing each trade's update on its own
+  ``/stream``.  So every worker's stream sees every update its keys may see.  On PostgreSQL it
+  looks when an append's ``NOTIFY`` wakes it (:func:`~xmargin.clearing.follow.listen`), and
+  every ``max(poll_s, 1 s)`` as a fallback; on SQLite (or with ``notify=False``) every ``poll_s``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable
@@ -30,7 +33,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from xmargin.clearing.checkpoint import list_checkpoints, take_checkpoint
-from xmargin.clearing.follow import WriterLock, catch_up
+from xmargin.clearing.follow import WriterLock, catch_up, listen, notifies
 from xmargin.clearing.replay import decode_margins
 from xmargin.errors import InputError, XMarginError
 from xmargin.ledger.store import Entry
@@ -55,12 +58,14 @@ class Recorder:
     """See the module docstring.  ``state``: the :class:`~xmargin.service.state.ServiceState`."""
 
     def __init__(self, state: Any, *, pricing_timeout_s: float = 5.0, pricing_threads: int = 2,
-                 poll_s: float = 0.05) -> None:
+                 poll_s: float = 0.05, notify: bool = True) -> None:
         self.state = state
         self.pricing_timeout_s = pricing_timeout_s
         self.poll_s = poll_s
+        self.notify = notify
         self.lock = asyncio.Lock()  # this process's writer / follower: one at a time
         self._accounts: dict[str, asyncio.Lock] = {}
+        self._jobs: set[asyncio.Future[Any]] = set()  # ledger work in threads (see _in_thread)
         lg = state.session.ledger
         self.writer = WriterLock(lg) if lg is not None else None
         self.pool = ThreadPoolExecutor(pricing_threads, thread_name_prefix="xmargin-price")
@@ -107,7 +112,7 @@ class Recorder:
             rows = await self.price(self.price_rows, inst)
         lock = self.account_lock(trade.account)
         async with lock, self.lock:
-            result, events, replayed = await asyncio.to_thread(self._write, principal, req, trade, inst, rows)
+            result, events, replayed = await self._in_thread(self._write, principal, req, trade, inst, rows)
         if not lock.locked() and not lock._waiters:  # type: ignore[attr-defined]
             self._accounts.pop(trade.account, None)
         for ev in events:
@@ -187,25 +192,58 @@ class Recorder:
         return out
 
     async def follow(self) -> None:
-        """Apply what other processes record, every ``poll_s`` (runs until cancelled)."""
+        """Apply what other processes record (see the module docstring; runs until cancelled)."""
         session = self.state.session
-        while True:
-            await asyncio.sleep(self.poll_s)
-            if session.ledger is None or self.lock.locked():
-                continue
-            try:
-                head = (await asyncio.to_thread(session.ledger.head))[0]
-                if head <= session.state.entries:
+        lg = session.ledger
+        wake = asyncio.Event()
+        listener = None
+        if lg is not None and self.notify and notifies(lg):
+            listener = asyncio.ensure_future(listen(lg, wake))
+        try:
+            while True:
+                if listener is None:
+                    await asyncio.sleep(self.poll_s)
+                    if self.lock.locked():  # our own write catches up first; look next round
+                        continue
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wake.wait(), max(self.poll_s, 1.0))
+                    wake.clear()
+                if lg is None:
                     continue
-                async with self.lock:
-                    events = await asyncio.to_thread(self._catch_up)
-            except XMarginError as exc:  # the database went away for a moment: try again
-                log.warning("following the ledger: %s", exc)
-                continue
-            for ev in events:
-                self.state.hub.publish(ev)
+                try:
+                    head = (await asyncio.to_thread(lg.head))[0]
+                    if head <= session.state.entries:
+                        continue
+                    async with self.lock:  # woken: wait for our own write rather than miss the news
+                        events = await self._in_thread(self._catch_up)
+                except XMarginError as exc:  # the database went away for a moment: try again
+                    log.warning("following the ledger: %s", exc)
+                    continue
+                for ev in events:
+                    self.state.hub.publish(ev)
+        finally:
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await listener
+
+    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in a worker thread that a cancelled request cannot cut short: the caller
+        may be cancelled (a shutdown past its grace period cancels the requests still running),
+        but the ledger write goes on to its end and :meth:`close` waits for it."""
+        job = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+        self._jobs.add(job)
+        job.add_done_callback(self._jobs.discard)
+        try:
+            return await asyncio.shield(job)
+        except asyncio.CancelledError:
+            await asyncio.wait([job])  # keep the caller's locks until the write has ended
+            raise
 
     async def close(self) -> None:
         """Wait for the write in progress (never leave it half done), then stop the pool."""
+        if self._jobs:  # writes whose requests were cancelled still hold the ledger: let them end
+            await asyncio.gather(*list(self._jobs), return_exceptions=True)
         async with self.lock:
             self.pool.shutdown(wait=False, cancel_futures=True)
