@@ -52,7 +52,8 @@ TARGETS: dict[str, Target] = {
                     "tests/test_mutation_holes_margin.py::test_cftc_sample_portfolio_through_reduction_factors"),
     "ficc": Target("src/xmargin/margin/ficc.py", "tests/test_mutation_holes_ficc.py"),
     "var": Target("src/xmargin/margin/var.py",
-                  "tests/test_var.py tests/test_mutation_holes_var.py tests/test_filtered.py::test_model_var_tools_by_hand "
+                  "tests/test_var.py tests/test_mutation_holes_var.py tests/test_mutation_holes_var_apc.py "
+                  "tests/test_filtered.py::test_model_var_tools_by_hand "
                   "tests/test_filtered.py::test_weighted_var_partial_sort_equals_full_sort"),
     "span": Target("src/xmargin/margin/span.py",
                    "tests/test_mutation_holes_spanrules.py tests/test_span.py -k 'not calibrat and not calendar_spreads_are and not ordered_by "
@@ -74,7 +75,7 @@ EQUIVALENT: dict[tuple[str, int, str], str] = {
                                                         "> 0 and != 0 agree",
     **{("cross", 51, k): "safe_total matters only where both sides are > 0 (so total > 0); other rows are masked"
        for k in ("total > -1", "total, 2.0)", "total, 0.0)", "total >= 0", "total != 0")},
-    ("var", 51, "core/ReplaceComparisonOperator_NotEq_Lt"): "a row that never loses has VaR 0 whether or not it "
+    ("var", 60, "core/ReplaceComparisonOperator_NotEq_Lt"): "a row that never loses has VaR 0 whether or not it "
                                                              "is skipped",
     ("span", 90, "core/ReplaceUnaryOperator_"): "the 16 scenarios are symmetric (+-moves): the largest "
                                                            "loss is the same with the sign flipped",
@@ -95,16 +96,41 @@ EQUIVALENT: dict[tuple[str, int, str], str] = {
     ("verify", 52, "core/ReplaceComparisonOperator_Eq_LtE"): "in that branch e.seq > expected, so <= expected + 1 "
                                                               "is == expected + 1",
     ("verify", 61, "core/ReplaceFalseWithTrue"): "doc is None there, so the entry is malformed whatever canonical says",
-    ("var", 51, "pnl != 1.0"): "a row that gains 1 in every scenario has VaR 0 whether or not it is skipped",
-    ("var", 52, "core/"): "the early return for no active row is a shortcut: the general path gives the same zeros",
-    ("var", 54, "core/ReplaceComparisonOperator_Lt"): "pnl[active] with every row active is a copy of pnl",
-    ("var", 56, "core/"): "without stressed columns the general path gives the same VaR and no stress flag",
-    ("var", 69, "], -1.0)"): "the full-set VaR only counts through max(base, full) with base >= 0",
-    ("var", 78, "used[ -1]"): "used has one element",
-    ("var", 66, "n_base) - 2})"): "the 28th place of the base partition matters only when no stressed scenario is "
+    ("var", 60, "pnl != 1.0"): "a row that gains 1 in every scenario has VaR 0 whether or not it is skipped",
+    ("var", 61, "core/"): "the early return for no active row is a shortcut: the general path gives the same zeros",
+    ("var", 63, "core/ReplaceComparisonOperator_Lt"): "pnl[active] with every row active is a copy of pnl",
+    ("var", 65, "core/"): "without stressed columns the general path gives the same VaR and no stress flag",
+    ("var", 78, "], -1.0)"): "the full-set VaR only counts through max(base, full) with base >= 0",
+    ("var", 87, "used[ -1]"): "used has one element",
+    ("var", 75, "n_base) - 2})"): "the 28th place of the base partition matters only when no stressed scenario is "
                                   "among the 28 worst, and then the full-set VaR is below the base VaR anyway",
-    ("var", 24, ", 10)))"): "10 decimals instead of 9 changes k only for a product within 5e-10 of a whole number "
+    ("var", 33, ", 10)))"): "10 decimals instead of 9 changes k only for a product within 5e-10 of a whole number "
                             "but not within 5e-11",
+    # weighted_var / model_var (issue 11's anti-procyclicality tools), lines as of 148742a
+    ("var", 107, "core/NumberReplacer"): "1 - a rounded to 11 or 13 decimals instead of 12: the same for any "
+                                         "confidence given with fewer than 11 decimals",
+    ("var", 108, "core/"): "weights are >= 0, so != 0 is > 0; with < 0 or > 1 no weight counts as positive, K = S "
+                           "and the full sort gives the same VaR",
+    ("var", 109, "core/"): "a larger n_zero only makes K larger: more columns sorted, the same VaR",
+    ("var", 110, "core/ReplaceComparisonOperator_Eq_"): "weights sum to 1, so some are positive: K = S (the full "
+                                                        "sort, the same VaR) or the original bound",
+    ("var", 110, "core/AddNot"): "weights sum to 1, so some are positive: K = S, the full sort, the same VaR",
+    **{("var", 110, k): "K = S (the full sort) or a larger K: the same VaR"
+       for k in ("len(positive) == 1 else", "len(positive) == -1 else", "+ 2 + n_zero")},
+    ("var", 111, "core/"): "the partial sort is a shortcut: the full-sort branch gives the same VaR for any K <= S",
+    **{("var", 112, k): "a partition at k (< S) also leaves the k smallest first; at k - 2 the k - 1 smallest, and "
+                        "the k-th column is read only on the rounding edge, where NumPy's selection on these "
+                        "sizes leaves the k-th smallest there"
+       for k in ("k - 0,", "core/ReplaceBinaryOperator_Sub_Mul", "k - 2,")},
+    ("var", 120, "core/ReplaceComparisonOperator_GtE_Gt"): "> and >= differ only for a cumulative weight exactly "
+                                                           "1 - a - 1e-12 (the target already has a 1e-12 slack)",
+    ("var", 127, "core/ReplaceBinaryOperator_BitOr"): "a type annotation: never evaluated (__future__ annotations)",
+    ("var", 129, "core/ReplaceBinaryOperator_Mul_Div"): "/ makes the four data arguments positional-only: every "
+                                                        "caller passes them by position and the tools by keyword",
+    ("var", 130, "core/NumberReplacer"): "a default stress weight of -1 acts as 0 (only > 0 is read; the floor's "
+                                         "inner call passes the weight explicitly)",
+    ("var", 142, "core/ReplaceComparisonOperator_Gt_NotEq"): "a negative stress weight is refused when the "
+                                                             "ScenarioSpec is built ([0, 1)), so != 0 is > 0",
     ("collateral", 71, "core/ReplaceComparisonOperator_NotEq_Lt"): "a NaN bound is refused before (not > 0, or not "
                                                                     "increasing): the last bound is a number, never "
                                                                     "above inf, so != inf is < inf",
