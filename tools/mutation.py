@@ -119,8 +119,8 @@ EQUIVALENT: dict[tuple[str, int, str], str] = {
        for k in ("len(positive) == 1 else", "len(positive) == -1 else", "+ 2 + n_zero")},
     ("var", 111, "core/"): "the partial sort is a shortcut: the full-sort branch gives the same VaR for any K <= S",
     **{("var", 112, k): "a partition at k (< S) also leaves the k smallest first; at k - 2 the k - 1 smallest, and "
-                        "the k-th column is read only on the rounding edge, where NumPy's selection on these "
-                        "sizes leaves the k-th smallest there"
+                        "the k-th column is read only on a rounding edge, where NumPy's selection left the k-th "
+                        "smallest in place in 200 random orders tried: not killable in practice"
        for k in ("k - 0,", "core/ReplaceBinaryOperator_Sub_Mul", "k - 2,")},
     ("var", 120, "core/ReplaceComparisonOperator_GtE_Gt"): "> and >= differ only for a cumulative weight exactly "
                                                            "1 - a - 1e-12 (the target already has a 1e-12 slack)",
