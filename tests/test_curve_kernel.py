@@ -11,14 +11,15 @@ branch of Hagan and West's four-region correction (paper, section 4) with chosen
 
 from __future__ import annotations
 
-import warnings
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 import pytest
 import QuantLib as ql
-from scipy.integrate import IntegrationWarning, quad
+from test_curve import (
+    _quad_log_discount as _quad,  # QuantLib's forwards integrated (one helper, two files)
+)
 
 from xmargin.market import curve_kernel
 from xmargin.market.curve import ZeroCurves, _g_coefficients, _log_discount, _log_discount_array
@@ -79,15 +80,6 @@ def test_every_region_of_the_correction(kernel) -> None:  # type: ignore[no-unty
             np.testing.assert_allclose(out, ref[k], rtol=1e-15, atol=0, err_msg=f"g0={a}, g1={b}")
     finally:
         curve_kernel.disable()
-
-
-def _quad(interp: ql.ConvexMonotoneInterpolation, a: float, b: float) -> float:
-    width = b - a
-    hints = sorted({a + width * 10.0**-k for k in range(1, 10)} | {b - width * 10.0**-k for k in range(1, 10)})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", IntegrationWarning)
-        value, _ = quad(lambda s: interp(s, True), a, b, points=hints, epsabs=1e-15, epsrel=1e-14, limit=1000)
-    return value
 
 
 @pytest.mark.parametrize("as_of", [date(2008, 12, 10), date(2024, 6, 26)], ids=str)

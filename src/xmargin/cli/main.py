@@ -6,8 +6,9 @@ ledger, service and batch commands are registered from their own modules below.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TextIO
 
 import typer
 
@@ -223,6 +224,7 @@ def futures_basket(
     )
 
 
+
 def _one_command(name: str) -> typer.Typer | None:
     """``xmargin NAME ...`` as an app holding only command ``NAME`` (None if it is a group or
     unknown): Typer builds the options of every command it holds before running one, about
@@ -242,8 +244,25 @@ def _one_command(name: str) -> typer.Typer | None:
     return one
 
 
+def show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                 file: TextIO | None = None, line: str | None = None) -> None:
+    """``warnings.showwarning`` for the command line: xmargin's own named warnings (bad or
+    missing data: :class:`~xmargin.market.futures_history.OffTickWarning`, ``GapWarning``, ...)
+    print as one line, ``warning (OffTickWarning): FILE: what``, to standard error, because the
+    message already names the file, row or date; anything else keeps Python's format (the
+    source line helps there)."""
+    import sys
+
+    out = file or sys.stderr
+    if category.__module__.split(".")[0] == "xmargin":
+        out.write(f"warning ({category.__name__}): {message}\n")
+    else:
+        out.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
 def main() -> None:  # pragma: no cover
     import sys
 
+    warnings.showwarning = show_warning
     one = _one_command(sys.argv[1]) if len(sys.argv) > 1 else None
     (one or app)()
