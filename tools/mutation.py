@@ -77,18 +77,18 @@ EQUIVALENT: dict[tuple[str, int, str], str] = {
        for k in ("total > -1", "total, 2.0)", "total, 0.0)", "total >= 0", "total != 0")},
     ("var", 60, "core/ReplaceComparisonOperator_NotEq_Lt"): "a row that never loses has VaR 0 whether or not it "
                                                              "is skipped",
-    ("span", 90, "core/ReplaceUnaryOperator_"): "the 16 scenarios are symmetric (+-moves): the largest "
+    ("span", 91, "core/ReplaceUnaryOperator_"): "the 16 scenarios are symmetric (+-moves): the largest "
                                                            "loss is the same with the sign flipped",
-    ("span", 91, "-1.0)"): "the zero-move scenarios make every root's largest loss >= 0 before the floor",
-    ("span", 98, "remaining != 0"): "remaining is an absolute value: != 0 is > 0",
-    ("span", 99, "core/ReplaceComparisonOperator_Gt"): "held only skips pairs that form no spread in any account",
-    ("span", 99, "remaining > -1"): "held only skips pairs that form no spread in any account",
-    **{("span", 98, k): "the weighted price risk of an empty leg is multiplied by a spread of 0"
+    ("span", 92, "-1.0)"): "the zero-move scenarios make every root's largest loss >= 0 before the floor",
+    ("span", 99, "remaining != 0"): "remaining is an absolute value: != 0 is > 0",
+    ("span", 100, "core/ReplaceComparisonOperator_Gt"): "held only skips pairs that form no spread in any account",
+    ("span", 100, "remaining > -1"): "held only skips pairs that form no spread in any account",
+    **{("span", 99, k): "the weighted price risk of an empty leg is multiplied by a spread of 0"
        for k in ("remaining, -1.0)", "remaining, 1.0)")},
-    ("span", 109, "credit, -1.0)"): "each leg's credit is at most rate x its scan risk (rate <= 1): the sum is never "
+    ("span", 110, "credit, -1.0)"): "each leg's credit is at most rate x its scan risk (rate <= 1): the sum is never "
                                     "negative, so the floor at 0 never binds",
-    ("span", 101, "core/ReplaceAndWithOr"): "a pair with one root held forms spreads of size 0: no credit",
-    ("span", 103, "core/"): "a sign product of 0 means one leg is empty: the spread s is 0 either way",
+    ("span", 102, "core/ReplaceAndWithOr"): "a pair with one root held forms spreads of size 0: no credit",
+    ("span", 104, "core/"): "a sign product of 0 means one leg is empty: the spread s is 0 either way",
     ("verify", 43, "core/ReplaceBinaryOperator_BitOr"): "a type annotation: never evaluated (__future__ annotations)",
     ("verify", 51, "core/ReplaceComparisonOperator_Gt_GtE"): "in that branch e.seq != expected, so >= is >",
     ("verify", 74, "e.seq != 1"): "seq numbers start at 1: != 1 is > 1",
