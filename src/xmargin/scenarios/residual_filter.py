@@ -31,7 +31,7 @@ from datetime import date
 import numpy as np
 import numpy.typing as npt
 
-from xmargin.scenarios.filtered import SEED_DAYS, VOL_FLOOR, ewma_variance
+from xmargin.scenarios.filtered import SEED_DAYS, ewma_variance, filter_scales
 
 FloatArray = npt.NDArray[np.float64]
 DateArray = npt.NDArray[np.datetime64]
@@ -72,8 +72,8 @@ def residual_scales(vol: FloatArray, history_dates: DateArray, window_end: DateA
     ``vol`` is :func:`observed_ewma_volatility` on the history rows ``history_dates``."""
     today = int(np.searchsorted(history_dates, np.datetime64(flt.as_of, "D"), side="right")) - 1
     ends = np.clip(np.searchsorted(history_dates, window_end.astype("datetime64[D]")), 0, len(history_dates) - 1)
-    now = vol[today] if today >= 0 else np.nan
-    then = vol[ends]
-    ratio = np.minimum(now / np.maximum(then, VOL_FLOOR), flt.max_scale)
+    if today < 0:  # no volatility known today: every change unscaled
+        return np.ones(len(ends))
+    ratio = filter_scales(vol[:, None], ends, today, flt.max_scale)[:, 0]  # the curve's rule, one factor
     ok = flt.rescale & np.isfinite(ratio)
     return np.where(ok, ratio, 1.0)
