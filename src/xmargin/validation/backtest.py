@@ -19,8 +19,27 @@ Models (``model``) and horizons (default; ``horizon_days`` overrides):
 * ``cme``: the CME stand-alone requirement of the futures alone (SPAN: 1 day, its scanning
   ranges cover one-day moves; the CME VaR option: its ``var_scenarios`` horizon, 2 days);
 * ``combined``: the cross-margined total (``total_after``, each account's own election) of
-  the whole book against its P&L over the longer of the two horizons (3 days: the joint
-  liquidation period of :mod:`xmargin.validation.default`).
+  the whole book, each leg tested at the horizon of the margin that covers it
+  (:class:`SideHorizons`, :func:`realised_pnl`):
+
+  - a FICC leg over the FICC horizon (3 days) and a CME leg over the horizon of the CME
+    requirement actually charged (SPAN: 1 day; the VaR option: its horizon): each
+    clearinghouse liquidates its own positions over its own margin period of risk, so an
+    account with futures only is tested at 1 day, as under ``cme``;
+  - the eligible legs of a cross-margining account on a day its reduction applies
+    (``applied_reduction_factor > 0``) together over the joint horizon, the longer of the FICC
+    horizon and the CME VaR horizon (3 days: the joint liquidation period of
+    :mod:`xmargin.validation.default`).  The reduced margin is set by the combined-portfolio
+    models (FICC's 3-day VaR of the combined portfolio, CME's VaR of it), and the hedge is
+    only worth the reduction if it is liquidated whole ("joint liquidation by both
+    clearinghouses is the preferred default-management method": CME FAQ, in
+    ``../shared/methodology/README.md`` section 2); testing its cash legs at 3 days and its
+    futures at 1 day would test an unhedged position no margin was set for.
+
+  The public record gives FICC's 3-day horizon and SPAN's one-day calibration; the margin
+  period of risk CME applies to the cross-margined portfolio is **not found**
+  (``sources-2026-12.md``), so the joint horizon is a **choice** (docs/methodology.md).
+  ``horizon_days`` sets every side.
 
 Positions are held constant, futures roll and matured securities drop out as
 :mod:`xmargin.validation` describes (the roll dates are listed in ``notes``).  The P&L of
@@ -385,16 +404,65 @@ def run_days(
     return history.dates[rows], results
 
 
-def model_horizon(params: MarginParams, model: str) -> int:
-    """Default backtest horizon of a model (business days; module docstring)."""
+@dataclass(frozen=True)
+class SideHorizons:
+    """Realised-P&L horizons of a model's backtest (business days; module docstring): FICC
+    legs, CME legs, and the eligible legs of a cross-margining account on a day its reduction
+    applies (``joint``: liquidated together with the FICC legs)."""
+
+    ficc: int
+    cme: int
+    joint: int
+
+    @property
+    def longest(self) -> int:
+        return max(self.ficc, self.cme, self.joint)
+
+    @property
+    def distinct(self) -> tuple[int, ...]:
+        return tuple(sorted({self.ficc, self.cme, self.joint}))
+
+    def to_dict(self) -> dict[str, int]:
+        return {"ficc": self.ficc, "cme": self.cme, "joint": self.joint}
+
+
+def model_horizons(params: MarginParams, model: str, override: int | None = None) -> SideHorizons:
+    """Each side's backtest horizon under ``model`` (module docstring); ``override`` (the
+    ``--horizon-days`` option) sets every side."""
+    if override:
+        return SideHorizons(override, override, override)
     ficc_h = params.ficc.scenarios.horizon_days
-    cme_h = params.cme.var_scenarios.horizon_days if params.cme.standalone_model == "var" else 1
-    return {"ficc": ficc_h, "cme": cme_h, "combined": max(ficc_h, params.cme.var_scenarios.horizon_days)}[model]
+    cme_var_h = params.cme.var_scenarios.horizon_days
+    cme_h = cme_var_h if params.cme.standalone_model == "var" else 1  # SPAN: one-day scanning ranges
+    return {"ficc": SideHorizons(ficc_h, ficc_h, ficc_h), "cme": SideHorizons(cme_h, cme_h, cme_h),
+            "combined": SideHorizons(ficc_h, cme_h, max(ficc_h, cme_var_h))}[model]
 
 
-def _backtest_reducer(day: DayContext, model: str, elected: tuple[bool, ...]) -> tuple[FloatArray, FloatArray, FloatArray]:
+def model_horizon(params: MarginParams, model: str) -> int:
+    """The longest backtest horizon of a model (business days; the engine's main horizon and
+    futures roll rule): :meth:`SideHorizons.longest` of :func:`model_horizons`."""
+    return model_horizons(params, model).longest
+
+
+def realised_pnl(day: DayContext, q: sp.csr_matrix, joint: npt.NDArray[np.bool_],
+                 horizons: SideHorizons) -> FloatArray:
+    """Realised P&L per account (dollars): each leg over its side's horizon (FICC legs
+    ``horizons.ficc``, CME legs ``horizons.cme``), except the cross-margin-eligible legs of the
+    accounts flagged in ``joint`` (elected, reduction applied that day), which are liquidated
+    together over ``horizons.joint``."""
+    a = day.context.attributes
+    side = np.where(a.is_cme, day.realised_at[horizons.cme], day.realised_at[horizons.ficc])
+    if not joint.any():
+        return np.asarray(q @ side).ravel()
+    q_joint = (sp.diags(joint.astype(float)) @ q @ sp.diags(a.eligible.astype(float))).tocsr()
+    return np.asarray((q - q_joint) @ side + q_joint @ day.realised_at[horizons.joint]).ravel()
+
+
+def _backtest_reducer(day: DayContext, model: str, elected: tuple[bool, ...],
+                      horizons: SideHorizons | None = None) -> tuple[FloatArray, FloatArray, FloatArray]:
     """``(margin A, realised P&L A, components C x A)`` of one day under ``model``
-    (``elected``: cross-margin flags; components in :data:`DAILY_COMPONENTS` order)."""
+    (``elected``: cross-margin flags; components in :data:`DAILY_COMPONENTS` order); realised
+    P&L per :func:`realised_pnl` over ``horizons``, or every leg over the engine's horizon."""
     ctx, q = day.context, day.positions
     is_cme = ctx.attributes.is_cme
     if model == "combined":
@@ -407,13 +475,16 @@ def _backtest_reducer(day: DayContext, model: str, elected: tuple[bool, ...]) ->
     m = margins_for_positions(ctx, qm, xm)
     margin = {"ficc": m.ficc_standalone, "cme": m.cme_standalone, "combined": m.total_after}[model]
     comps = np.array([getattr(m, c) for c in DAILY_COMPONENTS], dtype=float)
-    return margin, np.asarray(qm @ day.realised).ravel(), comps
+    if horizons is None:
+        return margin, np.asarray(qm @ day.realised).ravel(), comps
+    return margin, realised_pnl(day, qm, xm & (m.applied_reduction_factor > 0), horizons), comps
 
 
-def _sourced_reducer(day: DayContext, model: str, elected: tuple[bool, ...]) -> tuple[FloatArray, ...]:
+def _sourced_reducer(day: DayContext, model: str, elected: tuple[bool, ...],
+                     horizons: SideHorizons | None = None) -> tuple[FloatArray, ...]:
     """:func:`_backtest_reducer` plus, per account, its futures positions held that day and
     those realised from actual prices (``A x 2``)."""
-    margin, realised, comps = _backtest_reducer(day, model, elected)
+    margin, realised, comps = _backtest_reducer(day, model, elected, horizons)
     ctx, q = day.context, day.positions
     is_cme = ctx.attributes.is_cme
     mask = np.ones(len(is_cme), bool) if model == "combined" else (is_cme if model == "cme" else ~is_cme)
@@ -457,18 +528,20 @@ def backtest(
         raise ValueError(f"model must be one of {MODELS}")
     if pnl not in PNL_SOURCES:
         raise ValueError(f"pnl must be one of {PNL_SOURCES}")
-    h = horizon_days or model_horizon(params, model)
+    hz = model_horizons(params, model, horizon_days)
+    h = hz.longest
     standalone_span = params.cme.standalone_model == "span"
     sets = {"ficc": ("ficc",), "cme": () if standalone_span else ("cme",), "combined": ("ficc", "cme")}[model]
     needs_span = model != "ficc" and standalone_span
     spec = EngineSpec(data_dir, params, eligibility, book.accounts, legs_of(book), start, h, sets,
-                      span if needs_span else "none", exact, refine, pnl=pnl)
-    reducer = partial(_sourced_reducer, model=model, elected=tuple(a.cross_margin for a in book.accounts))
+                      span if needs_span else "none", exact, refine, other_horizons=hz.distinct[:-1], pnl=pnl)
+    reducer = partial(_sourced_reducer, model=model, elected=tuple(a.cross_margin for a in book.accounts),
+                      horizons=hz)
     check_range(data_dir, params, start, end, h)
     dates, out = run_days(spec, start, end, reducer, workers=workers, progress=progress)
     method = "exact" if exact else "linearised bootstrap" + ("" if refine is None else f", VaR tail + {refine} exact")
     result = assemble(model, book.accounts, params, h, dates, [o[:3] for o in out], method,
-                      tuple(roll_notes(spec.legs, start, h, dates)) + _pnl_notes(pnl, spec))
+                      tuple(roll_notes(spec.legs, start, h, dates)) + _pnl_notes(pnl, spec), hz.to_dict())
     counts = sum((o[3] for o in out), np.zeros((len(book.accounts), 2)))
     return replace(result, futures_days=tuple((int(a), int(b)) for a, b in np.asarray(counts).reshape(-1, 2)))
 

@@ -11,7 +11,8 @@ within about 0.3% of the exact bootstrap; ``"exact"`` reproduces the single-mode
 
 Differences from three :func:`~xmargin.validation.backtest.backtest` calls (stated in each
 result's ``notes``): futures roll by the longest horizon's rule (3 days) for every model,
-and the realised P&L of each model is over its own horizon on the same positions.
+and the realised P&L of each model is over its own horizons (per side for the combined
+model: :class:`~xmargin.validation.backtest.SideHorizons`) on the same positions.
 """
 
 from __future__ import annotations
@@ -33,27 +34,20 @@ from xmargin.validation.backtest import (
     BacktestResult,
     DayContext,
     EngineSpec,
+    SideHorizons,
     _backtest_reducer,
     assemble,
     check_range,
-    model_horizon,
+    model_horizons,
     run_days,
 )
 
 FloatArray = npt.NDArray[np.float64]
 
 
-def _reducer(day: DayContext, models: tuple[str, ...], horizons: tuple[int, ...],
+def _reducer(day: DayContext, models: tuple[str, ...], horizons: tuple[SideHorizons, ...],
              elected: tuple[bool, ...]) -> list[tuple[FloatArray, FloatArray, FloatArray]]:
-    out = []
-    for model, h in zip(models, horizons, strict=True):
-        margin, _, comps = _backtest_reducer(day, model, elected)
-        ctx = day.context
-        mask = np.ones(len(ctx.universe), bool) if model == "combined" else (
-            ctx.attributes.is_cme if model == "cme" else ~ctx.attributes.is_cme)
-        pnl = np.asarray(day.positions @ (day.realised_at[h] * mask)).ravel()
-        out.append((margin, pnl, comps))
-    return out
+    return [_backtest_reducer(day, model, elected, h) for model, h in zip(models, horizons, strict=True)]
 
 
 def backtest_models(
@@ -85,12 +79,12 @@ def backtest_models(
     for m in models:
         if m not in MODELS:
             raise ValueError(f"model must be one of {MODELS}")
-    horizons = tuple(model_horizon(params, m) for m in models)
-    h = max(horizons)
+    horizons = tuple(model_horizons(params, m) for m in models)
+    h = max(x.longest for x in horizons)
     span_needed = params.cme.standalone_model == "span" and any(m != "ficc" for m in models)
     sets = tuple(s for s in ("ficc", "cme") if s == "ficc" or "combined" in models
                  or ("cme" in models and not span_needed))
-    others = tuple(sorted(set(horizons) - {h}))
+    others = tuple(sorted({x for hz in horizons for x in hz.distinct} - {h}))
     spec = EngineSpec(data_dir, params, eligibility, tuple(accounts), tuple(legs), start, h, sets,
                       span if span_needed else "none", exact, refine, approx, others, span_curves)
     check_range(data_dir, params, start, end, h)
@@ -99,6 +93,6 @@ def backtest_models(
     method = ("one pass, exact" if exact else f"one pass, {approx} P&L" + ("" if refine is None else f", VaR tail + {refine} exact")
               + f", SPAN on {span_curves} curves")
     notes = tuple(roll_notes(spec.legs, start, h, dates))
-    return {m: assemble(m, accounts, params, hm, dates, [day[k] for day in out], method,
-                        notes + ((f"futures roll by the {h}-day rule",) if hm != h else ()))
+    return {m: assemble(m, accounts, params, hm.longest, dates, [day[k] for day in out], method,
+                        notes + ((f"futures roll by the {h}-day rule",) if hm.longest != h else ()), hm.to_dict())
             for k, (m, hm) in enumerate(zip(models, horizons, strict=True))}

@@ -48,6 +48,9 @@ class BacktestResult:
     components: dict[str, FloatArray] = field(default_factory=dict)
     #: per account: futures position-days, and those realised from actual futures prices
     futures_days: tuple[tuple[int, int], ...] = field(default=())
+    #: the realised P&L's horizon per side (:class:`~xmargin.validation.backtest.SideHorizons`):
+    #: ``{"ficc": ..., "cme": ..., "joint": ...}``; ``horizon_days`` is the longest
+    side_horizons: dict[str, int] = field(default_factory=dict)
 
     def pnl_source(self, i: int) -> str:
         """``"actual"`` when every futures position-day of account ``i`` used actual prices."""
@@ -82,6 +85,7 @@ class BacktestResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "confidence": self.confidence, "horizon_days": self.horizon_days,
+                **({"side_horizons": dict(self.side_horizons)} if self.side_horizons else {}),
                 "method": self.method, "from": str(self.dates[0]) if len(self.dates) else None,
                 "to": str(self.dates[-1]) if len(self.dates) else None, "notes": list(self.notes),
                 "accounts": [self.summary(i) for i in range(len(self.accounts))]}
@@ -89,9 +93,12 @@ class BacktestResult:
 
 def assemble(model: str, accounts: Sequence[Account], params: MarginParams, h: int, dates: npt.NDArray[np.datetime64],
              out: Sequence[tuple[FloatArray, FloatArray, FloatArray]], method: str,
-             notes: tuple[str, ...]) -> BacktestResult:
+             notes: tuple[str, ...], side_horizons: dict[str, int] | None = None) -> BacktestResult:
     """A :class:`BacktestResult` from the daily reducer outputs, with FICC's path-dependent
-    add-ons (:mod:`xmargin.margin.ficc_addons`) on the FICC and combined models."""
+    add-ons (:mod:`xmargin.margin.ficc_addons`) on the FICC and combined models.  The
+    Backtesting Charge is FICC's: it is charged only on days FICC has a requirement on the
+    account (none on an account holding futures only, whose combined margin is CME's);
+    ``h``: the longest realised-P&L horizon (a day's backtest is known ``h`` days later)."""
     n_acc = len(accounts)
     base = np.array([m for m, _, _ in out]).T.reshape(n_acc, len(dates))
     pnl = np.array([x for _, x, _ in out]).T.reshape(n_acc, len(dates))
@@ -103,10 +110,10 @@ def assemble(model: str, accounts: Sequence[Account], params: MarginParams, h: i
         components["portfolio_differential"] = portfolio_differential(components["ficc_var"], f.pd_decay)
         margin = margin + components["portfolio_differential"]
     if model != "cme" and f.backtesting_charge:
-        components["backtesting_charge"] = backtesting_charge(margin, pnl, h, target=f.backtesting_target,
-                                                              window=f.backtesting_window_days)
+        charge = backtesting_charge(margin, pnl, h, target=f.backtesting_target, window=f.backtesting_window_days)
+        components["backtesting_charge"] = np.where(components["ficc_requirement"] > 0, charge, 0.0)
         margin = margin + components["backtesting_charge"]
     standalone_span = params.cme.standalone_model == "span"
     conf = params.ficc.confidence if model != "cme" else (params.cme.span_confidence if standalone_span else params.cme.var_confidence)
     return BacktestResult(model, conf, h, tuple(a.account for a in accounts), dates, margin, pnl, method, notes,
-                          components)
+                          components, side_horizons=dict(side_horizons or {}))
