@@ -375,7 +375,14 @@ def validation_report(
     """Regenerate the validation record: reference books backtested per calendar year, every model."""
     from datetime import date
 
-    from xmargin.validation.report import calm_rows, plain_hs, render_calm, run_years, write_report
+    from xmargin.validation.report import (
+        calm_rows,
+        chain_addons,
+        plain_hs,
+        render_calm,
+        run_years,
+        write_report,
+    )
 
     if to_year < from_year:
         raise InputError(f"--to-year {to_year} is before --from-year {from_year}", source="command line",
@@ -400,10 +407,11 @@ def validation_report(
         """Run the calm years under plain HS once all of them are done under the default."""
         if section[0] or not calm or not set(calm) <= {r.year for r in done_runs}:
             return section[0]
-        plain = run_years(calm, data_dir=env.snapshot.data_dir, params=plain_hs(env.params),
-                          eligibility=env.eligibility, workers=_workers(workers), cache=cache,
-                          progress=lambda y, r: err_console.print(f"{y} (plain HS): {r.seconds:.0f} s"))
-        default = [r for r in sorted(done_runs, key=lambda r: r.year) if r.year in calm]
+        plain = chain_addons(run_years(calm, data_dir=env.snapshot.data_dir, params=plain_hs(env.params),
+                                       eligibility=env.eligibility, workers=_workers(workers), cache=cache,
+                                       progress=lambda y, r: err_console.print(f"{y} (plain HS): {r.seconds:.0f} s")),
+                             plain_hs(env.params))
+        default = [r for r in chain_addons(done_runs, env.params) if r.year in calm]
         label = f"{calm[0]}-{calm[-1]}" + ("" if len(calm) == calm[-1] - calm[0] + 1 else
                                            " (years run: " + ", ".join(map(str, calm)) + ")")
         section[0] = render_calm(calm_rows(default, plain), label, env.params.ficc.scenarios.mode)

@@ -20,7 +20,12 @@ Two windows (CME reviews its margins against short- and long-term volatility; **
 the lengths): every figure above is computed over the last ``span_short_lookback_years``
 (1 year) and over the whole ``span_lookback_years`` (10 years) of one-day changes, and the
 larger is kept (for a credit rate, the smaller), so a volatile year raises the ranges
-without waiting for the 10-year quantile to move.  ``curves="linear"`` prices the one-day
+without waiting for the 10-year quantile to move.  With ``span_mode = "filtered"`` a third
+set enters the maximum (the minimum for credit rates): the long window's one-day changes
+rescaled to the as-of date's EWMA volatility per tenor (filtered historical simulation,
+:mod:`xmargin.scenarios.filtered`, decay ``span_decay``, the same filter as the VaR models),
+so the ranges follow a volatility regime within days of a recalibration instead of waiting
+for a year of it to fill the short window.  ``curves="linear"`` prices the one-day
 scenarios on first-order curves (the backtest's fast path; about 0.5% from the exact
 bootstrap on a few scenarios) instead of bootstrapping each one.
 
@@ -31,6 +36,7 @@ positions in it fail explicitly.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from itertools import combinations
 
@@ -110,17 +116,26 @@ def calibrate_span(
     universe = InstrumentUniverse.of([c for cs in contracts.values() for c in cs])
     spec = ScenarioSpec(horizon_days=1, lookback_years=cme.span_lookback_years, stress="none")
     built = scenario_par(history, snapshot, spec)
+    filtered = cme.span_mode == "filtered"
+    par = built.par
+    if filtered:  # the same rows, rescaled to today's volatility (appended after the plain ones)
+        fspec = replace(spec, mode="filtered", decay=cme.span_decay)
+        par = np.vstack([par, scenario_par(history, snapshot, fspec).par])
     if curves == "linear":
-        scenario_curves = linear_curves(snapshot, built.par)
+        scenario_curves = linear_curves(snapshot, par)
     else:
-        scenario_curves = snapshot.curves_from_par(built.par)
+        scenario_curves = snapshot.curves_from_par(par)
     pnl = instrument_pnl(universe, snapshot, master, scenario_curves).pnl
     residual_factors: tuple[str, ...] = ()
     if residual is not None and residual.any:
         window = (history.dates[built.rows], history.dates[built.rows + spec.horizon_days])
         risk = residual_risk(universe.instruments, snapshot, master, history, residual, [window])
-        pnl = pnl + risk.pnl(risk.ficc_changes)
+        changes = risk.pnl(risk.ficc_changes)  # residual factors unfiltered in both sets (choice)
+        pnl = pnl + (np.hstack([changes, changes]) if filtered else changes)
         residual_factors = risk.factors
+    n_plain = len(built.rows)
+    pnl_f = pnl[:, n_plain:] if filtered else None
+    pnl = pnl[:, :n_plain]
     start_day = np.datetime64(snapshot.as_of, "D") - np.timedelta64(int(round(cme.span_short_lookback_years * 365.25)), "D")
     short = int((history.dates[built.rows] >= start_day).sum()) if cme.span_short_lookback_years > 0 else 0
     dv01, _ = sensitivities(universe, snapshot, master)
@@ -129,19 +144,30 @@ def calibrate_span(
     scan = np.zeros(len(kept))
     intra = np.zeros(len(kept))
     normalised: list[np.ndarray] = []
+    normalised_f: list[np.ndarray] = []
     for p, root in enumerate(kept):
         rows = [universe.index(c) for c in contracts[root]]
         scan[p] = max(_two_window_var(pnl[i], conf, short) for i in rows)
+        if pnl_f is not None:
+            scan[p] = max(scan[p], *(_two_sided_var(pnl_f[i], conf) for i in rows))
         overrides = dict(cme.scan_range_override)
         if root in overrides:
             scan[p] = float(overrides[root])
         intra[p] = _two_window_var(pnl[rows[0]] - pnl[rows[1]], conf, short) if len(rows) > 1 else 0.0
+        if pnl_f is not None and len(rows) > 1:
+            intra[p] = max(intra[p], _two_sided_var(pnl_f[rows[0]] - pnl_f[rows[1]], conf))
         normalised.append(pnl[rows[0]] / dv01[rows[0]])
+        if pnl_f is not None:
+            normalised_f.append(pnl_f[rows[0]] / dv01[rows[0]])
     pairs: list[tuple[int, int, float]] = []
     for p, q in combinations(range(len(kept)), 2):
         rate = cme.max_inter_credit
-        for cols in (slice(None), slice(-short, None)) if 0 < short < pnl.shape[1] else (slice(None),):
-            x, y = normalised[p][cols], normalised[q][cols]
+        windows = [(normalised, cols) for cols in
+                   ((slice(None), slice(-short, None)) if 0 < short < pnl.shape[1] else (slice(None),))]
+        if pnl_f is not None:
+            windows.append((normalised_f, slice(None)))
+        for series, cols in windows:
+            x, y = series[p][cols], series[q][cols]
             outright = _two_sided_var(x, conf) + _two_sided_var(y, conf)
             hedged = _two_sided_var(x - y, conf)
             rate = min(rate, float(np.clip(1.0 - hedged / outright, 0.0, cme.max_inter_credit)) if outright > 0 else 0.0)
@@ -155,6 +181,7 @@ def calibrate_span(
         "short_window_scenarios": short,
         "history": f"{history.dates[built.rows[0]]}..{history.dates[built.rows[-1] + 1]}",
         "curves": curves,
+        "mode": cme.span_mode,
         "contracts": {root: [c.symbol for c in cs] for root, cs in contracts.items()},
         "dv01_per_contract": {universe.ids[i]: float(dv01[i]) for i in range(len(universe))},
         "skipped": skipped,

@@ -74,6 +74,12 @@ class CmeParams:
     #: Backtests recalibrate SPAN monthly and also when the 1-day EWMA volatility of the 10-year
     #: par yield moves more than this fraction from its level at the last calibration (0: off).
     span_vol_trigger: float = 0.25
+    #: ``"filtered"``: the SPAN figures are also computed from the long window's one-day changes
+    #: rescaled to today's EWMA volatility (FHS, :mod:`xmargin.scenarios.filtered`, decay
+    #: ``span_decay``), and the larger is kept (for a credit rate, the smaller); ``"historical"``:
+    #: the two plain windows only.  **choice** (docs/methodology.md section 5).
+    span_mode: str = "historical"
+    span_decay: float = 0.97
     extreme_multiple: float = 2.0  # standard SPAN scenarios 15-16
     extreme_cover: float = 0.35  # standard SPAN scenarios 15-16
     #: Inter-commodity credit rates are calibrated, capped here (**choice**).
@@ -126,13 +132,14 @@ _RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "stress_weight": (0.0, 1.0, True, False),
     "span_short_lookback_years": (0.0, float("inf"), True, False),
     "span_vol_trigger": (0.0, float("inf"), True, False),
+    "span_decay": (0.0, 1.0, False, False),
     "pd_decay": (0.0, 1.0, False, False),
     "backtesting_target": (0.0, 1.0, False, False),
     "backtesting_window_days": (1.0, float("inf"), True, False),
     "spread_smoothing_days": (1.0, 250.0, True, True),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {"standalone_model": ("span", "var"), "shift": ("absolute", "relative"),
-                                        "mode": ("historical", "filtered")}
+                                        "mode": ("historical", "filtered"), "span_mode": ("historical", "filtered")}
 #: Alternative spellings of table keys: ``[cme.scenarios]`` is ``[cme.var_scenarios]``.
 _ALIASES: dict[str, dict[str, str]] = {"cme": {"scenarios": "var_scenarios"}}
 

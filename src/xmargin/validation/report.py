@@ -50,6 +50,7 @@ from xmargin.validation import (
 from xmargin.validation.backtest import BacktestResult
 from xmargin.validation.books import RolledRepo
 from xmargin.validation.multi import backtest_models
+from xmargin.validation.result import with_ficc_addons
 
 BOOKS = ("OUT2Y", "OUT10Y", "OUT30Y", "ZN", "SR3", "BASIS", "STEEP2S10S", "REPO10Y")
 FACE = 1e8
@@ -83,8 +84,14 @@ class YearRun:
     seconds: float
 
 
+#: Bumped when the backtest's definition changes without a parameter change (2: the combined
+#: model's per-side horizons), so that a cache of an older definition is not reused.
+RECORD_VERSION = 2
+
+
 def _cache_file(cache: Path, year: int, params: MarginParams, until: date | None) -> Path:
-    key = hashlib.sha256(json.dumps([params.to_dict(), str(until), BOOKS], sort_keys=True, default=str).encode())
+    key = hashlib.sha256(json.dumps([params.to_dict(), str(until), BOOKS, RECORD_VERSION], sort_keys=True,
+                                    default=str).encode())
     return cache / f"{year}-{key.hexdigest()[:16]}.npz"
 
 
@@ -93,6 +100,7 @@ def _save(run: YearRun, path: Path) -> None:
     for m, r in run.results.items():
         arrays |= {f"{m}.dates": r.dates, f"{m}.margin": r.margin, f"{m}.pnl": r.pnl,
                    f"{m}.meta": np.array([r.confidence, r.horizon_days])}
+        arrays |= {f"{m}.c.{k}": r.components[k] for k in CHAINED if k in r.components}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp.npz")
     np.savez(tmp, **arrays)
@@ -103,8 +111,53 @@ def _load(year: int, path: Path) -> YearRun:
     z = np.load(path)
     models = [str(m) for m in z["models"]]
     res = {m: BacktestResult(m, float(z[f"{m}.meta"][0]), int(z[f"{m}.meta"][1]), BOOKS, z[f"{m}.dates"],
-                             z[f"{m}.margin"], z[f"{m}.pnl"], "cached") for m in models}
+                             z[f"{m}.margin"], z[f"{m}.pnl"], "cached",
+                             components={k: z[f"{m}.c.{k}"] for k in CHAINED if f"{m}.c.{k}" in z})
+           for m in models}
     return YearRun(year, res, float(z["seconds"]))
+
+
+#: Components kept per year so that FICC's add-ons can be recomputed across years (:func:`chain_addons`).
+CHAINED = ("model_margin", "ficc_var", "ficc_requirement")
+
+
+def chain_addons(runs: Sequence[YearRun], params: MarginParams) -> list[YearRun]:
+    """``runs`` in calendar order, FICC's path-dependent add-ons (Portfolio Differential,
+    Backtesting Charge: :func:`~xmargin.validation.result.with_ficc_addons`) recomputed over
+    each stretch of consecutive years as one history.  A member's account does not restart on
+    1 January: the Backtesting Charge looks at the last 12 months of backtests (FICC GSD rules,
+    SR-FICC-2016-005), so a year's first weeks carry the previous year's exceptions, and one
+    early exception is not judged against a few days only.  Runs without the components
+    (:data:`CHAINED`) are kept as they are."""
+    ordered = sorted(runs, key=lambda r: r.year)
+    segments: list[list[YearRun]] = []
+    for r in ordered:
+        if segments and r.year == segments[-1][-1].year + 1:
+            segments[-1].append(r)
+        else:
+            segments.append([r])
+    out: list[YearRun] = []
+    for seg in segments:
+        results = [dict(r.results) for r in seg]
+        for model in seg[0].results:
+            parts = [r.results.get(model) for r in seg]
+            if model == "cme" or any(x is None or not set(CHAINED) <= set(x.components) for x in parts):
+                continue
+            xs = [x for x in parts if x is not None]
+
+            def cat(key: str, xs: list[BacktestResult] = xs) -> np.ndarray:
+                return np.concatenate([x.components[key] for x in xs], axis=1)
+
+            margin, addons = with_ficc_addons(model, params, max(x.horizon_days for x in xs), cat("model_margin"),
+                                              np.concatenate([x.pnl for x in xs], axis=1), cat("ficc_var"),
+                                              cat("ficc_requirement"))
+            cuts = np.cumsum([len(x.dates) for x in xs])[:-1]
+            pieces = {"margin": np.split(margin, cuts, axis=1), **{k: np.split(v, cuts, axis=1) for k, v in addons.items()}}
+            for j, x in enumerate(xs):
+                comps = {**x.components, **{k: pieces[k][j] for k in addons}}
+                results[j][model] = replace(x, margin=pieces["margin"][j], components=comps)
+        out += [YearRun(r.year, res, r.seconds) for r, res in zip(seg, results, strict=True)]
+    return out
 
 
 def run_years(years: Sequence[int], *, data_dir: Path, params: MarginParams, eligibility: EligibilityRules,
@@ -355,7 +408,9 @@ def plot(runs: Sequence[YearRun], path: Path, model: str = "combined", books: Se
 
 def write_report(runs: Sequence[YearRun], params: MarginParams, out: Path, command: str, note: str = "",
                  calm: str = "") -> Path:
-    """Write the document (and its chart) atomically: a temporary file renamed into place."""
+    """Write the document (and its chart) atomically: a temporary file renamed into place.
+    FICC's add-ons run across consecutive years (:func:`chain_addons`)."""
+    runs = chain_addons(runs, params)
     chart = plot(runs, out.with_suffix(".png")) if runs else None
     text = render(runs, params, command, chart.name if chart else None, note, calm)
     tmp = out.with_name(out.name + ".tmp")

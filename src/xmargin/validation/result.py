@@ -91,6 +91,24 @@ class BacktestResult:
                 "accounts": [self.summary(i) for i in range(len(self.accounts))]}
 
 
+def with_ficc_addons(model: str, params: MarginParams, h: int, base: FloatArray, pnl: FloatArray,
+                     ficc_var: FloatArray, ficc_requirement: FloatArray) -> tuple[FloatArray, dict[str, FloatArray]]:
+    """``(margin, add-ons)``: ``base`` (``A x D``, the model's margin) plus FICC's Portfolio
+    Differential (on ``ficc_var``) and Backtesting Charge (against ``pnl``, known ``h`` days
+    later; only on days with a ``ficc_requirement``) under the FICC and combined models."""
+    margin = base.copy()
+    addons: dict[str, FloatArray] = {}
+    f = params.ficc
+    if model != "cme" and f.portfolio_differential:
+        addons["portfolio_differential"] = portfolio_differential(ficc_var, f.pd_decay)
+        margin = margin + addons["portfolio_differential"]
+    if model != "cme" and f.backtesting_charge:
+        charge = backtesting_charge(margin, pnl, h, target=f.backtesting_target, window=f.backtesting_window_days)
+        addons["backtesting_charge"] = np.where(ficc_requirement > 0, charge, 0.0)
+        margin = margin + addons["backtesting_charge"]
+    return margin, addons
+
+
 def assemble(model: str, accounts: Sequence[Account], params: MarginParams, h: int, dates: npt.NDArray[np.datetime64],
              out: Sequence[tuple[FloatArray, FloatArray, FloatArray]], method: str,
              notes: tuple[str, ...], side_horizons: dict[str, int] | None = None) -> BacktestResult:
@@ -104,15 +122,9 @@ def assemble(model: str, accounts: Sequence[Account], params: MarginParams, h: i
     pnl = np.array([x for _, x, _ in out]).T.reshape(n_acc, len(dates))
     comps = np.stack([c for _, _, c in out], axis=2) if out else np.zeros((len(DAILY_COMPONENTS), n_acc, 0))
     components = {"model_margin": base, **{name: comps[k] for k, name in enumerate(DAILY_COMPONENTS)}}
-    margin = base.copy()
-    f = params.ficc
-    if model != "cme" and f.portfolio_differential:
-        components["portfolio_differential"] = portfolio_differential(components["ficc_var"], f.pd_decay)
-        margin = margin + components["portfolio_differential"]
-    if model != "cme" and f.backtesting_charge:
-        charge = backtesting_charge(margin, pnl, h, target=f.backtesting_target, window=f.backtesting_window_days)
-        components["backtesting_charge"] = np.where(components["ficc_requirement"] > 0, charge, 0.0)
-        margin = margin + components["backtesting_charge"]
+    margin, addons = with_ficc_addons(model, params, h, base, pnl, components["ficc_var"],
+                                      components["ficc_requirement"])
+    components.update(addons)
     standalone_span = params.cme.standalone_model == "span"
     conf = params.ficc.confidence if model != "cme" else (params.cme.span_confidence if standalone_span else params.cme.var_confidence)
     return BacktestResult(model, conf, h, tuple(a.account for a in accounts), dates, margin, pnl, method, notes,
