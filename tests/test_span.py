@@ -177,20 +177,22 @@ def snapshot(data_dir: Path) -> MarketSnapshot:
 
 @pytest.fixture(scope="module")
 def calibrated(data_dir: Path, snapshot: MarketSnapshot) -> SpanParameters:
-    """The 10-year window alone (``span_short_lookback_years = 0``)."""
+    """The 10-year window alone (``span_short_lookback_years = 0``, no filtered set)."""
     history = load_par_yields(data_dir / "yields" / "par_yield_curve.csv")
-    return calibrate_span(snapshot, load_master(data_dir), history, CmeParams(span_short_lookback_years=0.0))
+    plain = CmeParams(span_short_lookback_years=0.0, span_mode="historical")
+    return calibrate_span(snapshot, load_master(data_dir), history, plain)
 
 
 def test_two_windows_keep_the_larger(calibrated: SpanParameters, data_dir: Path, snapshot: MarketSnapshot) -> None:
-    """Default calibration (1-year and 10-year windows): each scanning range and spread charge
+    """Plain two-window calibration (1-year and 10-year windows, ``span_mode = "historical"``): each scanning range and spread charge
     is the larger of the 10-year figure and the figure of a separate 1-year calibration, and
     each credit rate the smaller; 2023-24 was more volatile than the decade, so ZN's range
     rises (about $1,155 -> $1,233 on 2024-06-26)."""
     history = load_par_yields(data_dir / "yields" / "par_yield_curve.csv")
     master = load_master(data_dir)
-    both = calibrate_span(snapshot, master, history, CmeParams())
-    short = calibrate_span(snapshot, master, history, CmeParams(span_lookback_years=1.0, span_short_lookback_years=0.0))
+    both = calibrate_span(snapshot, master, history, CmeParams(span_mode="historical"))
+    short = calibrate_span(snapshot, master, history, CmeParams(span_lookback_years=1.0, span_short_lookback_years=0.0,
+                                                                span_mode="historical"))
     assert both.roots == calibrated.roots == short.roots
     np.testing.assert_allclose(both.scan_range, np.maximum(calibrated.scan_range, short.scan_range), rtol=1e-12)
     np.testing.assert_allclose(both.intra_charge, np.maximum(calibrated.intra_charge, short.intra_charge), rtol=1e-12)

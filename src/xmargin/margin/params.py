@@ -77,8 +77,9 @@ class CmeParams:
     #: ``"filtered"``: the SPAN figures are also computed from the long window's one-day changes
     #: rescaled to today's EWMA volatility (FHS, :mod:`xmargin.scenarios.filtered`, decay
     #: ``span_decay``), and the larger is kept (for a credit rate, the smaller); ``"historical"``:
-    #: the two plain windows only.  **choice** (docs/methodology.md section 5).
-    span_mode: str = "historical"
+    #: the two plain windows only.  **choice**, default filtered (docs/methodology.md section 7.2:
+    #: the ZN backtest 2005-2025).
+    span_mode: str = "filtered"
     span_decay: float = 0.97
     extreme_multiple: float = 2.0  # standard SPAN scenarios 15-16
     extreme_cover: float = 0.35  # standard SPAN scenarios 15-16

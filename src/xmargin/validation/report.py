@@ -251,10 +251,10 @@ def _years_label(years: Sequence[int]) -> str:
 
 
 def plain_hs(params: MarginParams) -> MarginParams:
-    """``params`` with plain historical simulation for the FICC and CME VaR scenarios (the
-    calm-period comparison's reference; everything else unchanged)."""
+    """``params`` with plain historical simulation for the FICC and CME VaR scenarios and the
+    SPAN calibration (the calm-period comparison's reference; everything else unchanged)."""
     ficc = replace(params.ficc, scenarios=replace(params.ficc.scenarios, mode="historical"))
-    cme = replace(params.cme, var_scenarios=replace(params.cme.var_scenarios, mode="historical"))
+    cme = replace(params.cme, var_scenarios=replace(params.cme.var_scenarios, mode="historical"), span_mode="historical")
     return replace(params, ficc=ficc, cme=cme)
 
 
@@ -289,8 +289,8 @@ def render_calm(rows: Sequence[dict[str, Any]], years: str, mode: str) -> str:
              f"Issue target: in calm periods the book keeps a margin close to today's, no more than "
              f"{100 * (CALM_LIMIT - 1):.0f}% higher on average over 2013-2019 (coverage must not be bought by "
              f"over-margining). Mean daily margin under the default (`{mode}`) and under plain historical simulation "
-             "(every other setting equal), same days. The CME stand-alone model is SPAN, which the scenario mode does "
-             "not change (ratio 1); books without a position on a model's side are left out. Days: those with a margin "
+             "(every other setting equal; for SPAN, `span_mode = \"historical\"`: the 1- and 10-year windows without the "
+             "filtered set), same days. Books without a position on a model's side are left out. Days: those with a margin "
              "under both settings (SOFR futures are priced from April 2018).", "",
              "| model | book | days | default mean $ | plain HS mean $ | default / plain | met |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
@@ -346,7 +346,7 @@ def render(runs: Sequence[YearRun], params: MarginParams, command: str, chart: s
             if t is None:
                 continue
             met = t["coverage"] >= 99.0 and t["red"] == 0 and (t["green_share"] is None or t["green_share"] >= 95.0)
-            green = "-" if t["green_share"] is None else f"{t['green_share']:.1f}"
+            green = "-" if t["green_share"] is None else f"{t['green_share']:.2f}"
             lines.append(f"| {model} | {book} | {t['coverage']:.2f} | {t['red']} | {green} | {'yes' if met else 'NO'} |")
     lines.append("")
     for model in models:
