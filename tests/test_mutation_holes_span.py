@@ -48,7 +48,8 @@ def calibrated(data_dir: Path) -> SpanParameters:
     takes a 1-year window: larger ranges and smaller credits, see ``test_span.py``)."""
     snapshot = load_snapshot(AS_OF, data_dir=data_dir)
     history = load_par_yields(data_dir / "yields" / "par_yield_curve.csv")
-    return calibrate_span(snapshot, load_master(data_dir), history, CmeParams(span_short_lookback_years=0.0))
+    plain = CmeParams(span_short_lookback_years=0.0, span_mode="historical")  # no 1-year window, no filtered set
+    return calibrate_span(snapshot, load_master(data_dir), history, plain)
 
 
 def two_sided_99(x: np.ndarray) -> float:
