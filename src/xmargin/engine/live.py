@@ -129,6 +129,7 @@ class LiveEngine:
     def __init__(self, context: MarginContext) -> None:
         self._accounts: dict[str, AccountState] = {}
         self._trades: dict[str, tuple[str, str, float]] = {}  # trade id -> account, instrument id, quantity
+        self._end_of: dict[str, date] = {}  # instrument id -> position_end, memoised for the hot path
         self._ended_ids: dict[str, date] = {}  # instrument id -> end date, of positions dropped on a roll
         self.ended: list[EndedPosition] = []  # the positions the last set_market dropped
         self._set_context(context)
@@ -226,7 +227,9 @@ class LiveEngine:
                 self._grow([instrument])
                 ctx, kern = self._pair
             j = ctx.universe.index(inst_id)
-        end = position_end(ctx.universe.instruments[j])
+        end = self._end_of.get(inst_id)
+        if end is None:  # an instrument's end never changes: computed once (a few microseconds)
+            end = self._end_of[inst_id] = position_end(ctx.universe.instruments[j])
         if end <= ctx.snapshot.as_of:
             raise ExpiredContractError(f"{inst_id} ended on {end}, on or before the market date {ctx.snapshot.as_of}: "
                                        "no position can be taken or changed", field="instrument")
