@@ -28,6 +28,7 @@ from xmargin.margin.calculator import compute_margins
 from xmargin.margin.params import MarginParams
 from xmargin.market.snapshot import load_snapshot
 from xmargin.masterdata import load_master
+from xmargin.scenarios import futures_basis as basis_module
 from xmargin.scenarios import residual as residual_module
 from xmargin.scenarios.residual import ResidualParams
 
@@ -37,9 +38,9 @@ AS_OF = "2024-06-26"
 def _clear() -> None:
     context_module._scenarios.cache_clear()
     context_module._span.cache_clear()
-    residual_module._fair_values.cache_clear()
+    basis_module._fair_values.cache_clear()
     residual_module.spread_levels.cache_clear()
-    for f in (residual_module.daily_basis_changes, residual_module.basis_volatility,
+    for f in (basis_module.daily_basis_changes, basis_module.basis_volatility, basis_module.delivery_month_level,
               residual_module.daily_spread_changes, residual_module.spread_volatility):
         f.cache_clear()
 
