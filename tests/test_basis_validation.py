@@ -165,3 +165,13 @@ def test_check_quantile_equals_full_revaluation_on_every_window(data_dir: Path) 
         got, n = loss_quantile(q[a, rows] @ adjusted[rows], ok, 0.99)
         want, _ = loss_quantile(q[a, rows] @ exact[rows], ok, 0.99)
         assert n > 300 and got == pytest.approx(want, abs=1.0)
+
+
+def test_join_runs_in_date_order() -> None:
+    def run(days: list[str], v: float) -> BasisRun:
+        return BasisRun(("A",), np.array(days, dtype="datetime64[D]"), np.full((12, 1, len(days)), v), (days[0],))
+    joined = BasisRun.join([run(["2021-01-04", "2021-01-05"], 2.0), run(["2020-01-02"], 1.0)])
+    assert [str(d) for d in joined.dates] == ["2020-01-02", "2021-01-04", "2021-01-05"]
+    assert joined.values[0, 0].tolist() == [1.0, 2.0, 2.0] and joined.books == ("2020-01-02", "2021-01-04")
+    with pytest.raises(ValueError, match="overlap"):
+        BasisRun.join([run(["2020-01-02"], 1.0), run(["2020-01-02"], 1.0)])

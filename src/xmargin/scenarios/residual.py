@@ -328,6 +328,9 @@ def residual_risk(
     elif not params.futures_basis and roots:
         notes.append("futures basis: switched off ([residual] futures_basis = false)")
     if rates:
+        notes.append(f"rate futures basis: not in the scenarios ({', '.join(sorted({i.root for i in rates}))}): the "
+                     "futures price's own basis to the projected rate (term premium, convexity) needs a futures price "
+                     "history of the contracts (SR3 from 2018-05; Eurodollar prices carry LIBOR credit, no proxy)")
         missing = [n for n, s in (("SOFR", snapshot.sofr), ("EFFR", snapshot.fedfunds)) if s is None]
         if missing:
             notes.append(f"overnight spreads: no {' or '.join(missing)} fixings in the data directory; "

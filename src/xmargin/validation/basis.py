@@ -202,6 +202,16 @@ class BasisRun:
                  books=np.array(self.books), fields=np.array(FIELDS))
 
     @classmethod
+    def join(cls, runs: Sequence[BasisRun]) -> BasisRun:
+        """Runs of the same accounts over other periods, in date order (a day in two runs: an error)."""
+        order = sorted(runs, key=lambda r: r.dates[0] if len(r.dates) else np.datetime64("NaT"))
+        dates = np.concatenate([r.dates for r in order])
+        if len(np.unique(dates)) < len(dates) or any(r.accounts != order[0].accounts for r in order):
+            raise ValueError("the runs overlap in dates or hold other accounts")
+        return cls(order[0].accounts, dates, np.concatenate([r.values for r in order], axis=2),
+                   tuple(b for r in order for b in r.books))
+
+    @classmethod
     def load(cls, path: Path) -> BasisRun:
         z = np.load(path)
         if tuple(str(f) for f in z["fields"]) != FIELDS:
@@ -371,7 +381,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--data-dir", default=None, help="market data directory (default: ../shared/data as the CLI finds it)")
     ap.add_argument("--config", default=None, help="margin TOML (default: the built-in parameters)")
     ap.add_argument("--save", type=Path, help="write the daily figures here (.npz)")
-    ap.add_argument("--load", type=Path, help="read the daily figures from here instead of computing them")
+    ap.add_argument("--load", type=Path, nargs="+",
+                    help="read the daily figures from these files (runs of other periods, joined in date order) "
+                         "instead of computing them")
     ap.add_argument("--doc", type=Path, help="rewrite the generated sections of this Markdown file")
     ap.add_argument("--year", type=int, default=2020, help="the year of the daily reduction table")
     ap.add_argument("--compare", nargs="*", default=[], metavar="LABEL=FILE.npz",
@@ -379,7 +391,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
     if args.load:
-        run = BasisRun.load(args.load)
+        run = BasisRun.join([BasisRun.load(f) for f in args.load])
     else:
         start, end = date.fromisoformat(args.start), date.fromisoformat(args.end)
         data_dir = resolve_data_dir(args.data_dir)
