@@ -277,6 +277,15 @@ def _cached_basis_volatility(prices: RootPrices, history: ParYieldHistory, maste
     return cached("residual-vol", key, lambda: basis_volatility(prices, history, master, decay, delivery_month, since))
 
 
+def cached_daily_basis_changes(prices: RootPrices, history: ParYieldHistory, master: SecuritiesMaster, data_dir: Path,
+                               delivery_month: bool, since: int) -> FloatArray:
+    """:func:`daily_basis_changes` through the on-disk cache (the same key as the volatility's)."""
+    key = {"root": prices.root, "prices": files_key([prices.source]), "market": market_files_key(data_dir),
+           "master": master_files_key(data_dir), "delivery_month": delivery_month, "since": since,
+           "limit": DELIVERY_BASIS_LIMIT}
+    return cached("residual-daily", key, lambda: daily_basis_changes(prices, history, master, delivery_month, since))
+
+
 def ewma_start_year(window_end: DateArray) -> int:
     """The year whose 1 January starts the basis EWMA of a set with these window ends."""
     return int(str(np.min(window_end).astype("datetime64[Y]"))) - EWMA_WARMUP_YEARS if len(window_end) else 0

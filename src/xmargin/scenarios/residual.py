@@ -66,6 +66,7 @@ from xmargin.scenarios.futures_basis import (  # re-exported: the basis factor's
     basis_change_series,
     basis_changes,
     basis_volatility,
+    cached_daily_basis_changes,
     daily_basis_changes,
     delivery_month_changes,
     ewma_start_year,
@@ -112,12 +113,13 @@ class ResidualParams:
     #: quarter of a look-back) take the expiring contract's basis change there (proxy,
     #: :mod:`.futures_basis`) instead of none (**choice**, docs/methodology.md 15.2)
     delivery_month_changes: bool = True
-    #: basis tools of the filtered residual changes (docs/methodology.md 15.2), both off at 0:
-    #: the FHS scale is at least ``min_scale`` (in [0, 1]; 1: a change is never scaled down), and
-    #: today's volatility is at least ``vol_floor`` times the factor's long-run volatility (root
-    #: mean square of its one-day changes over the set's look-back; in [0, 1])
+    #: basis tools of the filtered residual changes (docs/methodology.md 15.2; 0: off): today's
+    #: volatility is at least ``vol_floor`` times the factor's long-run volatility (root mean square
+    #: of its one-day changes over the set's look-back; in [0, 1]; **choice**: 1, a calm day does
+    #: not replay the decade's basis moves below their typical size), and the FHS scale is at
+    #: least ``min_scale`` (in [0, 1]; 1: a change is never scaled down; off)
+    vol_floor: float = 1.0
     min_scale: float = 0.0
-    vol_floor: float = 0.0
 
     @property
     def any(self) -> bool:
@@ -387,8 +389,9 @@ def residual_risk(
                                          name, flt.decay))
                 long_run = float("nan")
                 if flt.vol_floor > 0.0:
-                    daily = (daily_basis_changes(history_f.roots[name[6:]], history, master,  # type: ignore[union-attr]
-                                                 params.delivery_month_volatility, ewma_start_year(end)) if basis else
+                    daily = (cached_daily_basis_changes(history_f.roots[name[6:]], history, master,  # type: ignore[union-attr]
+                                                        snapshot.data_dir, params.delivery_month_volatility,
+                                                        ewma_start_year(end)) if basis else
                              daily_spread_changes(history, snapshot.sofr, snapshot.fedfunds,
                                                   params.spread_smoothing_days, name))
                     long_run = long_run_volatility(daily, history.dates, start[flt.rescale], flt.as_of)
