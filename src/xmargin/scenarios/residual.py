@@ -33,7 +33,9 @@ delivery-month and repo specialness effects beyond what the front price shows.
 
 Filtered mode: in a ``filtered`` scenario set each residual factor's look-back changes are
 rescaled by the factor's own EWMA volatility, today's over the window end's
-(:mod:`xmargin.scenarios.residual_filter`; ``[residual] filtered``, ``decay``, ``max_scale``).
+(:mod:`xmargin.scenarios.residual_filter`; ``[residual] filtered``, ``decay``, ``max_scale``), today's
+volatility floored at ``vol_floor`` times the factor's root-mean-square one-day change over the set's
+look-back (:func:`long_run_volatility`) and the multiplier at ``min_scale`` (docs/methodology.md 15.2).
 """
 
 from __future__ import annotations

@@ -17,6 +17,11 @@ read as calm nor as volatile.  Seed: the mean of ``d ** 2`` over the first ``see
 observed days.  ``sigma`` is NaN before the first observation; a window ending there, or a
 today without any, keeps its change unscaled (scale 1).
 
+Basis tools (docs/methodology.md 15.2; both off at 0): ``sigma[today]`` is first raised to at
+least ``vol_floor`` times the factor's long-run volatility (its root-mean-square one-day change over
+the set's look-back), so a calm day does not replay the decade's basis moves below their typical
+size, and the multiplier is at least ``min_scale``.
+
 Which scenarios: only the look-back ones of a ``filtered`` scenario set (stressed scenarios
 and the unscaled floor copies stay as they happened, as for the curve).  Units: ``sigma`` in
 the factor's units per day.  Left out: a volatility that combines curve and residual (each
