@@ -119,6 +119,15 @@ def bumped_par_curves(snapshot: MarketSnapshot) -> tuple[ZeroCurves, list[str]]:
     return snapshot.curves_from_par(base + ONE_BP * np.array(bumps)), labels
 
 
+@lru_cache(maxsize=4)
+def bumped_values(universe: InstrumentUniverse, snapshot: MarketSnapshot, master: SecuritiesMaster) -> FloatArray:
+    """:func:`unit_values` of ``universe`` on the :func:`bumped_par_curves` (``N x (2 + 2n)``,
+    read-only), cached: the DV01s and the backtest's delta-gamma P&L price the same bumps."""
+    values = unit_values(universe, snapshot, bumped_par_curves(snapshot)[0], master)
+    values.flags.writeable = False
+    return values
+
+
 def sensitivities(
     universe: InstrumentUniverse, snapshot: MarketSnapshot, master: SecuritiesMaster
 ) -> tuple[FloatArray, FloatArray]:
@@ -126,8 +135,7 @@ def sensitivities(
 
     ``dv01`` has shape ``N``; ``key_rate_dv01`` ``N x tenors`` (the snapshot's tenors).
     """
-    curves, _ = bumped_par_curves(snapshot)
-    values = unit_values(universe, snapshot, curves, master)
+    values = bumped_values(universe, snapshot, master)
     dv01 = (values[:, 0] - values[:, 1]) / 2.0
     krd = (values[:, 2::2] - values[:, 3::2]) / 2.0
     return dv01, krd

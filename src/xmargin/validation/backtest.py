@@ -87,6 +87,7 @@ from xmargin.pricing.residual_pnl import residual_for_sets, with_residual
 from xmargin.pricing.revalue import (
     InstrumentUniverse,
     bumped_par_curves,
+    bumped_values,
     linear_curves,
     unit_values,
 )
@@ -171,7 +172,7 @@ def taylor_pnl(universe: InstrumentUniverse, snap: MarketSnapshot, master: Secur
     if a row is priced on some bumped curves and not others (the caller revalues)."""
     bumped, _ = bumped_par_curves(snap)
     try:
-        values = unit_values(universe, snap, bumped, master)
+        values = bumped_values(universe, snap, master)  # cached: the day's DV01s price the same bumps
         base = unit_values(universe, snap, snap.curve, master)[:, 0]
     except XMarginError:
         values, _ = _values_or_nan(universe, snap, bumped, master)
@@ -196,9 +197,16 @@ def _market(data_dir: Path) -> tuple[ParYieldHistory, SecuritiesMaster]:
 
 @lru_cache(maxsize=8)
 def _span_on(data_dir: Path, day: date, cme: CmeParams, curves: str = "exact",
-             residual: ResidualParams | None = None) -> SpanParameters:
+             residual: ResidualParams | None = None, roots: tuple[str, ...] | None = None) -> SpanParameters:
     history, master = _market(data_dir)
-    return calibrate_span(load_snapshot(day, data_dir=data_dir), master, history, cme, residual, curves=curves)
+    return calibrate_span(load_snapshot(day, data_dir=data_dir), master, history, cme, residual, curves=curves,
+                          roots=roots)
+
+
+def held_roots(legs: Sequence[Leg]) -> tuple[str, ...]:
+    """The futures roots the legs hold (rolling keeps the root): SPAN is calibrated for these
+    only (:func:`~xmargin.margin.calibration.calibrate_span`, the same figures per root)."""
+    return tuple(sorted({leg.instrument.root for leg in legs if _is_futures(leg.instrument)}))
 
 
 #: EWMA decay of the volatility that triggers an unscheduled SPAN recalibration (RiskMetrics daily).
@@ -229,7 +237,7 @@ def _span_for(spec: EngineSpec, day: date, history: ParYieldHistory) -> SpanPara
     elif spec.span == "once":
         day = history.dates[int(np.searchsorted(history.dates, np.datetime64(spec.start, "D")))].astype(date)
     return _span_on(spec.data_dir, day, spec.params.cme, curves,
-                    spec.params.residual if spec.params.residual.any else None)
+                    spec.params.residual if spec.params.residual.any else None, held_roots(spec.legs))
 
 
 def _subset(pnl: InstrumentPnL, cols: slice | npt.NDArray[np.int64]) -> InstrumentPnL:

@@ -1,0 +1,127 @@
+"""The backtest engine's shortcuts (issue 11, item 5) against the slow path they replace, on real days.
+
+Each shortcut must give the margins of the computation it replaces: to 1e-12 relative here
+(the same arithmetic, reordered), so the engine's exactness checks (``tests/test_backtest.py``:
+full revaluation of every scenario, the production margin call) keep covering the fast path.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from xmargin.pricing.revalue import (
+    InstrumentUniverse,
+    bumped_par_curves,
+    bumped_values,
+    sensitivities,
+    unit_values,
+)
+from xmargin.validation import Leg, legs_of, live_contracts
+from xmargin.validation import multi as multi_module
+from xmargin.validation.multi import backtest_models
+from xmargin.workflow import Environment
+
+# the benchmark's ten positions (benchmarks/bench_backtest.py): an elected basis account, an
+# elected curve account and a non-elected outright account, cash and futures in each
+BOOK = """account,member,account_type,instrument,quantity,cross_margin
+BASIS10,M1,house,UST:6.25:2030-05-15,100000000,true
+BASIS10,M1,house,ZNH05,-1500,true
+CURVE,M1,house,ZTH05,2000,true
+CURVE,M1,house,ZBH05,-400,true
+CURVE,M1,house,UST:6.0:2026-02-15,50000000,true
+CURVE,M1,house,UST:5.375:2031-02-15,-30000000,true
+OUTRIGHT,M2,house,ZFH05,500,false
+OUTRIGHT,M2,house,ZBH05,200,false
+OUTRIGHT,M2,house,UST:5.375:2031-02-15,40000000,false
+OUTRIGHT,M2,house,UST:6.0:2026-02-15,-20000000,false
+"""
+
+
+@pytest.fixture(scope="module")
+def book_legs(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, tuple[Leg, ...], Environment]:
+    env = Environment.load(date(2005, 1, 3), data_dir=data_dir)
+    path = tmp_path_factory.mktemp("speed") / "book.csv"
+    path.write_text(BOOK)
+    book = env.read_book(path)
+    return book, legs_of(book), env
+
+
+@pytest.mark.parametrize("start,end", [(date(2008, 10, 9), date(2008, 10, 10)), (date(2020, 3, 16), date(2020, 3, 16))])
+def test_one_margin_call_for_three_models_equals_three_calls(book_legs, monkeypatch, start: date, end: date) -> None:  # type: ignore[no-untyped-def]
+    """``multi._reducer`` stacks the three models' positions into one ``margins_for_positions``
+    call; on stressed real days (Lehman week, March 2020) every model's margin, realised P&L
+    and daily components equal one call per model (``_reducer_per_model``, the previous code)."""
+    book, legs, env = book_legs
+    pairs: list[tuple[Any, Any]] = []
+    fast_reducer = multi_module._reducer
+
+    def both(day, models, horizons, elected):  # type: ignore[no-untyped-def]
+        fast = fast_reducer(day, models, horizons, elected)
+        pairs.append((fast, multi_module._reducer_per_model(day, models, horizons, elected)))
+        return fast
+
+    monkeypatch.setattr(multi_module, "_reducer", both)
+    res = backtest_models(None, start, end, accounts=book.accounts, legs=legs, data_dir=env.snapshot.data_dir,
+                          params=env.params, eligibility=env.eligibility)
+    assert len(pairs) == len(res["combined"].dates) >= 1
+    for fast, slow in pairs:
+        assert len(fast) == len(slow) == 3
+        for (m_f, p_f, c_f), (m_s, p_s, c_s) in zip(fast, slow, strict=True):
+            np.testing.assert_allclose(m_f, m_s, rtol=1e-12, atol=1e-6)
+            np.testing.assert_allclose(p_f, p_s, rtol=1e-12, atol=1e-6)
+            np.testing.assert_allclose(c_f, c_s, rtol=1e-12, atol=1e-6)
+    combined = res["combined"].margin
+    assert np.all(combined[:2] > 0) and np.all(res["ficc"].margin > 0)  # elected accounts margined
+    assert np.all(res["cme"].margin > 0)  # every account holds futures
+
+
+def test_cached_bump_values_are_the_fresh_revaluation(data_dir: Path) -> None:
+    """:func:`bumped_values` (shared by the DV01s and the delta-gamma P&L) is ``unit_values`` on
+    the bumped curves, and the DV01 from it is the central difference of a fresh revaluation
+    (a hand check: (V(-1bp) - V(+1bp)) / 2 on the day's parallel bumps)."""
+    env = Environment.load(date(2020, 3, 16), data_dir=data_dir)
+    snap = env.snapshot
+    zn = live_contracts("ZN", snap.as_of, 3, 1)[0]
+    from xmargin.reference.lookup import parse_instrument
+
+    note = parse_instrument("UST:1.5:2030-02-15", as_of=snap.as_of, master=env.master)
+    universe = InstrumentUniverse.of([note, zn])
+    fresh = unit_values(universe, snap, bumped_par_curves(snap)[0], env.master)
+    cached = bumped_values(InstrumentUniverse.of([note, zn]), snap, env.master)
+    np.testing.assert_array_equal(cached, fresh)
+    assert not cached.flags.writeable
+    dv01, _ = sensitivities(universe, snap, env.master)
+    np.testing.assert_allclose(dv01, (fresh[:, 0] - fresh[:, 1]) / 2.0, rtol=1e-15)
+    assert dv01[0] > 0 and dv01[1] > 0  # long note, long future: gain when yields fall
+
+
+def test_span_calibrated_for_the_held_roots_equals_the_full_calibration(data_dir: Path) -> None:
+    """A backtest calibrates SPAN only for the roots its book holds; each root's scanning range
+    and intra-commodity charge, and the credit of each pair of those roots (in the same
+    order), equal the calibration of every root on the same day (2020-03-02, a month start)."""
+    from xmargin.margin.calibration import calibrate_span
+    from xmargin.validation.backtest import _market, held_roots
+
+    env = Environment.load(date(2020, 3, 2), data_dir=data_dir)
+    history, master = _market(data_dir)
+    zn, sr3 = live_contracts("ZN", env.snapshot.as_of, 3, 1)[0], live_contracts("SR3", env.snapshot.as_of, 3, 1)[0]
+    zb = live_contracts("ZB", env.snapshot.as_of, 3, 1)[0]
+    roots = held_roots([Leg(0, 1.0, zn), Leg(0, 2.0, sr3), Leg(1, -1.0, zb), Leg(1, 1e6, par_tenor_months=120)])
+    assert roots == ("SR3", "ZB", "ZN")
+    kw = {"curves": "linear", "residual": env.params.residual}
+    full = calibrate_span(env.snapshot, master, history, env.params.cme, **kw)  # type: ignore[arg-type]
+    part = calibrate_span(env.snapshot, master, history, env.params.cme, roots=roots, **kw)  # type: ignore[arg-type]
+    assert set(part.roots) == set(roots) and len(full.roots) > len(roots)
+    for r in roots:
+        i, j = full.roots.index(r), part.roots.index(r)
+        assert part.scan_range[j] == full.scan_range[i] > 0
+        assert part.intra_charge[j] == full.intra_charge[i]
+    named_full = [(full.roots[p], full.roots[q], x) for p, q, x in full.inter_pairs
+                  if full.roots[p] in roots and full.roots[q] in roots]
+    named_part = [(part.roots[p], part.roots[q], x) for p, q, x in part.inter_pairs]
+    assert named_part == named_full and named_full
