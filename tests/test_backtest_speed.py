@@ -125,3 +125,46 @@ def test_span_calibrated_for_the_held_roots_equals_the_full_calibration(data_dir
                   if full.roots[p] in roots and full.roots[q] in roots]
     named_part = [(part.roots[p], part.roots[q], x) for p, q, x in part.inter_pairs]
     assert named_part == named_full and named_full
+
+
+@pytest.mark.parametrize("day", [date(2008, 10, 10), date(2020, 3, 16), date(2022, 10, 3)])
+def test_bootstrap_near_equals_the_cold_bootstrap(data_dir: Path, day: date) -> None:
+    """The exact VaR tail's curves (:func:`bootstrap_near` from first-order curves) equal the
+    cold :func:`~xmargin.market.curve.bootstrap` of the same par curves to 1e-12 in ``-ln DF``
+    on the 300 widest moves of the day's FICC scenario set (Lehman week, March 2020, October
+    2022), and each 10-year par bond reprices to 100 by hand on them (coupons discounted)."""
+    from xmargin.market.bootstrap_near import bootstrap_near
+    from xmargin.market.snapshot import load_snapshot
+    from xmargin.pricing.revalue import linear_curves
+    from xmargin.reference.cashflows import resolve_one
+    from xmargin.scenarios.historical import scenario_par
+    from xmargin.validation.backtest import _market
+
+    env = Environment.load(day, data_dir=data_dir)
+    history, _ = _market(data_dir)
+    snap = load_snapshot(day, data_dir=data_dir)
+    built = scenario_par(history, snap, env.params.ficc.scenarios)
+    widest = np.argsort(-np.abs(built.par - snap.par_yields).max(axis=1))[:300]
+    par = built.par[widest]
+    cold = snap.curves_from_par(par)
+    near = bootstrap_near(snap.as_of, snap.tenors, snap.tenor_months, par, linear_curves(snap, par).node_logdf)
+    assert np.abs(linear_curves(snap, par).node_logdf - cold.node_logdf).max() > 1e-6  # a real correction
+    np.testing.assert_allclose(near.node_logdf, cold.node_logdf, rtol=0, atol=1e-12)
+    k = snap.tenors.index("10Y")
+    from xmargin.market.curve import par_bond
+
+    for s in (0, 150, 299):  # price = sum of flows x DF(pay date), per 100 face, on the solved curve
+        flows = resolve_one(par_bond(snap.as_of, snap.tenor_months[k], float(par[s, k])), snap.as_of)
+        df = near.select([s]).discount_dates(np.array(flows.pay_dates, dtype="datetime64[D]"))[0]
+        assert float(np.dot(flows.amounts, df)) == pytest.approx(100.0, abs=1e-9)
+
+
+def test_bootstrap_near_raises_when_it_cannot_converge(data_dir: Path) -> None:
+    from xmargin.errors import CalculationError
+    from xmargin.market.bootstrap_near import bootstrap_near
+    from xmargin.market.snapshot import load_snapshot
+
+    snap = load_snapshot(date(2020, 3, 16), data_dir=data_dir)
+    far = np.zeros_like(snap.curve.node_logdf)  # a flat zero curve: far from 2020's rates
+    with pytest.raises(CalculationError, match="did not converge"):
+        bootstrap_near(snap.as_of, snap.tenors, snap.tenor_months, snap.par_yields + 0.01, far, max_iter=1)

@@ -23,6 +23,7 @@ from functools import lru_cache
 import numpy as np
 import numpy.typing as npt
 
+from xmargin.market.bootstrap_near import bootstrap_near
 from xmargin.market.curve import ZeroCurves
 from xmargin.market.snapshot import MarketSnapshot
 from xmargin.pricing.bonds import dirty_prices
@@ -116,7 +117,10 @@ def bumped_par_curves(snapshot: MarketSnapshot) -> tuple[ZeroCurves, list[str]]:
         e[k] = 1.0
         bumps += [-e, e]
         labels += [f"{tenor}-", f"{tenor}+"]
-    return snapshot.curves_from_par(base + ONE_BP * np.array(bumps)), labels
+    par = base + ONE_BP * np.array(bumps)
+    # solved from the day's curve (1 bp away): the same equations and tolerance as a cold bootstrap
+    start = np.repeat(snapshot.curve.node_logdf[:1], len(par), axis=0)
+    return bootstrap_near(snapshot.as_of, snapshot.tenors, snapshot.tenor_months, par, start), labels
 
 
 @lru_cache(maxsize=4)

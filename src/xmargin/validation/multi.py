@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from xmargin.margin.calculator import margins_for_positions
+from xmargin.margin.calculator import _scale_columns, margins_for_positions
 from xmargin.margin.context import MarginContext
 from xmargin.margin.params import MarginParams
 from xmargin.portfolio.book import Account, Book
@@ -65,7 +65,7 @@ def _reducer(day: DayContext, models: tuple[str, ...], horizons: tuple[int, ...]
     n = q.shape[0]
     blocks, xms = [], []
     for model in models:
-        blocks.append((q @ sp.diags(_model_mask(ctx, model).astype(float))).tocsr())
+        blocks.append(_scale_columns(q, _model_mask(ctx, model)))
         xms.append(np.array(elected, dtype=bool) if model == "combined" else np.zeros(n, dtype=bool))
     m = margins_for_positions(ctx, sp.vstack(blocks).tocsr(), np.concatenate(xms))
     comps = np.array([getattr(m, c) for c in DAILY_COMPONENTS], dtype=float)
