@@ -124,6 +124,15 @@ def bumped_par_curves(snapshot: MarketSnapshot) -> tuple[ZeroCurves, list[str]]:
 
 
 @lru_cache(maxsize=4)
+def base_values(universe: InstrumentUniverse, snapshot: MarketSnapshot, master: SecuritiesMaster) -> FloatArray:
+    """:func:`unit_values` of ``universe`` on the snapshot's own curve (``N x 1``, read-only),
+    cached: the delta-gamma P&L and the exact tail's revaluation start from the same values."""
+    values = unit_values(universe, snapshot, snapshot.curve, master)
+    values.flags.writeable = False
+    return values
+
+
+@lru_cache(maxsize=4)
 def bumped_values(universe: InstrumentUniverse, snapshot: MarketSnapshot, master: SecuritiesMaster) -> FloatArray:
     """:func:`unit_values` of ``universe`` on the :func:`bumped_par_curves` (``N x (2 + 2n)``,
     read-only), cached: the DV01s and the backtest's delta-gamma P&L price the same bumps."""

@@ -87,10 +87,10 @@ from xmargin.portfolio.book import Account, Book
 from xmargin.pricing.residual_pnl import residual_for_sets, with_residual
 from xmargin.pricing.revalue import (
     InstrumentUniverse,
+    base_values,
     bumped_par_curves,
     bumped_values,
     linear_curves,
-    unit_values,
 )
 from xmargin.pricing.scenario_pnl import InstrumentPnL, _values_or_nan, instrument_pnl
 from xmargin.reference.eligibility import EligibilityRules
@@ -174,7 +174,7 @@ def taylor_pnl(universe: InstrumentUniverse, snap: MarketSnapshot, master: Secur
     bumped, _ = bumped_par_curves(snap)
     try:
         values = bumped_values(universe, snap, master)  # cached: the day's DV01s price the same bumps
-        base = unit_values(universe, snap, snap.curve, master)[:, 0]
+        base = base_values(universe, snap, master)[:, 0]  # cached: the exact tail's revaluation too
     except XMarginError:
         values, _ = _values_or_nan(universe, snap, bumped, master)
         base = _values_or_nan(universe, snap, snap.curve, master)[0][:, 0]
