@@ -48,8 +48,16 @@ array code's formulas, to 2e-15); the futures-basis changes of the sliding windo
 up in one whole-history series per horizon (:func:`~xmargin.scenarios.residual.basis_changes`);
 cash flow sets (:func:`~xmargin.reference.cashflows.resolve`) and deliverable baskets are
 memoised; FHS volatilities are one recursive EWMA over the history
-(:func:`~xmargin.scenarios.historical.factor_volatility`).  ``python -m
-benchmarks.bench_backtest`` times it against main before this work on the same days.
+(:func:`~xmargin.scenarios.historical.factor_volatility`).  Within a day (each the same
+numbers as before, to the bootstrap's tolerance where a solver is involved): the exact tail's
+curves are solved from their first-order curves with a Newton step per curve
+(:func:`exact_curves`, :mod:`xmargin.market.bootstrap_near`); the par bonds' flows, the as-of
+values and the bumped-curve values are computed once per day and shared by the delta-gamma
+P&L, the DV01s and the exact revaluation; SPAN is calibrated for the roots the book holds
+(:func:`held_roots`); :func:`~xmargin.validation.multi.backtest_models` margins the three
+models in one call.  ``tests/test_backtest_speed.py`` compares each with the path it
+replaced.  ``python -m benchmarks.bench_backtest`` times it against main before this work
+on the same days.
 """
 
 from __future__ import annotations
