@@ -95,6 +95,9 @@ def test_cached_bump_values_are_the_fresh_revaluation(data_dir: Path) -> None:
     cached = bumped_values(InstrumentUniverse.of([note, zn]), snap, env.master)
     np.testing.assert_array_equal(cached, fresh)
     assert not cached.flags.writeable
+    from xmargin.pricing.revalue import base_values
+
+    np.testing.assert_array_equal(base_values(universe, snap, env.master), unit_values(universe, snap, snap.curve, env.master))
     dv01, _ = sensitivities(universe, snap, env.master)
     np.testing.assert_allclose(dv01, (fresh[:, 0] - fresh[:, 1]) / 2.0, rtol=1e-15)
     assert dv01[0] > 0 and dv01[1] > 0  # long note, long future: gain when yields fall
@@ -168,3 +171,18 @@ def test_bootstrap_near_raises_when_it_cannot_converge(data_dir: Path) -> None:
     far = np.zeros_like(snap.curve.node_logdf)  # a flat zero curve: far from 2020's rates
     with pytest.raises(CalculationError, match="did not converge"):
         bootstrap_near(snap.as_of, snap.tenors, snap.tenor_months, snap.par_yields + 0.01, far, max_iter=1)
+
+
+def test_days_in_month_is_the_calendar_module() -> None:
+    """``days_in_month`` (used by ``add_months`` for every coupon date) against the standard
+    library's ``calendar.monthrange`` for every month of 1600-2400 (leap centuries included)."""
+    import calendar
+
+    from xmargin.reference.calendar import add_months, days_in_month
+
+    for year in range(1600, 2401):
+        for month in range(1, 13):
+            assert days_in_month(year, month) == calendar.monthrange(year, month)[1]
+    assert days_in_month(2000, 2) == 29 and days_in_month(1900, 2) == 28 and days_in_month(2024, 2) == 29
+    assert add_months(date(2023, 8, 31), 6) == date(2024, 2, 29)
+    assert add_months(date(2024, 2, 29), -6, end_of_month=True) == date(2023, 8, 31)

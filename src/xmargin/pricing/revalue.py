@@ -124,21 +124,28 @@ def bumped_par_curves(snapshot: MarketSnapshot) -> tuple[ZeroCurves, list[str]]:
 
 
 @lru_cache(maxsize=4)
-def base_values(universe: InstrumentUniverse, snapshot: MarketSnapshot, master: SecuritiesMaster) -> FloatArray:
-    """:func:`unit_values` of ``universe`` on the snapshot's own curve (``N x 1``, read-only),
-    cached: the delta-gamma P&L and the exact tail's revaluation start from the same values."""
-    values = unit_values(universe, snapshot, snapshot.curve, master)
+def _day_values(universe: InstrumentUniverse, snapshot: MarketSnapshot, master: SecuritiesMaster) -> FloatArray:
+    """:func:`unit_values` on the as-of curve and the :func:`bumped_par_curves` in one pricing
+    pass (``N x (1 + 2 + 2n)``, read-only; each column as priced alone)."""
+    bumped, _ = bumped_par_curves(snapshot)
+    base = snapshot.curve
+    curves = ZeroCurves(base.as_of, base.tenors, base.node_times, np.vstack([base.node_logdf[:1], bumped.node_logdf]))
+    values = unit_values(universe, snapshot, curves, master)
     values.flags.writeable = False
     return values
 
 
-@lru_cache(maxsize=4)
+def base_values(universe: InstrumentUniverse, snapshot: MarketSnapshot, master: SecuritiesMaster) -> FloatArray:
+    """:func:`unit_values` of ``universe`` on the snapshot's own curve (``N x 1``, read-only),
+    cached with the bumped values: the delta-gamma P&L, the DV01s and the exact tail's
+    revaluation start from the same values."""
+    return _day_values(universe, snapshot, master)[:, :1]
+
+
 def bumped_values(universe: InstrumentUniverse, snapshot: MarketSnapshot, master: SecuritiesMaster) -> FloatArray:
     """:func:`unit_values` of ``universe`` on the :func:`bumped_par_curves` (``N x (2 + 2n)``,
     read-only), cached: the DV01s and the backtest's delta-gamma P&L price the same bumps."""
-    values = unit_values(universe, snapshot, bumped_par_curves(snapshot)[0], master)
-    values.flags.writeable = False
-    return values
+    return _day_values(universe, snapshot, master)[:, 1:]
 
 
 def sensitivities(
