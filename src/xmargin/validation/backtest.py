@@ -76,7 +76,7 @@ import scipy.sparse as sp
 
 from xmargin.config import PAR_YIELDS_FILE
 from xmargin.errors import InputError, XMarginError
-from xmargin.margin.calculator import margins_for_positions
+from xmargin.margin.calculator import _scale_columns, margins_for_positions
 from xmargin.margin.calibration import calibrate_span
 from xmargin.margin.context import (  # the context's own per-instrument inputs
     MarginContext,
@@ -260,6 +260,22 @@ def _subset(pnl: InstrumentPnL, cols: slice | npt.NDArray[np.int64]) -> Instrume
     return InstrumentPnL(pnl.universe, pnl.base_values, pnl.pnl[:, cols], pnl.failures)
 
 
+def tail_portfolios(q: sp.csr_matrix, fut: npt.NDArray[np.bool_], elig: npt.NDArray[np.bool_],
+                    scenario_set: str) -> sp.csr_matrix:
+    """The account portfolios whose VaR a margin call takes on ``scenario_set``'s scenarios
+    (rows of ``q`` masked by instrument), whatever the accounts' elections: on the FICC set
+    each account whole (the procyclicality tools), its futures, its cash, its eligible part
+    ``E``, and ``E``'s and the rest's cash (:func:`~xmargin.margin.calculator.margins_for_positions`);
+    on the CME set under SPAN (``"cme-span"``) only ``E`` (the combined run's CME VaR), under
+    the CME VaR model (``"cme"``) also each account's futures and their eligible and
+    ineligible parts.  Their VaR scenarios are the ones revalued exactly (:func:`_tail_columns`)."""
+    cash = ~fut
+    masks = {"ficc": [None, fut, cash, elig, elig & cash, ~elig & cash],
+             "cme-span": [elig],
+             "cme": [None, fut, cash, elig, elig & fut, ~elig & fut]}[scenario_set]
+    return sp.vstack([q if m is None else _scale_columns(q, m) for m in masks]).tocsr()
+
+
 def _tail_columns(parts: sp.csr_matrix, pnl: FloatArray, built: ScenarioRows, confidence: float,
                   extra: int, weighted: bool = False) -> npt.NDArray[np.int64]:
     """Union over the rows of ``parts`` (account figures) of their VaR scenario and the
@@ -314,11 +330,12 @@ def day_context(spec: EngineSpec, row: int, nearby: Sequence[int]) -> DayContext
         pnl = taylor_pnl(universe, snap, master, all_par) if spec.approx == "taylor" else None
         if pnl is None:
             pnl = instrument_pnl(universe, snap, master, linear_curves(snap, all_par)).pnl.copy()
-        fut = np.array([_is_futures(i) for i in universe.instruments], dtype=float)
-        elig = np.array([spec.eligibility.is_eligible(i) for i in universe.instruments], dtype=float)
-        parts = sp.vstack([q, q @ sp.diags(fut), q @ sp.diags(1.0 - fut), q @ sp.diags(elig)]).tocsr()
+        fut = np.array([_is_futures(i) for i in universe.instruments], dtype=bool)
+        elig = np.array([spec.eligibility.is_eligible(i) for i in universe.instruments], dtype=bool)
+        parts = {"ficc": tail_portfolios(q, fut, elig, "ficc"),
+                 "cme": tail_portfolios(q, fut, elig, "cme" if p.cme.standalone_model == "var" else "cme-span")}
         conf = {"ficc": p.ficc.confidence, "cme": p.cme.var_confidence}
-        tails = [sizes[k] + _tail_columns(parts, pnl[:, sizes[k]:sizes[k + 1]], built[n], conf[n], spec.refine,
+        tails = [sizes[k] + _tail_columns(parts[n], pnl[:, sizes[k]:sizes[k + 1]], built[n], conf[n], spec.refine,
                                           specs[n].stress_weight > 0)
                  for k, n in enumerate(spec.sets)] if spec.refine is not None else []
         redo = np.unique(np.concatenate([np.zeros(0, np.int64), *tails]))
