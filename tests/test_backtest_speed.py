@@ -233,8 +233,16 @@ def test_tail_portfolios_cover_every_var_the_margin_call_takes() -> None:
 
     q = sp.csr_matrix(np.array([[10.0, 20.0, 30.0]]))  # note (eligible), bill (ineligible), future
     fut, elig = np.array([False, False, True]), np.array([True, False, True])
-    ficc = tail_portfolios(q, fut, elig, "ficc").toarray()
+    ficc = np.asarray(tail_portfolios(q, fut, elig, "ficc"))
     np.testing.assert_array_equal(ficc, [[10, 20, 30], [0, 0, 30], [10, 20, 0], [10, 0, 30], [10, 0, 0], [0, 20, 0]])
-    np.testing.assert_array_equal(tail_portfolios(q, fut, elig, "cme-span").toarray(), [[10, 0, 30]])
-    cme = tail_portfolios(q, fut, elig, "cme").toarray()
+    np.testing.assert_array_equal(tail_portfolios(q, fut, elig, "cme-span"), [[10, 0, 30]])
+    cme = np.asarray(tail_portfolios(q, fut, elig, "cme"))
     np.testing.assert_array_equal(cme[-2:], [[0, 0, 30], [0, 0, 0]])
+    from xmargin.validation import backtest as bt
+
+    big = bt.DENSE_PORTFOLIOS
+    try:  # the sparse form for big books: the same rows
+        bt.DENSE_PORTFOLIOS = 0
+        np.testing.assert_array_equal(tail_portfolios(q, fut, elig, "ficc").toarray(), ficc)
+    finally:
+        bt.DENSE_PORTFOLIOS = big

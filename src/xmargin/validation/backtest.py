@@ -260,8 +260,12 @@ def _subset(pnl: InstrumentPnL, cols: slice | npt.NDArray[np.int64]) -> Instrume
     return InstrumentPnL(pnl.universe, pnl.base_values, pnl.pnl[:, cols], pnl.failures)
 
 
+#: positions x instruments up to which the tail portfolios are dense arrays (the same products)
+DENSE_PORTFOLIOS = 100_000
+
+
 def tail_portfolios(q: sp.csr_matrix, fut: npt.NDArray[np.bool_], elig: npt.NDArray[np.bool_],
-                    scenario_set: str) -> sp.csr_matrix:
+                    scenario_set: str) -> FloatArray | sp.csr_matrix:
     """The account portfolios whose VaR a margin call takes on ``scenario_set``'s scenarios
     (rows of ``q`` masked by instrument), whatever the accounts' elections: on the FICC set
     each account whole (the procyclicality tools), its futures, its cash, its eligible part
@@ -273,10 +277,13 @@ def tail_portfolios(q: sp.csr_matrix, fut: npt.NDArray[np.bool_], elig: npt.NDAr
     masks = {"ficc": [None, fut, cash, elig, elig & cash, ~elig & cash],
              "cme-span": [elig],
              "cme": [None, fut, cash, elig, elig & fut, ~elig & fut]}[scenario_set]
+    if q.shape[0] * q.shape[1] <= DENSE_PORTFOLIOS:  # a backtest's few accounts: dense rows
+        whole = q.toarray()
+        return np.vstack([whole if m is None else whole * m for m in masks])
     return sp.vstack([q if m is None else _scale_columns(q, m) for m in masks]).tocsr()
 
 
-def _tail_columns(parts: sp.csr_matrix, pnl: FloatArray, built: ScenarioRows, confidence: float,
+def _tail_columns(parts: FloatArray | sp.csr_matrix, pnl: FloatArray, built: ScenarioRows, confidence: float,
                   extra: int, weighted: bool = False) -> npt.NDArray[np.int64]:
     """Union over the rows of ``parts`` (account figures) of their VaR scenario and the
     ``extra`` next worst, with and without the stressed ones (and in the unscaled floor
