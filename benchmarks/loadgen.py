@@ -150,3 +150,25 @@ def run_load(host: str, port: int, requests: list[bytes], *, clients: int = 200,
     requests/s (open loop) or, with ``rate`` None, closed loop; ``requests[:warm]`` first,
     untimed."""
     return asyncio.run(_run(host, port, requests, clients, rate, warm))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.loadgen HOST PORT REQUESTS.pickle CLIENTS RATE|closed WARM``: one
+    run in its own process (so its CPU is its own); prints the summary and the client's CPU
+    seconds as one JSON line."""
+    import pickle
+    import resource
+    import sys
+
+    host, port, path, clients, rate, warm = (sys.argv[1:] if argv is None else argv)
+    with open(path, "rb") as fh:
+        requests = pickle.load(fh)  # noqa: S301 - written by the benchmark in this run
+    res = run_load(host, int(port), requests, clients=int(clients), rate=None if rate == "closed" else float(rate),
+                   warm=int(warm))
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({**res.summary(), "client_cpu_s": use.ru_utime + use.ru_stime}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

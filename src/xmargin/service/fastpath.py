@@ -11,11 +11,12 @@ service, the key (``X-API-Key``, else ``Authorization: Bearer``) through the sam
 :class:`~xmargin.service.auth.KeyStore`, the JSON body through the same
 :class:`~xmargin.service.models.ProposedTradeIn` model, :meth:`ServiceState.what_if_trade`, the
 same ``Server-Timing`` response and the same metrics -- and answers.  Anything else goes to
-the route untouched, with the body it has read: a request it does not answer 200 (loading, no
-or a wrong key, a body that is not a JSON object the model accepts, or any exception from the
-what-if: an unknown account, a refused instrument, a pricing timeout) is handled by FastAPI
-from the start, so every error keeps the route's status and document.  A what-if records
-nothing, so running it again there changes nothing (an error costs its work twice).  ``tests/test_service_fastpath.py``
+the route untouched, with the body it has read: a request refused before the what-if runs
+(loading, no or a wrong key, a body that is not a JSON object the model accepts) is handled
+by FastAPI from the start, so those errors keep the route's status and document; an
+exception from the what-if itself (an unknown account, a refused instrument, a pricing
+timeout) goes to the application's own handler for it, as the route's would -- not run
+twice, so its metrics count it once.  ``tests/test_service_fastpath.py``
 compares both paths on the same requests.
 """
 
@@ -23,9 +24,11 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from xmargin.service import metrics
@@ -56,8 +59,26 @@ def presented_key(scope: Scope) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class RouteLabel:
+    """What the request metrics read of ``scope["route"]``: the route's path template."""
+
+    path: str
+
+
+def _handler(app: Any, exc: Exception) -> Any:
+    """The application's exception handler for ``exc`` (by its class's MRO, as Starlette looks
+    it up), or None."""
+    handlers = getattr(app, "exception_handlers", {})
+    for cls in type(exc).__mro__:
+        if cls in handlers:
+            return handlers[cls]
+    return None
+
+
 class TradeWhatIfFastPath:
-    """See the module docstring; ``route`` is the FastAPI route it stands in for (metrics label)."""
+    """See the module docstring; ``route``: what it puts in ``scope["route"]`` for the request
+    metrics (:class:`RouteLabel` of the route it stands in for)."""
 
     def __init__(self, app: ASGIApp, route: Any = None) -> None:
         self.app = app
@@ -107,13 +128,18 @@ class TradeWhatIfFastPath:
             req = m.ProposedTradeIn.model_validate(json.loads(body))
         except (ValueError, ValidationError):  # ValueError: not JSON (UnicodeDecodeError included)
             return False
-        try:
-            out = await svc.what_if_trade(who, req)
-        except Exception:  # noqa: BLE001 - the route answers it, with its own status and document
-            return False
-        metrics.WHAT_IFS.labels("trade").inc()
-        metrics.WHAT_IFS_FAST.inc()
         if self.route is not None:
             scope["route"] = self.route  # the request metrics label it as the route's
+        try:
+            out = await svc.what_if_trade(who, req)
+        except Exception as exc:  # the app's own handler for it, as the route's exception would get
+            handler = _handler(app, exc)
+            if handler is None:
+                raise
+            response = await handler(Request(scope, receive), exc)
+            await response(scope, receive, send)
+            return True
+        metrics.WHAT_IFS.labels("trade").inc()
+        metrics.WHAT_IFS_FAST.inc()
         await _timed(out, t0)(scope, receive, send)
         return True
