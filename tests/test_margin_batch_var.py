@@ -190,7 +190,7 @@ def test_batch_margins_are_the_copying_formulas(real: tuple[MarginContext, Book]
         np.testing.assert_allclose(have[rows], want[rows], rtol=1e-9, atol=1e-6, err_msg=name)
 
 
-def test_batch_margins_do_not_depend_on_chunks_or_order(real: tuple[MarginContext, Book]) -> None:
+def test_batch_margins_do_not_depend_on_chunks_order_or_copies(real: tuple[MarginContext, Book]) -> None:
     ctx, book = real
     whole = compute_margins(ctx, book)
     small = compute_margins(ctx, book, chunk_size=7)
@@ -198,6 +198,8 @@ def test_batch_margins_do_not_depend_on_chunks_or_order(real: tuple[MarginContex
     shuffled = Book(tuple(book.accounts[i] for i in perm), book.universe, book.positions.tocsr()[perm],
                     source="shuffled")
     back = compute_margins(ctx, shuffled)
+    copying = compute_margins(ctx, book, copying=True)  # each VaR by var.model_var on a copy
     for f in AccountMargins.__dataclass_fields__:
         np.testing.assert_array_equal(getattr(small, f), getattr(whole, f), err_msg=f)
         np.testing.assert_array_equal(getattr(back, f), getattr(whole, f)[perm], err_msg=f)
+        np.testing.assert_array_equal(getattr(copying, f), getattr(whole, f), err_msg=f)

@@ -175,12 +175,14 @@ def product_into(q: sp.csr_matrix, pnl: FloatArray, out: FloatArray) -> FloatArr
 
 def margins_for_positions(context: MarginContext, q: sp.csr_matrix, xm: npt.NDArray[np.bool_],
                           q_elected: sp.csr_matrix | None = None, *,
-                          workspace: PnLWorkspace | None = None) -> AccountMargins:
+                          workspace: PnLWorkspace | None = None, copying: bool = False) -> AccountMargins:
     """Margin figures for the accounts whose positions are the rows of ``q``.
 
     ``q_elected``: the quantities in the cross-margining accounts (rows of ``q``); default:
     every position of an account whose ``xm`` is set.  ``workspace``: buffers for the account
     scenario P&L, reused from chunk to chunk (:func:`compute_margins`); default: new ones.
+    ``copying``: each VaR on a copy of its P&L (:func:`scenario_set_var`) instead of in place
+    -- the same figures, slower; the benchmarks' baseline.
     """
     a = context.attributes
     p = context.params
@@ -229,6 +231,8 @@ def margins_for_positions(context: MarginContext, q: sp.csr_matrix, xm: npt.NDAr
 
     def side_var(pnl: FloatArray, rows: sp.csr_matrix, scenarios: ScenarioSet,
                  confidence: float) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
+        if copying:
+            return scenario_set_var(pnl, scenarios, confidence)
         return scenario_set_var_inplace(pnl, scenarios, confidence, active=_held(rows))
 
     zero, no = np.zeros(n), np.zeros(n, dtype=bool)
@@ -320,8 +324,10 @@ def compute_margins(
     *,
     chunk_size: int = 2048,
     progress: Callable[[int, int], None] | None = None,
+    copying: bool = False,
 ) -> AccountMargins:
-    """Margins of every account in ``book`` (whose universe must be the context's)."""
+    """Margins of every account in ``book`` (whose universe must be the context's);
+    ``copying`` as in :func:`margins_for_positions`."""
     if book.universe.ids != context.universe.ids:
         raise ValueError("the book's universe differs from the context's; build the context from the book")
     n = book.size
@@ -336,7 +342,8 @@ def compute_margins(
     for start in range(0, n, chunk_size):
         rows = order[start:min(start + chunk_size, n)]
         elected = None if book.elected is None else book.elected.tocsr()[rows]
-        out.assign(rows, margins_for_positions(context, positions[rows], xm[rows], elected, workspace=ws))
+        out.assign(rows, margins_for_positions(context, positions[rows], xm[rows], elected, workspace=ws,
+                                                     copying=copying))
         if progress is not None:
             progress(start + len(rows), n)
     return out
