@@ -88,6 +88,7 @@ class LoadResult:
     statuses: dict[int, int] = field(default_factory=dict)
     wall: float = 0.0
     sent: int = 0
+    reconnects: int = 0
 
     def summary(self) -> dict[str, Any]:
         lat = sorted(self.latencies)
@@ -96,7 +97,7 @@ class LoadResult:
             return lat[min(len(lat) - 1, int(p * len(lat)))] * 1e3 if lat else float("nan")
 
         return {"n": self.sent, "p50_ms": q(0.50), "p99_ms": q(0.99), "max_ms": lat[-1] * 1e3 if lat else float("nan"),
-                "errors": self.errors, "throughput_rps": len(lat) / self.wall if self.wall else float("nan"),
+                "errors": self.errors, "reconnects": self.reconnects, "throughput_rps": len(lat) / self.wall if self.wall else float("nan"),
                 "statuses": {str(k): v for k, v in sorted(self.statuses.items())}}
 
 
@@ -125,10 +126,14 @@ async def _run(host: str, port: int, requests: list[bytes], clients: int, rate: 
                 if delay > 0:
                     await asyncio.sleep(delay)
             try:
+                if conn.lost is not None:  # the server closed an idle keep-alive connection: a new one
+                    _, conn = await loop.create_connection(_Conn, host, port)
+                    conns[c] = conn
+                    res.reconnects += 1
                 status = await conn.request(work[i])
             except (ConnectionError, OSError):
                 res.errors += 1
-                return
+                continue
             res.statuses[status] = res.statuses.get(status, 0) + 1
             if status != 200:
                 res.errors += 1
