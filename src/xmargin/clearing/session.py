@@ -20,6 +20,7 @@ ledger, so the engine never holds what the log does not.
 
 from __future__ import annotations
 
+import logging
 from collections import ChainMap
 from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ from xmargin.errors import InputError, XMarginError
 from xmargin.ledger.hashing import canonical_json
 from xmargin.ledger.store import Event, Ledger, LedgerError
 from xmargin.reference.lookup import Instrument
+
+log = logging.getLogger("xmargin.service")
 
 Row = tuple[int, InputEvent, Instrument | None]
 
@@ -167,6 +170,9 @@ class LedgerSession:
     def set_market(self, market: Market, *, label: str = "eod") -> None:
         """Record a market snapshot and recompute every account (one transaction)."""
         self.state.start_market(market, None)
+        for p in self.engine.ended:  # positions whose instrument ended: gone from the account (engine.live)
+            log.warning("market %s: %s of %s in account %s ended on %s and left the account", market.snapshot.as_of,
+                        f"{p.quantity:,f}".rstrip("0").rstrip("."), p.instrument, p.account, p.ended)
         events = [Event("market_snapshot", "engine",
                         market_data(market.snapshot, market.params, market.eligibility, market.schedule, label))]
         # the market entry's seq is known once written; results name it through the model

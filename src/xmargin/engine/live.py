@@ -12,6 +12,15 @@ A trade in an instrument outside the universe prices just the new rows
 (:func:`extend_context`) and goes on; a new market snapshot (e.g. an intraday curve,
 :func:`intraday_snapshot`) rebuilds the context and every account from its positions.
 
+**Positions that end.**  When the market moves to a date on or after a position's end
+(:func:`~xmargin.reference.lookup.position_end`: a security's maturity, a repo's end date, a
+future's last delivery or final settlement), the position leaves its account on that roll and
+is listed in ``LiveEngine.ended`` (:class:`EndedPosition`); its trades can no longer be
+cancelled.  The rule follows from the positions and the market date alone, so a replay of the
+ledger drops the same positions.  Before this rule the account kept a position nothing could
+price and every figure was NaN (``computable: false``) until the position was traded away.
+A trade in an instrument that has ended is refused (:class:`~xmargin.errors.ExpiredContractError`).
+
 ``what_if`` gives the margin impact of a proposed trade without applying it;
 ``prepare`` / ``commit`` split ``apply`` so a caller (the ledger) can make the trade durable
 between the two.
@@ -27,6 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -43,16 +53,17 @@ from xmargin.engine.account import (
     FloatArray,
     Row,
 )
-from xmargin.errors import InputError
+from xmargin.errors import ExpiredContractError, InputError
 from xmargin.margin.calculator import AccountMargins
 from xmargin.margin.context import MarginContext, build_context
 from xmargin.margin.params import MarginParams
 from xmargin.market.snapshot import MarketSnapshot
 from xmargin.portfolio.book import Account, Book, build_book
 from xmargin.reference.eligibility import EligibilityRules
-from xmargin.reference.lookup import Instrument, instrument_id
+from xmargin.reference.lookup import Instrument, instrument_id, position_end
 
-__all__ = ["HEADLINE", "MARGIN_FIELDS", "SIDE_NAMES", "LiveEngine", "Pending", "extend_context", "intraday_snapshot"]
+__all__ = ["HEADLINE", "MARGIN_FIELDS", "SIDE_NAMES", "EndedPosition", "LiveEngine", "Pending", "extend_context",
+           "intraday_snapshot"]
 
 
 # ----------------------------------------------------------------------------- context
@@ -73,6 +84,17 @@ def intraday_snapshot(snapshot: MarketSnapshot, par_yields: npt.ArrayLike) -> Ma
         raise InputError("par yields must be finite", field="par_yields")
     return replace(snapshot, par_yields=par, curve=snapshot.curves_from_par(par))
 
+
+
+@dataclass(frozen=True)
+class EndedPosition:
+    """A position that left its account on a market roll: ``quantity`` (face dollars, contracts or
+    repo face) of ``instrument``, which ended on ``ended`` (module docstring)."""
+
+    account: str
+    instrument: str
+    quantity: float
+    ended: date
 
 
 @dataclass(frozen=True)
@@ -107,6 +129,9 @@ class LiveEngine:
     def __init__(self, context: MarginContext) -> None:
         self._accounts: dict[str, AccountState] = {}
         self._trades: dict[str, tuple[str, str, float]] = {}  # trade id -> account, instrument id, quantity
+        self._end_of: dict[str, date] = {}  # instrument id -> position_end, memoised for the hot path
+        self._ended_ids: dict[str, date] = {}  # instrument id -> end date, of positions dropped on a roll
+        self.ended: list[EndedPosition] = []  # the positions the last set_market dropped
         self._set_context(context)
 
     # -- construction -------------------------------------------------------------------
@@ -202,6 +227,12 @@ class LiveEngine:
                 self._grow([instrument])
                 ctx, kern = self._pair
             j = ctx.universe.index(inst_id)
+        end = self._end_of.get(inst_id)
+        if end is None:  # an instrument's end never changes: computed once (a few microseconds)
+            end = self._end_of[inst_id] = position_end(ctx.universe.instruments[j])
+        if end <= ctx.snapshot.as_of:
+            raise ExpiredContractError(f"{inst_id} ended on {end}, on or before the market date {ctx.snapshot.as_of}: "
+                                       "no position can be taken or changed", field="instrument")
         state, new_account = self._resolve_account(account, kern)
         old = state.positions.get(j, 0.0)
         new = old + quantity
@@ -258,6 +289,9 @@ class LiveEngine:
         if trade_id not in self._trades:
             raise InputError(f"cannot cancel trade {trade_id}: no such trade", field="trade_id")
         account, inst, qty = self._trades[trade_id]
+        if inst in self._ended_ids:
+            raise InputError(f"cannot cancel trade {trade_id}: {inst} ended on {self._ended_ids[inst]} and the "
+                             "position left the account on that market roll", field="trade_id")
         return self.prepare(account, inst, -qty)
 
     def commit_cancel(self, trade_id: str, pending: Pending) -> Row:
@@ -288,7 +322,21 @@ class LiveEngine:
         ctx = self._ctx
         self._set_context(build_context(snapshot, ctx.master, ctx.universe, params or ctx.params,
                                         eligibility or ctx.eligibility))
+        self.ended = self._drop_ended(snapshot.as_of)
         self.rebuild()
+
+    def _drop_ended(self, as_of: date) -> list[EndedPosition]:
+        """Remove the positions whose instrument ended on or before ``as_of`` (module docstring)."""
+        universe = self._ctx.universe
+        out: list[EndedPosition] = []
+        for name, state in self._accounts.items():
+            gone = {j: end for j in state.positions if (end := position_end(universe.instruments[j])) <= as_of}
+            if not gone:
+                continue
+            out += [EndedPosition(name, universe.ids[j], state.positions[j], end) for j, end in sorted(gone.items())]
+            self._accounts[name] = replace(state, positions={j: q for j, q in state.positions.items() if j not in gone})
+        self._ended_ids.update({p.instrument: p.ended for p in out})
+        return out
 
     def open_account(self, account: Account) -> None:
         """Declare an account (with no positions yet); a no-op if it is known and agrees."""

@@ -130,6 +130,8 @@ _RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "backtesting_target": (0.0, 1.0, False, False),
     "backtesting_window_days": (1.0, float("inf"), True, False),
     "spread_smoothing_days": (1.0, 250.0, True, True),
+    "min_scale": (0.0, 1.0, True, True),
+    "vol_floor": (0.0, 1.0, True, True),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {"standalone_model": ("span", "var"), "shift": ("absolute", "relative"),
                                         "mode": ("historical", "filtered")}

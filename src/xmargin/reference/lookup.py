@@ -19,7 +19,7 @@ nothing real exists and pricing only costs time.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 from xmargin.errors import ExpiredContractError, InputError, UnknownInstrumentError
 from xmargin.reference.cusip import looks_like_cusip
@@ -83,6 +83,24 @@ def _check_explicit(inst: Cash, code: str, as_of: date, source: str, row: int | 
         raise InputError(f"{code}: maturity {inst.maturity} is more than {MAX_TERM_YEARS} years after the as-of "
                          f"date {as_of}", source=source, row=row, field="instrument")
     return inst
+
+
+def position_end(instrument: Instrument) -> date:
+    """The first date on which a position in ``instrument`` no longer exists to be margined.
+
+    A bill, note or bond on its maturity date (it has redeemed); a repo on its end date (the
+    collateral has come back); a Treasury future on its last delivery day (the date from which
+    :func:`xmargin.pricing.futures.contract_basket` refuses to price it); a SOFR or Fed Funds
+    future on the day after its last trading day (trading has ended and the contract settles
+    in cash on its reference period's rates: nothing is left to liquidate).
+    """
+    if isinstance(instrument, Repo):
+        return instrument.end
+    if isinstance(instrument, TreasuryFuture):
+        return instrument.last_delivery_day
+    if isinstance(instrument, RateFuture):
+        return instrument.last_trading_day + timedelta(days=1)
+    return instrument.maturity
 
 
 def instrument_id(instrument: Instrument) -> str:

@@ -17,6 +17,11 @@ read as calm nor as volatile.  Seed: the mean of ``d ** 2`` over the first ``see
 observed days.  ``sigma`` is NaN before the first observation; a window ending there, or a
 today without any, keeps its change unscaled (scale 1).
 
+Basis tools (docs/methodology.md 15.2; both off at 0): ``sigma[today]`` is first raised to at
+least ``vol_floor`` times the factor's long-run volatility (its root-mean-square one-day change over
+the set's look-back), so a calm day does not replay the decade's basis moves below their typical
+size, and the multiplier is at least ``min_scale``.
+
 Which scenarios: only the look-back ones of a ``filtered`` scenario set (stressed scenarios
 and the unscaled floor copies stay as they happened, as for the curve).  Units: ``sigma`` in
 the factor's units per day.  Left out: a volatility that combines curve and residual (each
@@ -45,6 +50,8 @@ class ResidualFilter:
     decay: float
     max_scale: float
     rescale: npt.NDArray[np.bool_]  # S: True for the look-back scenarios (not stress, not floor)
+    min_scale: float = 0.0  # the scale is at least this (0: off)
+    vol_floor: float = 0.0  # today's volatility is at least this times the long-run one (0: off)
 
 
 def observed_ewma_volatility(daily: FloatArray, decay: float, seed_days: int = SEED_DAYS) -> FloatArray:
@@ -66,14 +73,22 @@ def observed_ewma_volatility(daily: FloatArray, decay: float, seed_days: int = S
 
 
 def residual_scales(vol: FloatArray, history_dates: DateArray, window_end: DateArray,
-                    flt: ResidualFilter) -> FloatArray:
+                    flt: ResidualFilter, long_run: float = float("nan")) -> FloatArray:
     """``S`` multipliers of one factor's window changes: ``min(sigma[today] / sigma[end], max_scale)``
     on the look-back scenarios (``flt.rescale``), 1 elsewhere and where either volatility is unknown.
-    ``vol`` is :func:`observed_ewma_volatility` on the history rows ``history_dates``."""
+    ``vol`` is :func:`observed_ewma_volatility` on the history rows ``history_dates``.
+
+    The basis tools (docs/methodology.md 15.2): ``sigma[today]`` is first raised to at least
+    ``flt.vol_floor * long_run`` (the factor's long-run volatility, same units; NaN: no floor), and
+    the multiplier is at least ``flt.min_scale``."""
     today = int(np.searchsorted(history_dates, np.datetime64(flt.as_of, "D"), side="right")) - 1
     ends = np.clip(np.searchsorted(history_dates, window_end.astype("datetime64[D]")), 0, len(history_dates) - 1)
     if today < 0:  # no volatility known today: every change unscaled
         return np.ones(len(ends))
+    if flt.vol_floor > 0.0 and np.isfinite(long_run) and np.isfinite(vol[today]):
+        vol = vol.copy()
+        vol[today] = max(vol[today], flt.vol_floor * long_run)
     ratio = filter_scales(vol[:, None], ends, today, flt.max_scale)[:, 0]  # the curve's rule, one factor
+    ratio = np.maximum(ratio, flt.min_scale)
     ok = flt.rescale & np.isfinite(ratio)
     return np.where(ok, ratio, 1.0)

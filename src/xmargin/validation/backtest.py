@@ -283,6 +283,15 @@ def day_context(spec: EngineSpec, row: int, nearby: Sequence[int]) -> DayContext
     pars = [built[n].par for n in spec.sets]
     sizes = np.cumsum([0, *[len(x) for x in pars]])
     all_par = np.vstack(pars) if pars else np.zeros((0, len(cols)))
+    no_curves = ZeroCurves(snap.as_of, snap.tenors, snap.curve.node_times, np.zeros((0, len(cols))))  # not kept: use par
+    scen = {name: ScenarioSet(day, specs[name], snap.tenors, b.par, history.dates[b.rows],
+                              history.dates[b.rows + specs[name].horizon_days], b.is_stress, b.stress_period,
+                              no_curves, b.is_floor) for name, b in built.items()}
+    # residual factors over the same windows (xmargin.scenarios.residual); the exact tail is
+    # chosen on the P&L with them, the P&L the VaR is taken of
+    residual = residual_for_sets(universe, snap, master, p.residual, [scen[n] for n in spec.sets])
+    extra = (np.hstack([residual.pnl(residual.ficc_changes if k == 0 else residual.cme_changes)
+                        for k in range(len(spec.sets))]) if residual is not None and spec.sets else 0.0)
     if spec.exact or not len(all_par):
         exact = instrument_pnl(universe, snap, master, snap.curves_from_par(np.vstack([realised_par, all_par])))
         realised, pnl = exact.pnl[:, 0], exact.pnl[:, nr:]
@@ -294,7 +303,8 @@ def day_context(spec: EngineSpec, row: int, nearby: Sequence[int]) -> DayContext
         elig = np.array([spec.eligibility.is_eligible(i) for i in universe.instruments], dtype=float)
         parts = sp.vstack([q, q @ sp.diags(fut), q @ sp.diags(1.0 - fut), q @ sp.diags(elig)]).tocsr()
         conf = {"ficc": p.ficc.confidence, "cme": p.cme.var_confidence}
-        tails = [sizes[k] + _tail_columns(parts, pnl[:, sizes[k]:sizes[k + 1]], built[n], conf[n], spec.refine,
+        with_extra = pnl + extra
+        tails = [sizes[k] + _tail_columns(parts, with_extra[:, sizes[k]:sizes[k + 1]], built[n], conf[n], spec.refine,
                                           specs[n].stress_weight > 0)
                  for k, n in enumerate(spec.sets)] if spec.refine is not None else []
         redo = np.unique(np.concatenate([np.zeros(0, np.int64), *tails]))
@@ -304,19 +314,13 @@ def day_context(spec: EngineSpec, row: int, nearby: Sequence[int]) -> DayContext
     full = InstrumentPnL(universe, exact.base_values, pnl, exact.failures)
     sets: dict[str, tuple[ScenarioSet, InstrumentPnL]] = {}
     for k, name in enumerate(spec.sets):
-        b = built[name]
-        curves = ZeroCurves(snap.as_of, snap.tenors, snap.curve.node_times, np.zeros((0, len(cols))))  # not kept: use par
-        sset = ScenarioSet(day, specs[name], snap.tenors, b.par, history.dates[b.rows],
-                           history.dates[b.rows + specs[name].horizon_days], b.is_stress, b.stress_period, curves,
-                           b.is_floor)
-        sets[name] = (sset, _subset(full, slice(sizes[k], sizes[k + 1])))
+        sets[name] = (scen[name], _subset(full, slice(sizes[k], sizes[k + 1])))
     if not sets:  # SPAN only: one zero scenario keeps the VaR parts at zero
         zero = np.array([np.datetime64(day, "D")])
         sset = ScenarioSet(day, specs["cme"], snap.tenors, snap.par_yields[None, :], zero, zero, np.zeros(1, bool),
                            None, snap.curve)
         sets["cme"] = (sset, InstrumentPnL(universe, exact.base_values, np.zeros((len(universe), 1)), exact.failures))
-    residual = residual_for_sets(universe, snap, master, p.residual, [sets[n][0] for n in spec.sets])
-    if residual is not None:  # residual factors over the same windows (xmargin.scenarios.residual)
+    if residual is not None:
         for k, name in enumerate(spec.sets):
             changes = residual.ficc_changes if k == 0 else residual.cme_changes
             sets[name] = (sets[name][0], with_residual(sets[name][1], residual.pnl(changes)))

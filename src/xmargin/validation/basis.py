@@ -28,8 +28,9 @@ with ``b = actual price - model fair value`` of the contract at the front on ``d
 curve part taken at today's sensitivity (**choice**: a 2013 ZN move at 2013's DV01 is not what
 today's DV01-neutral hedge loses; the futures DV01 moves with the yield level by up to a
 quarter over a decade).  Windows without the basis observed at both ends are **left out**, not
-counted as zero.  The curve P&L is second order in the par changes (key-rate deltas and the
-parallel gamma from +-1 bp bumps, :func:`xmargin.validation.backtest.taylor_pnl`).  The quantile
+counted as zero.  The curve P&L is a full revaluation (first-order scenario curves, the loss
+tail of each account repriced on exactly bootstrapped curves, :data:`CHECK_REFINE`; a
+second-order expansion, used before, missed the futures' CTD switches).  The quantile
 is the ``k``-th largest loss, ``k = ceil(1% of the observed windows)`` (the VaR convention of
 :mod:`xmargin.margin.var`).  Also reported (``q99_raw``): the futures leg at the raw historical
 price change ``q * dollars_per_point * (F[d + 3] - F[d])``.  The check: ``F_comb >= q99``
@@ -73,7 +74,6 @@ from xmargin.validation.backtest import (
     _market,
     check_range,
     run_days,
-    taylor_pnl,
 )
 
 FloatArray = npt.NDArray[np.float64]
@@ -109,20 +109,31 @@ def loss_quantile(pnl: FloatArray, observed: npt.NDArray[np.bool_], confidence: 
     return float(np.partition(x, len(x) - k)[len(x) - k]), len(x)
 
 
-def realised_distribution(day: DayContext) -> tuple[FloatArray, FloatArray, npt.NDArray[np.bool_]]:
+#: Look-back windows beyond each account's quantile rank that the check reprices on exactly
+#: bootstrapped curves (as the engine's ``refine``), so its quantile is exact whenever the true
+#: tail lies among them.
+CHECK_REFINE = 16
+
+
+def realised_distribution(day: DayContext, refine: int = CHECK_REFINE
+                          ) -> tuple[FloatArray, FloatArray, npt.NDArray[np.bool_]]:
     """``(adjusted, raw, observed)``, each ``N x W``: per unit of every universe row, its P&L in
-    each look-back window of the FICC set (module docstring) and whether it is observed."""
+    each look-back window of the FICC set (module docstring) and whether it is observed.
+
+    The curve part is a full revaluation on first-order scenario curves, then the windows of each
+    account's loss tail (its quantile rank plus ``refine``, observed windows only) are repriced on
+    exactly bootstrapped curves: a second-order expansion misses the futures' CTD switches (on
+    2019-09-19 it put the CTD book's quantile at $398k against $302k exact, curve part alone)."""
     ctx = day.context
     snap, universe = ctx.snapshot, ctx.universe
     history, master = _market(snap.data_dir)
     spec = ctx.ficc_scenarios.spec
     plain = scenario_par(history, snap, replace(spec, mode="historical", stress="none", floor=False))
-    curve = taylor_pnl(universe, snap, master, plain.par)
-    if curve is None:
-        curve = instrument_pnl(universe, snap, master, linear_curves(snap, plain.par)).pnl
+    curve = instrument_pnl(universe, snap, master, linear_curves(snap, plain.par)).pnl.copy()
     starts, ends = history.dates[plain.rows], history.dates[plain.rows + spec.horizon_days]
     prices = futures_history_for(snap.data_dir, ctx.params.residual)
-    adjusted, raw = curve.copy(), curve.copy()
+    basis = np.zeros_like(curve)
+    raw = curve.copy()
     observed = np.isfinite(curve)
     for i, inst in enumerate(universe.instruments):
         if not isinstance(inst, TreasuryFuture):
@@ -134,10 +145,24 @@ def realised_distribution(day: DayContext) -> tuple[FloatArray, FloatArray, npt.
         db = basis_changes(rp, history, master, starts, ends)
         key = rp.front(starts)
         df = rp.price_on(key, ends) - rp.price_on(key, starts)
-        adjusted[i] = curve[i] + inst.dollars_per_point * db
+        basis[i] = inst.dollars_per_point * db
         raw[i] = inst.dollars_per_point * df
         observed[i] &= np.isfinite(db) & np.isfinite(df) & (key > 0)
-    return adjusted, raw, observed
+    q = day.positions
+    tail = [np.zeros(0, np.int64)]
+    for a in range(q.shape[0]):
+        rows = q[a].indices
+        ok = observed[rows].all(axis=0)
+        if not len(rows) or not ok.any():
+            continue
+        loss = -(q[a].data @ np.nan_to_num(curve[rows] + basis[rows]))
+        idx = np.flatnonzero(ok)
+        k = min(tail_rank(len(idx), ctx.params.ficc.confidence) + refine, len(idx))
+        tail.append(idx[np.argpartition(-loss[idx], k - 1)[:k]])
+    redo = np.unique(np.concatenate(tail))
+    if len(redo):
+        curve[:, redo] = instrument_pnl(universe, snap, master, snap.curves_from_par(plain.par[redo])).pnl
+    return curve + np.nan_to_num(basis), raw, observed
 
 
 def basis_reducer(day: DayContext, elected: tuple[bool, ...]) -> FloatArray:
@@ -175,6 +200,16 @@ class BasisRun:
     def save(self, path: Path) -> None:
         np.savez(path, accounts=np.array(self.accounts), dates=self.dates, values=self.values,
                  books=np.array(self.books), fields=np.array(FIELDS))
+
+    @classmethod
+    def join(cls, runs: Sequence[BasisRun]) -> BasisRun:
+        """Runs of the same accounts over other periods, in date order (a day in two runs: an error)."""
+        order = sorted(runs, key=lambda r: r.dates[0] if len(r.dates) else np.datetime64("NaT"))
+        dates = np.concatenate([r.dates for r in order])
+        if len(np.unique(dates)) < len(dates) or any(r.accounts != order[0].accounts for r in order):
+            raise ValueError("the runs overlap in dates or hold other accounts")
+        return cls(order[0].accounts, dates, np.concatenate([r.values for r in order], axis=2),
+                   tuple(b for r in order for b in r.books))
 
     @classmethod
     def load(cls, path: Path) -> BasisRun:
@@ -346,7 +381,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--data-dir", default=None, help="market data directory (default: ../shared/data as the CLI finds it)")
     ap.add_argument("--config", default=None, help="margin TOML (default: the built-in parameters)")
     ap.add_argument("--save", type=Path, help="write the daily figures here (.npz)")
-    ap.add_argument("--load", type=Path, help="read the daily figures from here instead of computing them")
+    ap.add_argument("--load", type=Path, nargs="+",
+                    help="read the daily figures from these files (runs of other periods, joined in date order) "
+                         "instead of computing them")
     ap.add_argument("--doc", type=Path, help="rewrite the generated sections of this Markdown file")
     ap.add_argument("--year", type=int, default=2020, help="the year of the daily reduction table")
     ap.add_argument("--compare", nargs="*", default=[], metavar="LABEL=FILE.npz",
@@ -354,7 +391,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
     if args.load:
-        run = BasisRun.load(args.load)
+        run = BasisRun.join([BasisRun.load(f) for f in args.load])
     else:
         start, end = date.fromisoformat(args.start), date.fromisoformat(args.end)
         data_dir = resolve_data_dir(args.data_dir)

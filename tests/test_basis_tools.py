@@ -1,0 +1,146 @@
+"""Basis tools of issue 12 (docs/methodology.md 15.2): the delivery-month proxy for windows without
+the front contract, the residual FHS scale floor and the long-run volatility floor.
+
+Hand references: basis changes from the shared ZN.csv closes minus the model fair value of the
+named contract (``fair_value_on``, bounded against the full pricer in tests/test_residual.py);
+scales worked by hand from their definitions; the long-run volatility as a root mean square
+written out in the test.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import replace
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xmargin.config import PAR_YIELDS_FILE
+from xmargin.errors import InputError
+from xmargin.margin.params import load_params
+from xmargin.market.futures_history import load_futures_history
+from xmargin.market.history import load_par_yields
+from xmargin.market.snapshot import load_snapshot
+from xmargin.masterdata import load_master
+from xmargin.reference.futures import TreasuryFuture
+from xmargin.scenarios.futures_basis import basis_changes, delivery_month_changes, fair_value_on
+from xmargin.scenarios.residual import ResidualParams, long_run_volatility, residual_risk
+from xmargin.scenarios.residual_filter import ResidualFilter, residual_scales
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+@pytest.fixture(scope="module")
+def market(data_dir: Path):  # type: ignore[no-untyped-def]
+    return load_par_yields(data_dir / PAR_YIELDS_FILE), load_master(data_dir), load_futures_history(data_dir / "futures")
+
+
+def test_delivery_month_proxy_by_hand(data_dir: Path, market) -> None:  # type: ignore[no-untyped-def]
+    """2020-03-09..12: ZNH20 is in its delivery month (no front-contract change); the proxy is
+    ZNH20's own basis change from the CSV closes.  2020-02-03..06 (ZNH20 the front) is unchanged."""
+    history, master, futures = market
+    zn = futures.roots["ZN"]
+    closes = {r["date"]: float(r["close"]) for r in csv.DictReader((data_dir / "futures" / "ZN.csv").open())}
+    starts = np.array(["2020-03-09", "2020-02-03"], dtype="datetime64[D]")
+    ends = np.array(["2020-03-12", "2020-02-06"], dtype="datetime64[D]")
+    front = basis_changes(zn, history, master, starts, ends)
+    assert np.isnan(front[0]) and np.isfinite(front[1])
+    fv = fair_value_on("ZN", np.array([202003, 202003]), np.r_[starts[0], ends[0]], history, master)
+    want = (closes["2020-03-12"] - fv[1]) - (closes["2020-03-09"] - fv[0])
+    proxy = delivery_month_changes(zn, history, master, starts, ends)
+    assert proxy[0] == pytest.approx(want, abs=1e-12) and np.isnan(proxy[1])
+    snap = load_snapshot(date(2020, 4, 1), data_dir=data_dir)
+    insts = [TreasuryFuture("ZN", 2020, 6)]
+    on = residual_risk(insts, snap, master, history, ResidualParams(), [(starts, ends)])
+    off = residual_risk(insts, snap, master, history, ResidualParams(delivery_month_changes=False), [(starts, ends)])
+    np.testing.assert_allclose(on.ficc_changes[0], [want, front[1]], atol=1e-12)
+    np.testing.assert_allclose(off.ficc_changes[0], [0.0, front[1]], atol=1e-12)
+    assert any("delivery-month basis change (proxy)" in n for n in on.notes)
+    assert on.coverage["basis:ZN"] == 1.0 and off.coverage["basis:ZN"] == 0.5
+
+
+def test_no_proxy_from_per_contract_settlements(tmp_path: Path, market) -> None:  # type: ignore[no-untyped-def]
+    """A per-contract file names each contract: a delivery-month row is never a stand-in."""
+    history, master, _ = market
+    path = tmp_path / "settle.csv"
+    path.write_text("date,symbol,settle\n2020-03-09,ZNH20,139.296875\n2020-03-12,ZNH20,136.5\n")
+    zn = load_futures_history(path).roots["ZN"]
+    got = delivery_month_changes(zn, history, master, np.array(["2020-03-09"], dtype="datetime64[D]"),
+                                 np.array(["2020-03-12"], dtype="datetime64[D]"))
+    assert np.isnan(got).all()
+
+
+def test_scale_floor_and_volatility_floor_by_hand() -> None:
+    dates = np.arange(np.datetime64("2020-01-01"), np.datetime64("2020-01-11"))
+    vol = np.array([np.nan, 0.1, 0.1, 0.2, 0.2, 0.05, 0.05, 0.4, 0.4, 0.05])  # a calm today: 0.05
+    ends = dates[[1, 3, 5, 7, 0]]
+    rescale = np.array([True, True, True, True, True])
+    plain = ResidualFilter(date(2020, 1, 10), 0.97, 5.0, rescale)
+    # 0.05/0.1, 0.05/0.2, 0.05/0.05, 0.05/0.4, unknown at the end -> 1
+    np.testing.assert_allclose(residual_scales(vol, dates, ends, plain), [0.5, 0.25, 1.0, 0.125, 1.0])
+    floor1 = replace(plain, min_scale=1.0)  # never scaled down
+    np.testing.assert_allclose(residual_scales(vol, dates, ends, floor1), [1.0, 1.0, 1.0, 1.0, 1.0])
+    half = replace(plain, min_scale=0.3)
+    np.testing.assert_allclose(residual_scales(vol, dates, ends, half), [0.5, 0.3, 1.0, 0.3, 1.0])
+    # today's 0.05 raised to 0.8 x long-run 0.25 = 0.2: 0.2/0.1, 0.2/0.2, min(0.2/0.05, 5)=4, 0.2/0.4
+    vf = replace(plain, vol_floor=0.8)
+    np.testing.assert_allclose(residual_scales(vol, dates, ends, vf, 0.25), [2.0, 1.0, 4.0, 0.5, 1.0])
+    np.testing.assert_allclose(residual_scales(vol, dates, ends, vf, float("nan")), [0.5, 0.25, 1.0, 0.125, 1.0])
+    # a volatile today above the floor keeps its own volatility
+    np.testing.assert_allclose(residual_scales(vol, dates, ends, vf, 0.01), [0.5, 0.25, 1.0, 0.125, 1.0])
+    assert vol[-1] == 0.05  # the caller's series is not modified
+
+
+def test_long_run_volatility_by_hand() -> None:
+    dates = np.arange(np.datetime64("2020-01-01"), np.datetime64("2020-01-08"))
+    daily = np.array([9.0, 0.1, np.nan, -0.2, 0.2, 0.1, 9.0])
+    got = long_run_volatility(daily, dates, dates[[3, 1]], date(2020, 1, 6))  # rows 1..5, NaN left out
+    assert got == pytest.approx(math.sqrt((0.01 + 0.04 + 0.04 + 0.01) / 4))
+    assert math.isnan(long_run_volatility(daily, dates, dates[:0], date(2020, 1, 6)))
+
+
+def test_basis_tool_keys(tmp_path: Path) -> None:
+    path = tmp_path / "m.toml"
+    path.write_text("[residual]\nmin_scale = 1\nvol_floor = 0.5\ndelivery_month_changes = false\n")
+    assert load_params(path).residual == replace(ResidualParams(), min_scale=1.0, vol_floor=0.5,
+                                                 delivery_month_changes=False)
+    for text, name in (("min_scale = 1.5", "min_scale"), ("vol_floor = -0.1", "vol_floor"),
+                       ("delivery_month_changes = 1", "delivery_month_changes")):
+        path.write_text(f"[residual]\n{text}\n")
+        with pytest.raises(InputError) as err:
+            load_params(path)
+        assert err.value.field == f"residual.{name}"
+
+
+def test_volatility_floor_in_the_scenarios(data_dir: Path, market) -> None:  # type: ignore[no-untyped-def]
+    """2021-02-24 (a calm basis: EWMA 0.062 point a day against 0.091 over the decade): the filtered ZN basis changes with ``vol_floor = 1`` are the raw ones
+    times ``min(max(sigma_today, RMS of the daily changes since the first window) / sigma_end, 5)``,
+    sigma the EWMA written out as a loop here."""
+    from xmargin.scenarios.futures_basis import daily_basis_changes, ewma_start_year
+
+    history, master, futures = market
+    snap = load_snapshot(date(2021, 2, 24), data_dir=data_dir)
+    starts = np.array(["2013-06-03", "2016-11-09", "2018-02-05"], dtype="datetime64[D]")
+    ends = np.array(["2013-06-06", "2016-11-14", "2018-02-08"], dtype="datetime64[D]")
+    insts = [TreasuryFuture("ZN", 2021, 3)]
+    flt = ResidualFilter(snap.as_of, 0.97, 5.0, np.ones(3, bool), vol_floor=1.0)
+    params = ResidualParams(delivery_month_changes=False)
+    raw = residual_risk(insts, snap, master, history, params, [(starts, ends)])
+    fil = residual_risk(insts, snap, master, history, params, [(starts, ends)], [flt])
+    daily = daily_basis_changes(futures.roots["ZN"], history, master, True, ewma_start_year(ends))
+    var, sigma, seen = 0.0, [], [x for x in daily if x == x]
+    var = sum(x * x for x in seen[:250]) / 250
+    for x in daily:
+        if x == x:
+            var = 0.97 * var + 0.03 * x * x
+        sigma.append(var ** 0.5)
+    row = {str(d): k for k, d in enumerate(history.dates)}
+    window = [x for x in daily[row["2013-06-03"]: row["2021-02-24"] + 1] if x == x]
+    long_run = (sum(x * x for x in window) / len(window)) ** 0.5
+    today = sigma[row["2021-02-24"]]
+    assert today < long_run  # calm: the floor binds
+    want = [min(max(today, long_run) / sigma[row[str(e)]], 5.0) for e in ends]
+    np.testing.assert_allclose(fil.ficc_changes[0], raw.ficc_changes[0] * np.array(want), rtol=1e-9)
