@@ -13,17 +13,18 @@ Timed cold (no cached scenario set or SPAN calibration), in the same run:
 * ``3 x backtest()``: three single-model :func:`~xmargin.validation.backtest.backtest` runs
   over ``SHORT_DAYS`` calendar days (the path before the one-pass engine);
 * ``baseline one pass``: :func:`~xmargin.validation.multi.backtest_models` of the code at
-  ``--baseline`` (default ``BASELINE``, main before this benchmark's target work: the array
-  curve code, per-day basis changes and baskets), exported with ``git archive`` and run in a
-  subprocess over the comparison range (``--compare-days`` business days from the start);
+  ``--baseline`` (default ``BASELINE``, main before this benchmark's latest target work),
+  exported with ``git archive`` and run in a subprocess over the comparison range
+  (``--compare-days`` business days from the start);
 * ``new one pass``: this tree's :func:`~xmargin.validation.multi.backtest_models` over the
-  same comparison range (1 worker), then over the full range with ``--workers``
+  same comparison range (1 worker, the same subprocess script), then over the full range with ``--workers``
   (``--quick``: 3 months; default 2005-01-03 .. 2025-12-31 or the history's last day with a
   3-day P&L, the target).
 
 The table prints seconds per business day of each path, the ratio baseline / new on the same
-days, the largest relative difference of the daily margins (new vs baseline, every model)
-and the full-range time against the target (<= 120 s on a quiet 2-core machine).  The
+days (wall and CPU seconds: on a loaded machine the CPU ratio is the steadier), the largest relative difference of the daily margins (new vs baseline, every model)
+and the full-range time against the target (<= 120 s on a quiet 2-core machine), also as
+CPU seconds a day over the workers (the wall time on that many free cores).  The
 load average before and after is recorded: on a shared machine wall-clock times are
 several times a quiet machine's.  ``python -m benchmarks.bench_backtest [--quick]
 [--workers N] [--from D] [--to D] [--baseline REV|none]``; writes
@@ -71,11 +72,15 @@ OUTRIGHT,M2,house,UST:6.0:2026-02-15,-20000000,false
 """
 
 
-BASELINE = "6b07697"  # main before the 20-year work (issue 11, item 5)
+#: main before this session's engine work (issue 11, item 5): the compiled curve loop, basis
+#: series and memoised baskets were in; one margin call per model, the cold bootstrap of the exact
+#: tail, every SPAN root.  (6b07697, main before the 20-year work, was 6.2x slower than b3bbaa6.)
+BASELINE = "b3bbaa6"
 COMPARE_DAYS = 40
-_BASELINE_SCRIPT = """
+_PASS_SCRIPT = """
 import json, sys, time
 from datetime import date
+from xmargin.validation import backtest as bt
 from xmargin.validation.multi import backtest_models
 from xmargin.workflow import Environment
 from pathlib import Path
@@ -83,23 +88,34 @@ start, end, book_path, out = date.fromisoformat(sys.argv[1]), date.fromisoformat
 env = Environment.load(start, data_dir=Path(sys.argv[5]), previous_business_day=True)
 book = env.read_book(Path(book_path))
 kw = {"data_dir": env.snapshot.data_dir, "params": env.params, "eligibility": env.eligibility}
-t = time.perf_counter()
+w = time.perf_counter()
+backtest_models(book, start, start, **kw)  # warm-up: history, basis series, compiled loop (once a process)
+warm = time.perf_counter() - w
+bt._span_on.cache_clear()  # the timed days calibrate SPAN again, as a run does each month
+t, c = time.perf_counter(), time.process_time()
 res = backtest_models(book, start, end, **kw)
-secs = time.perf_counter() - t
-Path(out).write_text(json.dumps({"seconds": secs, "days": len(res["combined"].dates),
+secs, cpu = time.perf_counter() - t, time.process_time() - c
+Path(out).write_text(json.dumps({"seconds": secs, "cpu_seconds": cpu, "warm_up_seconds": warm,
+    "days": len(res["combined"].dates),
     "margin": {m: r.components["model_margin"].tolist() for m, r in res.items()}}))
 """
 
 
-def _baseline(rev: str, start: date, end: date, book: Path, data_dir: Path) -> dict[str, Any]:
-    """Run the one-pass engine of git revision ``rev`` in a subprocess over ``[start, end]``."""
+def _one_pass(rev: str | None, start: date, end: date, book: Path, data_dir: Path) -> dict[str, Any]:
+    """The one-pass engine of git revision ``rev`` (``None``: this tree) over ``[start, end]`` in
+    a fresh subprocess, after one untimed warm-up day (the same script for both: one-off
+    loading is not counted, the month's SPAN calibration is); wall and CPU seconds."""
     root = Path(__file__).resolve().parent.parent
     with tempfile.TemporaryDirectory() as tmp:
-        archive = subprocess.run(["git", "-C", str(root), "archive", rev, "src"], check=True, capture_output=True).stdout
-        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        src = root / "src"
+        if rev is not None:
+            archive = subprocess.run(["git", "-C", str(root), "archive", rev, "src"], check=True,
+                                     capture_output=True).stdout
+            subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+            src = Path(tmp) / "src"
         out = Path(tmp) / "out.json"
-        env = {**os.environ, "PYTHONPATH": str(Path(tmp) / "src"), "PYTHONWARNINGS": "ignore"}
-        subprocess.run([sys.executable, "-c", _BASELINE_SCRIPT, str(start), str(end), str(book), str(out),
+        env = {**os.environ, "PYTHONPATH": str(src), "PYTHONWARNINGS": "ignore"}
+        subprocess.run([sys.executable, "-c", _PASS_SCRIPT, str(start), str(end), str(book), str(out),
                         str(data_dir)], check=True, env=env, cwd=tmp)
         return dict(json.loads(out.read_text()))
 
@@ -130,15 +146,16 @@ def run(quick: bool = False, workers: int = 1, start: date | None = None, end: d
     t_old = time.perf_counter() - t
     days_short = len(old["combined"].dates)
     compare_end = _nth_business_day(env.snapshot.data_dir, start, compare_days)
-    base = None if baseline == "none" else _baseline(baseline, start, compare_end, path, env.snapshot.data_dir)
-    bt_module._span_on.cache_clear()  # the new path starts cold too
-    t = time.perf_counter()
-    new_cmp = backtest_models(book, start, compare_end, **kw)
-    t_new_cmp = time.perf_counter() - t
-    days_cmp = len(new_cmp["combined"].dates)
-    t = time.perf_counter()
+    base = None if baseline == "none" else _one_pass(baseline, start, compare_end, path, env.snapshot.data_dir)
+    mine = _one_pass(None, start, compare_end, path, env.snapshot.data_dir)
+    t_new_cmp, days_cmp = mine["seconds"], mine["days"]
+    new_cmp = {m: {"model_margin": np.asarray(x)} for m, x in mine["margin"].items()}
+    bt_module._span_on.cache_clear()  # the full range starts cold too
+    t, c0 = time.perf_counter(), os.times()
     full = backtest_models(book, start, end, workers=workers, **kw)
-    t_full = time.perf_counter() - t
+    t_full, c1 = time.perf_counter() - t, os.times()
+    cpu_full = (c1.user + c1.system + c1.children_user + c1.children_system
+                - c0.user - c0.system - c0.children_user - c0.children_system)  # workers are reaped: counted
     load.append(os.getloadavg()[0])
     days = len(full["combined"].dates)
 
@@ -152,17 +169,23 @@ def run(quick: bool = False, workers: int = 1, start: date | None = None, end: d
         "short_range": [str(start), str(short_end)], "short_days": days_short, "old_s": t_old,
         "compare_range": [str(start), str(compare_end)], "compare_days": days_cmp, "baseline": baseline,
         "baseline_s": base["seconds"] if base else None, "new_compare_s": t_new_cmp,
+        "baseline_cpu_s": base["cpu_seconds"] if base else None, "new_compare_cpu_s": mine["cpu_seconds"],
+        # a fresh process's first day (loading, whole-history series, compiled loop): once per run
+        "new_warm_up_s": mine["warm_up_seconds"],
         "ratio_baseline_over_new": base["seconds"] / t_new_cmp if base else None,
+        "cpu_ratio_baseline_over_new": base["cpu_seconds"] / mine["cpu_seconds"] if base else None,
         "full_range": [str(start), str(end)], "full_days": days, "full_s": t_full, "workers": workers,
-        "full_s_per_day": t_full / max(days, 1), "target_s": TARGET_S,
+        "full_s_per_day": t_full / max(days, 1), "full_cpu_s": cpu_full, "target_s": TARGET_S,
         "projected_20y_s": t_full / max(days, 1) * 5250,
+        # CPU seconds a day spread over the workers: the wall time on as many free cores
+        "projected_20y_free_cores_s": cpu_full / max(days, 1) * 5250 / max(workers, 1),
         "exceptions": {m: int(r.exceptions.sum()) for m, r in full.items()},
         # new vs baseline one pass: identical up to rounding (both exact VaR tails)
         "max_rel_margin_diff_new_vs_baseline": (
-            {m: rel(new_cmp[m].components["model_margin"], base["margin"][m]) for m in new_cmp} if base else None),
+            {m: rel(new_cmp[m]["model_margin"], base["margin"][m]) for m in new_cmp} if base else None),
         # new one pass vs three single-model runs: VaR to rounding, SPAN on first-order curves within ~0.3%
         "max_rel_margin_diff_new_vs_3_runs": {
-            m: rel(new_cmp[m].components["model_margin"][..., :days_short], old[m].components["model_margin"]) for m in old},
+            m: rel(new_cmp[m]["model_margin"][..., :days_short], old[m].components["model_margin"]) for m in old},
     }
     (RESULTS / ("backtest_quick.json" if quick else "backtest.json")).write_text(json.dumps(out, indent=2))
     return out
@@ -180,11 +203,14 @@ def report(res: dict[str, Any]) -> None:
                       f"{res['baseline_s']:.1f}", f"{res['baseline_s'] / res['compare_days']:.3f}", "1.00")
     table.add_row(cmp_range, str(res["compare_days"]), "new one pass, 1 worker", f"{res['new_compare_s']:.1f}",
                   f"{res['new_compare_s'] / res['compare_days']:.3f}",
-                  f"{res['ratio_baseline_over_new']:.2f}x faster" if res["baseline_s"] else "")
+                  f"{res['ratio_baseline_over_new']:.2f}x faster (CPU {res['cpu_ratio_baseline_over_new']:.2f}x)"
+                  if res["baseline_s"] else "")
     table.add_row(" .. ".join(res["full_range"]), str(res["full_days"]), f"new, {res['workers']} worker(s)",
                   f"{res['full_s']:.1f}", f"{res['full_s_per_day']:.3f}",
-                  f"20y projected {res['projected_20y_s']:.0f} s / {res['target_s']:.0f} s")
+                  f"20y projected {res['projected_20y_s']:.0f} s / {res['target_s']:.0f} s "
+                  f"({res['projected_20y_free_cores_s']:.0f} s on {res['workers']} free cores)")
     Console().print(table)
+    Console().print(f"a fresh process's first day (one-off loading, not in the rows above): {res['new_warm_up_s']:.1f} s")
     Console().print(f"largest relative margin difference, new vs baseline: {res['max_rel_margin_diff_new_vs_baseline']}")
     Console().print(f"largest relative margin difference, new vs 3 single-model runs: {res['max_rel_margin_diff_new_vs_3_runs']}")
 

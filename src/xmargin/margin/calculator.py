@@ -97,7 +97,13 @@ class AccountMargins:
 
 
 def _scale_columns(q: sp.csr_matrix, mask: npt.NDArray[np.bool_]) -> sp.csr_matrix:
-    return (q @ sp.diags(mask.astype(np.float64))).tocsr()
+    """``q @ diag(mask)``: each stored quantity times its column's 0 or 1 (the same products,
+    without building the diagonal matrix: that overhead dominated a small book's margin call)."""
+    q = q.tocsr()
+    out = sp.csr_matrix((q.data * mask.astype(np.float64)[q.indices], q.indices.copy(), q.indptr.copy()),
+                        shape=q.shape)
+    out.eliminate_zeros()  # as the product stores them: a masked-out NaN input never meets a 0
+    return out
 
 
 def _span_inputs(q: sp.csr_matrix, context: MarginContext) -> SpanInputs:

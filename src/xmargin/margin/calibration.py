@@ -31,6 +31,7 @@ positions in it fail explicitly.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 from itertools import combinations
 
@@ -91,12 +92,16 @@ def _two_window_var(pnl: np.ndarray, confidence: float, short: int) -> float:
 def calibrate_span(
     snapshot: MarketSnapshot, master: SecuritiesMaster, history: ParYieldHistory, cme: CmeParams,
     residual: ResidualParams | None = None,
-    *, curves: str = "exact",
+    *, curves: str = "exact", roots: Sequence[str] | None = None,
 ) -> SpanParameters:
     """Calibrate SPAN parameters on the snapshot's date (see the module docstring); with
     ``residual`` the one-day P&L includes the residual factors (futures basis, SOFR-EFFR,
-    SOFR-Treasury) over the same days, so e.g. the SR1/ZQ credit comes from the data."""
-    roots = [*TREASURY_FUTURES, *RATE_ROOTS]
+    SOFR-Treasury) over the same days, so e.g. the SR1/ZQ credit comes from the data.
+
+    ``roots``: calibrate only these (a backtest of a book holding a few roots).  Each root's
+    scanning range and spread charge and each pair's credit depend on that root's or pair's
+    own contracts only, so they equal the full calibration's (its pair order too)."""
+    roots = [r for r in (*TREASURY_FUTURES, *RATE_ROOTS) if roots is None or r in roots]
     contracts: dict[str, list[TreasuryFuture | RateFuture]] = {}
     skipped: dict[str, str] = {}
     for root in roots:

@@ -35,6 +35,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -291,6 +292,13 @@ def par_bond(as_of: date, months: int, coupon: float) -> TreasuryBond:
 
 
 def _par_instruments(as_of: date, tenor_months: Sequence[int]) -> _ParInstruments:
+    """The par bonds' flows of a day (cached per day and tenors: every bootstrap of the day,
+    scenario, bumped or exact tail, solves the same par bonds; read-only)."""
+    return _par_instruments_cached(as_of, tuple(tenor_months))
+
+
+@lru_cache(maxsize=16)
+def _par_instruments_cached(as_of: date, tenor_months: tuple[int, ...]) -> _ParInstruments:
     from xmargin.reference.cashflows import resolve_one
 
     maturities = [add_months(as_of, m) for m in tenor_months]
@@ -314,7 +322,7 @@ def _par_instruments(as_of: date, tenor_months: Sequence[int]) -> _ParInstrument
         owner.append(j)
         is_coupon.append(False)
         scale.append(1.0)
-    return _ParInstruments(
+    out = _ParInstruments(
         node_times=node_times,
         bill_cols=bill_cols,
         bond_cols=bond_cols,
@@ -323,6 +331,9 @@ def _par_instruments(as_of: date, tenor_months: Sequence[int]) -> _ParInstrument
         flow_is_coupon=np.array(is_coupon),
         coupon_scale=np.array(scale),
     )
+    for array in vars(out).values():  # shared by every bootstrap of the day (and its curves' node times)
+        array.flags.writeable = False
+    return out
 
 
 def bootstrap(

@@ -23,6 +23,7 @@ from functools import lru_cache
 import numpy as np
 import numpy.typing as npt
 
+from xmargin.market.bootstrap_near import bootstrap_near
 from xmargin.market.curve import ZeroCurves
 from xmargin.market.snapshot import MarketSnapshot
 from xmargin.pricing.bonds import dirty_prices
@@ -116,7 +117,35 @@ def bumped_par_curves(snapshot: MarketSnapshot) -> tuple[ZeroCurves, list[str]]:
         e[k] = 1.0
         bumps += [-e, e]
         labels += [f"{tenor}-", f"{tenor}+"]
-    return snapshot.curves_from_par(base + ONE_BP * np.array(bumps)), labels
+    par = base + ONE_BP * np.array(bumps)
+    # solved from the day's curve (1 bp away): the same equations and tolerance as a cold bootstrap
+    start = np.repeat(snapshot.curve.node_logdf[:1], len(par), axis=0)
+    return bootstrap_near(snapshot.as_of, snapshot.tenors, snapshot.tenor_months, par, start), labels
+
+
+@lru_cache(maxsize=4)
+def _day_values(universe: InstrumentUniverse, snapshot: MarketSnapshot, master: SecuritiesMaster) -> FloatArray:
+    """:func:`unit_values` on the as-of curve and the :func:`bumped_par_curves` in one pricing
+    pass (``N x (1 + 2 + 2n)``, read-only; each column as priced alone)."""
+    bumped, _ = bumped_par_curves(snapshot)
+    base = snapshot.curve
+    curves = ZeroCurves(base.as_of, base.tenors, base.node_times, np.vstack([base.node_logdf[:1], bumped.node_logdf]))
+    values = unit_values(universe, snapshot, curves, master)
+    values.flags.writeable = False
+    return values
+
+
+def base_values(universe: InstrumentUniverse, snapshot: MarketSnapshot, master: SecuritiesMaster) -> FloatArray:
+    """:func:`unit_values` of ``universe`` on the snapshot's own curve (``N x 1``, read-only),
+    cached with the bumped values: the delta-gamma P&L, the DV01s and the exact tail's
+    revaluation start from the same values."""
+    return _day_values(universe, snapshot, master)[:, :1]
+
+
+def bumped_values(universe: InstrumentUniverse, snapshot: MarketSnapshot, master: SecuritiesMaster) -> FloatArray:
+    """:func:`unit_values` of ``universe`` on the :func:`bumped_par_curves` (``N x (2 + 2n)``,
+    read-only), cached: the DV01s and the backtest's delta-gamma P&L price the same bumps."""
+    return _day_values(universe, snapshot, master)[:, 1:]
 
 
 def sensitivities(
@@ -126,8 +155,7 @@ def sensitivities(
 
     ``dv01`` has shape ``N``; ``key_rate_dv01`` ``N x tenors`` (the snapshot's tenors).
     """
-    curves, _ = bumped_par_curves(snapshot)
-    values = unit_values(universe, snapshot, curves, master)
+    values = bumped_values(universe, snapshot, master)
     dv01 = (values[:, 0] - values[:, 1]) / 2.0
     krd = (values[:, 2::2] - values[:, 3::2]) / 2.0
     return dv01, krd

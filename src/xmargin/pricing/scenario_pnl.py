@@ -20,7 +20,7 @@ import numpy.typing as npt
 from xmargin.errors import XMarginError
 from xmargin.market.curve import ZeroCurves
 from xmargin.market.snapshot import MarketSnapshot
-from xmargin.pricing.revalue import InstrumentUniverse, unit_values
+from xmargin.pricing.revalue import InstrumentUniverse, base_values, unit_values
 from xmargin.reference.securities import SecuritiesMaster
 
 FloatArray = npt.NDArray[np.float64]
@@ -70,7 +70,10 @@ def instrument_pnl(
     scenario_curves: ZeroCurves,
 ) -> InstrumentPnL:
     """Full revaluation of ``universe`` under ``scenario_curves`` against the as-of curve."""
-    base, fail_base = _values_or_nan(universe, snapshot, snapshot.curve, master)
+    try:  # the as-of values, cached per universe and day (the same call)
+        base, fail_base = base_values(universe, snapshot, master), {}
+    except XMarginError:
+        base, fail_base = _values_or_nan(universe, snapshot, snapshot.curve, master)
     scen, fail_scen = _values_or_nan(universe, snapshot, scenario_curves, master)
     pnl = scen - base
     return InstrumentPnL(universe, base[:, 0], pnl, {**fail_scen, **fail_base})

@@ -137,9 +137,17 @@ def last_business_day_of_month(year: int, month: int) -> date:
     return preceding(date(year, month, _cal.monthrange(year, month)[1]))
 
 
+_MONTH_DAYS = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def days_in_month(year: int, month: int) -> int:
+    """``calendar.monthrange(year, month)[1]`` without its weekday (coupon schedules ask often)."""
+    return 29 if month == 2 and _cal.isleap(year) else _MONTH_DAYS[month]
+
+
 def is_end_of_month(d: date) -> bool:
     """Calendar month end (not business month end)."""
-    return d.day == _cal.monthrange(d.year, d.month)[1]
+    return d.day == days_in_month(d.year, d.month)
 
 
 def add_months(d: date, months: int, *, end_of_month: bool = False) -> date:
@@ -150,7 +158,7 @@ def add_months(d: date, months: int, *, end_of_month: bool = False) -> date:
     """
     y, m0 = divmod(d.month - 1 + months, 12)
     year, month = d.year + y, m0 + 1
-    last = _cal.monthrange(year, month)[1]
+    last = days_in_month(year, month)
     return date(year, month, last if end_of_month else min(d.day, last))
 
 

@@ -267,6 +267,7 @@ def basis_volatility(prices: RootPrices, history: ParYieldHistory, master: Secur
 EWMA_WARMUP_YEARS = 2
 
 
+@lru_cache(maxsize=16)  # in process too: a backtest asks for the same series twice a day
 def _cached_basis_volatility(prices: RootPrices, history: ParYieldHistory, master: SecuritiesMaster, data_dir: Path,
                              decay: float, delivery_month: bool, since: int) -> FloatArray:
     """:func:`basis_volatility` through the on-disk cache (keyed by the price, curve and master

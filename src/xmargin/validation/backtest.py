@@ -48,8 +48,16 @@ array code's formulas, to 2e-15); the futures-basis changes of the sliding windo
 up in one whole-history series per horizon (:func:`~xmargin.scenarios.residual.basis_changes`);
 cash flow sets (:func:`~xmargin.reference.cashflows.resolve`) and deliverable baskets are
 memoised; FHS volatilities are one recursive EWMA over the history
-(:func:`~xmargin.scenarios.historical.factor_volatility`).  ``python -m
-benchmarks.bench_backtest`` times it against main before this work on the same days.
+(:func:`~xmargin.scenarios.historical.factor_volatility`).  Within a day (each the same
+numbers as before, to the bootstrap's tolerance where a solver is involved): the exact tail's
+curves are solved from their first-order curves with a Newton step per curve
+(:func:`exact_curves`, :mod:`xmargin.market.bootstrap_near`); the par bonds' flows, the as-of
+values and the bumped-curve values are computed once per day and shared by the delta-gamma
+P&L, the DV01s and the exact revaluation; SPAN is calibrated for the roots the book holds
+(:func:`held_roots`); :func:`~xmargin.validation.multi.backtest_models` margins the three
+models in one call.  ``tests/test_backtest_speed.py`` compares each with the path it
+replaced.  ``python -m benchmarks.bench_backtest`` times it against main before this work
+on the same days.
 """
 
 from __future__ import annotations
@@ -68,7 +76,7 @@ import scipy.sparse as sp
 
 from xmargin.config import PAR_YIELDS_FILE
 from xmargin.errors import InputError, XMarginError
-from xmargin.margin.calculator import margins_for_positions
+from xmargin.margin.calculator import _scale_columns, margins_for_positions
 from xmargin.margin.calibration import calibrate_span
 from xmargin.margin.context import (  # the context's own per-instrument inputs
     MarginContext,
@@ -78,6 +86,7 @@ from xmargin.margin.params import CmeParams, MarginParams
 from xmargin.margin.span import SpanParameters
 from xmargin.margin.var import tail_rank
 from xmargin.market import curve_kernel
+from xmargin.market.bootstrap_near import bootstrap_near
 from xmargin.market.curve import ZeroCurves
 from xmargin.market.history import TENORS, ParYieldHistory, load_par_yields
 from xmargin.market.snapshot import MarketSnapshot, load_snapshot
@@ -86,9 +95,10 @@ from xmargin.portfolio.book import Account, Book
 from xmargin.pricing.residual_pnl import residual_for_sets, with_residual
 from xmargin.pricing.revalue import (
     InstrumentUniverse,
+    base_values,
     bumped_par_curves,
+    bumped_values,
     linear_curves,
-    unit_values,
 )
 from xmargin.pricing.scenario_pnl import InstrumentPnL, _values_or_nan, instrument_pnl
 from xmargin.reference.eligibility import EligibilityRules
@@ -171,8 +181,8 @@ def taylor_pnl(universe: InstrumentUniverse, snap: MarketSnapshot, master: Secur
     if a row is priced on some bumped curves and not others (the caller revalues)."""
     bumped, _ = bumped_par_curves(snap)
     try:
-        values = unit_values(universe, snap, bumped, master)
-        base = unit_values(universe, snap, snap.curve, master)[:, 0]
+        values = bumped_values(universe, snap, master)  # cached: the day's DV01s price the same bumps
+        base = base_values(universe, snap, master)[:, 0]  # cached: the exact tail's revaluation too
     except XMarginError:
         values, _ = _values_or_nan(universe, snap, bumped, master)
         base = _values_or_nan(universe, snap, snap.curve, master)[0][:, 0]
@@ -189,6 +199,13 @@ def taylor_pnl(universe: InstrumentUniverse, snap: MarketSnapshot, master: Secur
     return out
 
 
+def exact_curves(snap: MarketSnapshot, par: FloatArray) -> ZeroCurves:
+    """The exact bootstrap of scenario par curves ``par`` (``S x n``, decimal), solved from their
+    first-order curves (:func:`~xmargin.market.bootstrap_near.bootstrap_near`: the same
+    equations and tolerance as ``snap.curves_from_par``, in fewer passes)."""
+    return bootstrap_near(snap.as_of, snap.tenors, snap.tenor_months, par, linear_curves(snap, par).node_logdf)
+
+
 @lru_cache(maxsize=2)
 def _market(data_dir: Path) -> tuple[ParYieldHistory, SecuritiesMaster]:
     return load_par_yields(data_dir / PAR_YIELDS_FILE), load_master(data_dir)
@@ -196,9 +213,16 @@ def _market(data_dir: Path) -> tuple[ParYieldHistory, SecuritiesMaster]:
 
 @lru_cache(maxsize=8)
 def _span_on(data_dir: Path, day: date, cme: CmeParams, curves: str = "exact",
-             residual: ResidualParams | None = None) -> SpanParameters:
+             residual: ResidualParams | None = None, roots: tuple[str, ...] | None = None) -> SpanParameters:
     history, master = _market(data_dir)
-    return calibrate_span(load_snapshot(day, data_dir=data_dir), master, history, cme, residual, curves=curves)
+    return calibrate_span(load_snapshot(day, data_dir=data_dir), master, history, cme, residual, curves=curves,
+                          roots=roots)
+
+
+def held_roots(legs: Sequence[Leg]) -> tuple[str, ...]:
+    """The futures roots the legs hold (rolling keeps the root): SPAN is calibrated for these
+    only (:func:`~xmargin.margin.calibration.calibrate_span`, the same figures per root)."""
+    return tuple(sorted({leg.instrument.root for leg in legs if _is_futures(leg.instrument)}))
 
 
 #: EWMA decay of the volatility that triggers an unscheduled SPAN recalibration (RiskMetrics daily).
@@ -229,14 +253,37 @@ def _span_for(spec: EngineSpec, day: date, history: ParYieldHistory) -> SpanPara
     elif spec.span == "once":
         day = history.dates[int(np.searchsorted(history.dates, np.datetime64(spec.start, "D")))].astype(date)
     return _span_on(spec.data_dir, day, spec.params.cme, curves,
-                    spec.params.residual if spec.params.residual.any else None)
+                    spec.params.residual if spec.params.residual.any else None, held_roots(spec.legs))
 
 
 def _subset(pnl: InstrumentPnL, cols: slice | npt.NDArray[np.int64]) -> InstrumentPnL:
     return InstrumentPnL(pnl.universe, pnl.base_values, pnl.pnl[:, cols], pnl.failures)
 
 
-def _tail_columns(parts: sp.csr_matrix, pnl: FloatArray, built: ScenarioRows, confidence: float,
+#: positions x instruments up to which the tail portfolios are dense arrays (the same products)
+DENSE_PORTFOLIOS = 100_000
+
+
+def tail_portfolios(q: sp.csr_matrix, fut: npt.NDArray[np.bool_], elig: npt.NDArray[np.bool_],
+                    scenario_set: str) -> FloatArray | sp.csr_matrix:
+    """The account portfolios whose VaR a margin call takes on ``scenario_set``'s scenarios
+    (rows of ``q`` masked by instrument), whatever the accounts' elections: on the FICC set
+    each account whole (the procyclicality tools), its futures, its cash, its eligible part
+    ``E``, and ``E``'s and the rest's cash (:func:`~xmargin.margin.calculator.margins_for_positions`);
+    on the CME set under SPAN (``"cme-span"``) only ``E`` (the combined run's CME VaR), under
+    the CME VaR model (``"cme"``) also each account's futures and their eligible and
+    ineligible parts.  Their VaR scenarios are the ones revalued exactly (:func:`_tail_columns`)."""
+    cash = ~fut
+    masks = {"ficc": [None, fut, cash, elig, elig & cash, ~elig & cash],
+             "cme-span": [elig],
+             "cme": [None, fut, cash, elig, elig & fut, ~elig & fut]}[scenario_set]
+    if q.shape[0] * q.shape[1] <= DENSE_PORTFOLIOS:  # a backtest's few accounts: dense rows
+        whole = q.toarray()
+        return np.vstack([whole if m is None else whole * m for m in masks])
+    return sp.vstack([q if m is None else _scale_columns(q, m) for m in masks]).tocsr()
+
+
+def _tail_columns(parts: FloatArray | sp.csr_matrix, pnl: FloatArray, built: ScenarioRows, confidence: float,
                   extra: int, weighted: bool = False) -> npt.NDArray[np.int64]:
     """Union over the rows of ``parts`` (account figures) of their VaR scenario and the
     ``extra`` next worst, with and without the stressed ones (and in the unscaled floor
@@ -299,16 +346,17 @@ def day_context(spec: EngineSpec, row: int, nearby: Sequence[int]) -> DayContext
         pnl = taylor_pnl(universe, snap, master, all_par) if spec.approx == "taylor" else None
         if pnl is None:
             pnl = instrument_pnl(universe, snap, master, linear_curves(snap, all_par)).pnl.copy()
-        fut = np.array([_is_futures(i) for i in universe.instruments], dtype=float)
-        elig = np.array([spec.eligibility.is_eligible(i) for i in universe.instruments], dtype=float)
-        parts = sp.vstack([q, q @ sp.diags(fut), q @ sp.diags(1.0 - fut), q @ sp.diags(elig)]).tocsr()
+        fut = np.array([_is_futures(i) for i in universe.instruments], dtype=bool)
+        elig = np.array([spec.eligibility.is_eligible(i) for i in universe.instruments], dtype=bool)
+        parts = {"ficc": tail_portfolios(q, fut, elig, "ficc"),
+                 "cme": tail_portfolios(q, fut, elig, "cme" if p.cme.standalone_model == "var" else "cme-span")}
         conf = {"ficc": p.ficc.confidence, "cme": p.cme.var_confidence}
         with_extra = pnl + extra
-        tails = [sizes[k] + _tail_columns(parts, with_extra[:, sizes[k]:sizes[k + 1]], built[n], conf[n], spec.refine,
+        tails = [sizes[k] + _tail_columns(parts[n], with_extra[:, sizes[k]:sizes[k + 1]], built[n], conf[n], spec.refine,
                                           specs[n].stress_weight > 0)
                  for k, n in enumerate(spec.sets)] if spec.refine is not None else []
         redo = np.unique(np.concatenate([np.zeros(0, np.int64), *tails]))
-        exact = instrument_pnl(universe, snap, master, snap.curves_from_par(np.vstack([realised_par, all_par[redo]])))
+        exact = instrument_pnl(universe, snap, master, exact_curves(snap, np.vstack([realised_par, all_par[redo]])))
         realised = exact.pnl[:, 0]
         pnl[:, redo] = exact.pnl[:, nr:]
     full = InstrumentPnL(universe, exact.base_values, pnl, exact.failures)

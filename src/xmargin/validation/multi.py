@@ -23,12 +23,16 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+import scipy.sparse as sp
 
+from xmargin.margin.calculator import _scale_columns, margins_for_positions
+from xmargin.margin.context import MarginContext
 from xmargin.margin.params import MarginParams
 from xmargin.portfolio.book import Account, Book
 from xmargin.reference.eligibility import EligibilityRules
 from xmargin.validation import Leg, legs_of, roll_notes
 from xmargin.validation.backtest import (
+    DAILY_COMPONENTS,
     MODELS,
     BacktestResult,
     DayContext,
@@ -43,15 +47,44 @@ from xmargin.validation.backtest import (
 FloatArray = npt.NDArray[np.float64]
 
 
+def _model_mask(ctx: MarginContext, model: str) -> npt.NDArray[np.bool_]:
+    """The instruments a model margins: all (combined), the futures (cme) or the rest (ficc)."""
+    is_cme = ctx.attributes.is_cme
+    return np.ones(len(is_cme), bool) if model == "combined" else (is_cme if model == "cme" else ~is_cme)
+
+
 def _reducer(day: DayContext, models: tuple[str, ...], horizons: tuple[int, ...],
              elected: tuple[bool, ...]) -> list[tuple[FloatArray, FloatArray, FloatArray]]:
+    """Each model's ``(margin A, realised P&L A, components C x A)`` from **one**
+    :func:`~xmargin.margin.calculator.margins_for_positions` call: the models' position
+    matrices stacked as ``len(models) x A`` account rows (``_backtest_reducer``'s masks and
+    elections per block).  Margins are computed account by account, so each block equals
+    that model's own call (``tests/test_backtest_speed.py`` checks it on real days); one call
+    instead of three saves the per-call sparse-matrix overhead that dominates a small book."""
+    ctx, q = day.context, day.positions
+    n = q.shape[0]
+    blocks, xms = [], []
+    for model in models:
+        blocks.append(_scale_columns(q, _model_mask(ctx, model)))
+        xms.append(np.array(elected, dtype=bool) if model == "combined" else np.zeros(n, dtype=bool))
+    m = margins_for_positions(ctx, sp.vstack(blocks).tocsr(), np.concatenate(xms))
+    comps = np.array([getattr(m, c) for c in DAILY_COMPONENTS], dtype=float)
+    out = []
+    for k, (model, h) in enumerate(zip(models, horizons, strict=True)):
+        rows = slice(k * n, (k + 1) * n)
+        margin = {"ficc": m.ficc_standalone, "cme": m.cme_standalone, "combined": m.total_after}[model][rows]
+        pnl = np.asarray(q @ (day.realised_at[h] * _model_mask(ctx, model))).ravel()
+        out.append((margin, pnl, comps[:, rows]))
+    return out
+
+
+def _reducer_per_model(day: DayContext, models: tuple[str, ...], horizons: tuple[int, ...],
+                       elected: tuple[bool, ...]) -> list[tuple[FloatArray, FloatArray, FloatArray]]:
+    """:func:`_reducer` the slow way, one ``margins_for_positions`` call per model (for tests)."""
     out = []
     for model, h in zip(models, horizons, strict=True):
         margin, _, comps = _backtest_reducer(day, model, elected)
-        ctx = day.context
-        mask = np.ones(len(ctx.universe), bool) if model == "combined" else (
-            ctx.attributes.is_cme if model == "cme" else ~ctx.attributes.is_cme)
-        pnl = np.asarray(day.positions @ (day.realised_at[h] * mask)).ravel()
+        pnl = np.asarray(day.positions @ (day.realised_at[h] * _model_mask(day.context, model))).ravel()
         out.append((margin, pnl, comps))
     return out
 
