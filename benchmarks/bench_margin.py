@@ -176,8 +176,14 @@ def _warm_child(n: int, root: Path) -> dict[str, float]:
     master = load_master(root)
     uni, _ = universe(snapshot, master)
     book = accounts(uni, snapshot, master, n)
-    (t_ctx, _), (t_margin, _), _, _ = _timed_pass(snapshot, master, book)
-    return {"context": t_ctx, "margins": t_margin, "in_process": time.perf_counter() - t0}
+    t_book = time.perf_counter() - t0
+    (t_ctx, c_ctx), (t_margin, c_margin), ctx, _ = _timed_pass(snapshot, master, book)
+    in_process = time.perf_counter() - t0
+    w0, c0 = time.perf_counter(), time.process_time()  # baseline, same process: each VaR on a copy
+    compute_margins(ctx, book, copying=True)
+    return {"context": t_ctx, "margins": t_margin, "in_process": in_process,
+            "data_and_book": t_book, "context_cpu": c_ctx, "margins_cpu": c_margin,
+            "margins_copying": time.perf_counter() - w0, "margins_copying_cpu": time.process_time() - c0}
 
 
 def _warm_pass(n: int, root: Path) -> tuple[float, dict[str, float]]:

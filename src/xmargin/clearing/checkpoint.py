@@ -58,7 +58,7 @@ from sqlalchemy import (
 from xmargin.clearing.collateral import _Status
 from xmargin.clearing.reconcile import AccountView
 from xmargin.clearing.replay import ReplayState, figures_digest, market_from_data
-from xmargin.engine.trades import CollateralMovement, Trade, resolve_instrument
+from xmargin.engine.trades import CollateralMovement, resolve_instrument
 from xmargin.errors import XMarginError
 from xmargin.ledger.hashing import canonical_json
 from xmargin.ledger.store import Entry, Event, Ledger, LedgerError
@@ -130,7 +130,7 @@ def encode_state(state: ReplayState) -> bytes:
                       [[ids[i], q] for i, q in eng.positions(a).items()]]
                      for a in eng.accounts for acc in (eng.account(a),)],
         "open_trades": [[t, a, i, q] for t, (a, i, q) in eng._trades.items()],
-        "trades": [[t.source, t.payload()] for t in state.trades.values()],
+        "trades": [[src, payload] for src, payload in state.trades.payloads()],
         "cancelled": sorted(state.cancelled),
         "movements": [[m.source, m.payload()] for m in state.movements.values()],
         "last_time": sorted([*k, v] if isinstance(k, tuple) else [k, v] for k, v in state.last_time.items()),
@@ -233,7 +233,7 @@ def decode_state(blob: bytes, ledger: Ledger, data_dir: str | Path | None) -> Re
     state = ReplayState()
     state.start_market(market_from_data(market_entry.data, data_dir), market_entry.seq)
     state.entries = int(doc["entries"])
-    state.trades = {p["trade_id"]: Trade.from_payload(p, src) for src, p in doc["trades"]}
+    state.trades.load_payloads(doc["trades"])  # made Trade objects when asked for
     state.cancelled = set(doc["cancelled"])
     state.movements = {p["movement_id"]: CollateralMovement.from_payload(p, src) for src, p in doc["movements"]}
     state.last_time = {(tuple(r[:-1]) if len(r) > 2 else r[0]): r[-1] for r in doc["last_time"]}

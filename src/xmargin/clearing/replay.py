@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import date
 from functools import lru_cache
@@ -181,6 +181,48 @@ def load_market(
 # ----------------------------------------------------------------------------- state
 
 
+class TradeMap(MutableMapping[str, Trade]):
+    """Every recorded trade by id, in recording order; trades restored from a checkpoint are
+    kept as their ledger payloads and made :class:`Trade` objects only when asked for (a
+    restart reads tens of thousands and needs a few), :meth:`payloads` giving them back as
+    they were without building any."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, Trade | tuple[str, dict[str, Any]]] = {}
+
+    def load_payloads(self, rows: list[tuple[str, dict[str, Any]]]) -> None:
+        """Add ``(source, payload)`` rows, not decoded yet."""
+        for src, payload in rows:
+            self._items[payload["trade_id"]] = (src, payload)
+
+    def __getitem__(self, trade_id: str) -> Trade:
+        value = self._items[trade_id]
+        if isinstance(value, tuple):
+            value = Trade.from_payload(value[1], value[0])
+            self._items[trade_id] = value  # same key: the order is kept
+        return value
+
+    def __setitem__(self, trade_id: str, trade: Trade) -> None:
+        self._items[trade_id] = trade
+
+    def __delitem__(self, trade_id: str) -> None:
+        del self._items[trade_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, trade_id: object) -> bool:
+        return trade_id in self._items
+
+    def payloads(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """``(source, ledger payload)`` of every trade, in order."""
+        for value in self._items.values():
+            yield value if isinstance(value, tuple) else (value.source, value.payload())
+
+
 @dataclass
 class ReplayState:
     """Everything rebuilt from the log."""
@@ -190,7 +232,7 @@ class ReplayState:
     collateral: CollateralBook | None = None
     market_seq: int | None = None
     entries: int = 0
-    trades: dict[str, Trade] = field(default_factory=dict)  # every trade recorded
+    trades: TradeMap = field(default_factory=TradeMap)  # every trade recorded
     cancelled: set[str] = field(default_factory=set)
     movements: dict[str, CollateralMovement] = field(default_factory=dict)
     last_time: dict[tuple[str, str], str] = field(default_factory=dict)  # (source, account) -> latest time

@@ -21,7 +21,8 @@ ledger, so the engine never holds what the log does not.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections import ChainMap
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -202,10 +203,11 @@ class LedgerSession:
     def _dry_run(self, rows: Sequence[Row], src: str) -> list[bool]:
         """Check every row against the ledger and the rows before it; True = record, False = duplicate."""
         st = self.state
-        last = dict(st.last_time)
-        trades = dict(st.trades)
+        # the rows' own additions over the recorded ones, without copying the ledger's maps
+        last: MutableMapping[tuple[str, str], str] = ChainMap({}, st.last_time)
+        trades: MutableMapping[str, Trade] = ChainMap({}, st.trades)
         cancelled = set(st.cancelled)
-        moves = dict(st.movements)
+        moves: MutableMapping[str, CollateralMovement] = ChainMap({}, st.movements)
         holdings = {a: dict(h) for a, h in self.collateral.holdings.items()}
         accounts = {a: self.engine.account(a) for a in self.engine.accounts}
         keep: list[bool] = []

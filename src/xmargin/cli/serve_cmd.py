@@ -67,6 +67,9 @@ def serve(
                                                "fallback, at least 1 s).")] = 0.05,
     notify: Annotated[bool, typer.Option("--notify/--no-notify", help="PostgreSQL: wake on the ledger's "
                                          "NOTIFY instead of polling.")] = True,
+    fast_what_if: Annotated[bool, typer.Option("--fast-what-if/--no-fast-what-if", help="Answer trade what-ifs "
+                                               "past FastAPI's per-request machinery (the same answers; "
+                                               "errors always go to the route).")] = True,
     data_dir: DataDirOption = None,
 ) -> None:
     """Serve the HTTP API (/api/v1) and the web dashboard (/): what-if margin, trades, member
@@ -92,7 +95,7 @@ def serve(
         demo=DemoConfig(members=members, customers_per_member=customers, affiliates_per_member=affiliates,
                         seed=seed, xm_share=xm_share),
         max_body_bytes=max_body_bytes, pricing_timeout_s=pricing_timeout, checkpoint_every=checkpoint_every,
-        follow_poll_s=follow_poll, follow_notify=notify)
+        follow_poll_s=follow_poll, follow_notify=notify, fast_what_if=fast_what_if)
     if log_format not in ("text", "json"):
         raise InputError(f"--log-format {log_format!r}: expected 'text' or 'json'", source="command line",
                          field="--log-format")

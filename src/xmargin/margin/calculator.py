@@ -29,8 +29,14 @@ from xmargin.margin.cross import reduction_factors
 from xmargin.margin.ficc import concentration_addon, ficc_requirement
 from xmargin.margin.span import SpanInputs, span_requirement
 from xmargin.margin.var import model_var
+from xmargin.margin.var_batch import model_var_inplace
 from xmargin.portfolio.book import Book
 from xmargin.scenarios.historical import ScenarioSet
+
+try:  # SciPy's CSR x dense kernel, used by product_into on preallocated buffers
+    from scipy.sparse._sparsetools import csr_matvecs as _csr_matvecs
+except ImportError:  # pragma: no cover - a SciPy without it: q @ pnl
+    _csr_matvecs = None
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -78,7 +84,7 @@ class AccountMargins:
             values[f.name] = np.zeros(n, dtype=dtype)
         return cls(**values)
 
-    def assign(self, rows: slice, other: AccountMargins) -> None:
+    def assign(self, rows: slice | npt.NDArray[np.intp], other: AccountMargins) -> None:
         for f in fields(self):
             getattr(self, f.name)[rows] = getattr(other, f.name)
 
@@ -131,12 +137,58 @@ def scenario_set_var(pnl: FloatArray, scenarios: ScenarioSet, confidence: float)
                      stress_weight=spec.stress_weight, buffer=spec.buffer)
 
 
+def scenario_set_var_inplace(pnl: FloatArray, scenarios: ScenarioSet, confidence: float, *,
+                             active: npt.NDArray[np.intp] | None = None) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
+    """:func:`scenario_set_var`, partially sorting ``pnl``'s rows in place (its contents are
+    destroyed: :mod:`xmargin.margin.var_batch`); the same figures.  ``active``: the rows that
+    may be non-zero (the others are zero by construction and get 0)."""
+    spec = scenarios.spec
+    return model_var_inplace(pnl, scenarios.is_stress, scenarios.is_floor, confidence,
+                             stress_weight=spec.stress_weight, buffer=spec.buffer, active=active)
+
+
+def _held(q: sp.csr_matrix) -> npt.NDArray[np.intp]:
+    """Rows of ``q`` (no stored zeros) with at least one position."""
+    return np.flatnonzero(np.diff(q.indptr))
+
+
+class PnLWorkspace:
+    """Buffers for the account scenario P&L of up to ``rows`` accounts (dollars; one per
+    sub-portfolio and scenario set), allocated once and reused by every chunk of a batch."""
+
+    def __init__(self, rows: int, ficc_scenarios: int, cme_scenarios: int) -> None:
+        self.rows = rows
+        f = (rows, ficc_scenarios)
+        self.ef, self.rf, self.ec_f, self.rc_f = (np.empty(f) for _ in range(4))
+        self.comb_f, self.work = np.empty(f), np.empty(f)
+        self.e_c = np.empty((rows, cme_scenarios))
+
+
+def product_into(q: sp.csr_matrix, pnl: FloatArray, out: FloatArray) -> FloatArray:
+    """``out[:] = q @ pnl`` (sparse positions times instrument P&L) without allocating: SciPy's
+    own CSR kernel (``csr_matvecs``, the one ``q @ pnl`` runs) on ``out``; ``q @ pnl`` where
+    that kernel or the layouts are not available."""
+    if _csr_matvecs is None or not (out.flags.c_contiguous and pnl.flags.c_contiguous) \
+            or q.dtype != np.float64 or pnl.dtype != np.float64 or out.shape != (q.shape[0], pnl.shape[1]):
+        out[...] = q @ pnl
+        return out
+    out.fill(0.0)
+    if q.nnz:
+        _csr_matvecs(q.shape[0], q.shape[1], pnl.shape[1], q.indptr, q.indices, q.data, pnl.reshape(-1),
+                     out.reshape(-1))
+    return out
+
+
 def margins_for_positions(context: MarginContext, q: sp.csr_matrix, xm: npt.NDArray[np.bool_],
-                          q_elected: sp.csr_matrix | None = None) -> AccountMargins:
+                          q_elected: sp.csr_matrix | None = None, *,
+                          workspace: PnLWorkspace | None = None, copying: bool = False) -> AccountMargins:
     """Margin figures for the accounts whose positions are the rows of ``q``.
 
     ``q_elected``: the quantities in the cross-margining accounts (rows of ``q``); default:
-    every position of an account whose ``xm`` is set.
+    every position of an account whose ``xm`` is set.  ``workspace``: buffers for the account
+    scenario P&L, reused from chunk to chunk (:func:`compute_margins`); default: new ones.
+    ``copying``: each VaR on a copy of its P&L (:func:`scenario_set_var`) instead of in place
+    -- the same figures, slower; the benchmarks' baseline.
     """
     a = context.attributes
     p = context.params
@@ -149,15 +201,50 @@ def margins_for_positions(context: MarginContext, q: sp.csr_matrix, xm: npt.NDAr
     q_r = (q - q_e).tocsr()
     q_ef, q_ec = _scale_columns(q_e, ~a.is_cme), _scale_columns(q_e, a.is_cme)
     q_rf, q_rc = _scale_columns(q_r, ~a.is_cme), _scale_columns(q_r, a.is_cme)
+    for m in (q_e, q_ef, q_ec, q_rf, q_rc):  # no stored zeros; column order fixes each row's sum order
+        m.eliminate_zeros()
+        m.sort_indices()
     set_f = context.ficc_scenarios
     set_c = context.cme_scenarios
     conf_f = p.ficc.confidence
+    n = q.shape[0]
+    ws = workspace if workspace is not None and workspace.rows >= n else \
+        PnLWorkspace(n, ficc_pnl.shape[1], cme_pnl.shape[1])
 
+    # Account scenario P&L of each sub-portfolio (rows of q times the instrument P&L); the
+    # sums and worst losses first, because each VaR below partially sorts its buffer in place.
+    # Without an eligible position in the chunk the E side is zero: no product, VaR 0.
+    pnl_rf = product_into(q_rf, ficc_pnl, ws.rf[:n])
+    pnl_rc_f = product_into(q_rc, ficc_pnl, ws.rc_f[:n])
+    work = ws.work[:n]
+    has_e = q_e.nnz > 0
+    if has_e:
+        pnl_ef = product_into(q_ef, ficc_pnl, ws.ef[:n])
+        pnl_ec_f = product_into(q_ec, ficc_pnl, ws.ec_f[:n])
+        pnl_comb_f = np.add(pnl_ef, pnl_ec_f, out=ws.comb_f[:n])  # E under FICC's scenarios
+        np.add(pnl_ef, pnl_rf, out=work)
+        loss_ficc = _worst_loss(work)
+        work += pnl_ec_f
+        work += pnl_rc_f  # ((ef + rf) + ec) + rc: the whole account
+        loss_combined = _worst_loss(work)
+        np.add(pnl_ec_f, pnl_rc_f, out=work)
+        loss_cme = _worst_loss(work)
+        pnl_e_c = product_into(q_e, cme_pnl, ws.e_c[:n])  # E under CME's scenarios
+    else:
+        loss_ficc = _worst_loss(pnl_rf)
+        loss_cme = _worst_loss(pnl_rc_f)
+        loss_combined = _worst_loss(np.add(pnl_rf, pnl_rc_f, out=work))
+
+    def side_var(pnl: FloatArray, rows: sp.csr_matrix, scenarios: ScenarioSet,
+                 confidence: float) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
+        if copying:
+            return scenario_set_var(pnl, scenarios, confidence)
+        return scenario_set_var_inplace(pnl, scenarios, confidence, active=_held(rows))
+
+    zero, no = np.zeros(n), np.zeros(n, dtype=bool)
     # FICC, stand-alone on each sub-portfolio
-    pnl_ef = np.asarray(q_ef @ ficc_pnl)
-    pnl_rf = np.asarray(q_rf @ ficc_pnl)
-    var_e, stress_e = scenario_set_var(pnl_ef, set_f, conf_f)
-    var_r, stress_r = scenario_set_var(pnl_rf, set_f, conf_f)
+    var_e, stress_e = side_var(pnl_ef, q_ef, set_f, conf_f) if has_e else (zero, no)
+    var_r, stress_r = side_var(pnl_rf, q_rf, set_f, conf_f)
     floor_e = np.asarray(abs(q_ef) @ a.floor_weight).ravel()
     floor_r = np.asarray(abs(q_rf) @ a.floor_weight).ravel()
     thr, cost = p.ficc.concentration_dv01_threshold, p.ficc.concentration_cost_bp
@@ -174,17 +261,16 @@ def margins_for_positions(context: MarginContext, q: sp.csr_matrix, xm: npt.NDAr
     else:
         span_e, span_r = file_model.requirement(q_ec), file_model.requirement(q_rc)
     if p.cme.standalone_model == "var":
-        cme_var_e, _ = scenario_set_var(np.asarray(q_ec @ cme_pnl), set_c, p.cme.var_confidence)
-        cme_var_r, _ = scenario_set_var(np.asarray(q_rc @ cme_pnl), set_c, p.cme.var_confidence)
+        cme_var_e, _ = scenario_set_var_inplace(np.asarray(q_ec @ cme_pnl), set_c, p.cme.var_confidence)
+        cme_var_r, _ = scenario_set_var_inplace(np.asarray(q_rc @ cme_pnl), set_c, p.cme.var_confidence)
         cme_e, cme_r = cme_var_e, cme_var_r
     else:
         cme_var_e = cme_var_r = np.zeros(q.shape[0])
         cme_e, cme_r = span_e.requirement, span_r.requirement
 
     # Combined portfolio of E under each house's VaR model
-    pnl_ec_f = np.asarray(q_ec @ ficc_pnl)
-    f_comb, _ = scenario_set_var(pnl_ef + pnl_ec_f, set_f, conf_f)
-    c_comb, _ = scenario_set_var(np.asarray(q_e @ cme_pnl), set_c, p.cme.var_confidence)
+    f_comb, _ = side_var(pnl_comb_f, q_e, set_f, conf_f) if has_e else (zero, no)
+    c_comb, _ = side_var(pnl_e_c, q_e, set_c, p.cme.var_confidence) if has_e else (zero, no)
     # what could not be computed: stand-alone needs FICC prices for FICC positions and a SPAN
     # root (or CME prices under the VaR model) for futures; the combined run needs every
     # eligible position priced under both scenario sets, else no reduction (the fallback)
@@ -205,7 +291,6 @@ def margins_for_positions(context: MarginContext, q: sp.csr_matrix, xm: npt.NDAr
     before = ficc_before + cme_before
     after = ficc_after + cme_after
     nan = np.where(bad, np.nan, 0.0)  # an unpriced position: no number rather than a wrong one
-    pnl_rc_f = np.asarray(q_rc @ ficc_pnl)
     return AccountMargins(
         ficc_standalone=ficc_before + nan,
         cme_standalone=cme_before + nan,
@@ -231,9 +316,9 @@ def margins_for_positions(context: MarginContext, q: sp.csr_matrix, xm: npt.NDAr
         span_inter_spread_credit=span_e.inter_spread_credit + span_r.inter_spread_credit,
         cme_var=cme_var_e + cme_var_r,
         cme_standalone_eligible=cme_e,
-        stressed_loss_ficc=_worst_loss(pnl_ef + pnl_rf),
-        stressed_loss_cme=_worst_loss(pnl_ec_f + pnl_rc_f),
-        stressed_loss_combined=_worst_loss(pnl_ef + pnl_rf + pnl_ec_f + pnl_rc_f),
+        stressed_loss_ficc=loss_ficc,
+        stressed_loss_cme=loss_cme,
+        stressed_loss_combined=loss_combined,
         computable=~bad,
         fallback=fallback,
     )
@@ -243,19 +328,28 @@ def compute_margins(
     context: MarginContext,
     book: Book,
     *,
-    chunk_size: int = 2048,
+    chunk_size: int = 256,  # P&L buffers of 256 accounts (about 5.6 MB each) stay near the cache
     progress: Callable[[int, int], None] | None = None,
+    copying: bool = False,
 ) -> AccountMargins:
-    """Margins of every account in ``book`` (whose universe must be the context's)."""
+    """Margins of every account in ``book`` (whose universe must be the context's);
+    ``copying`` as in :func:`margins_for_positions`."""
     if book.universe.ids != context.universe.ids:
         raise ValueError("the book's universe differs from the context's; build the context from the book")
     n = book.size
     out = AccountMargins.empty(n)
     xm = np.array([acc.cross_margin for acc in book.accounts], dtype=bool)
+    # cross-margining accounts first, so most chunks are all one kind (a chunk without an
+    # eligible position skips the E side); each account's figures do not depend on its chunk
+    elects = xm if book.elected is None else np.diff(book.elected.tocsr().indptr) > 0
+    order = np.argsort(~elects, kind="stable")
+    positions = book.positions.tocsr()
+    ws = PnLWorkspace(min(chunk_size, n), context.ficc_pnl.filled.shape[1], context.cme_pnl.filled.shape[1])
     for start in range(0, n, chunk_size):
-        rows = slice(start, min(start + chunk_size, n))
-        elected = None if book.elected is None else book.elected[rows]
-        out.assign(rows, margins_for_positions(context, book.positions[rows], xm[rows], elected))
+        rows = order[start:min(start + chunk_size, n)]
+        elected = None if book.elected is None else book.elected.tocsr()[rows]
+        out.assign(rows, margins_for_positions(context, positions[rows], xm[rows], elected, workspace=ws,
+                                                     copying=copying))
         if progress is not None:
-            progress(rows.stop, n)
+            progress(start + len(rows), n)
     return out

@@ -216,20 +216,30 @@ def delivery_month_level(prices: RootPrices, history: ParYieldHistory, master: S
 def delivery_month_changes(prices: RootPrices, history: ParYieldHistory, master: SecuritiesMaster,
                            start: DateArray, end: DateArray) -> FloatArray:
     """Basis change of the contract a continuous series holds at both ``start`` and ``end`` where
-    either is in that contract's delivery month (the **proxy** for windows without the front
-    contract, module docstring), points; NaN elsewhere and for per-contract files."""
+    either is in that contract's delivery month and the basis level stays within
+    :data:`DELIVERY_BASIS_LIMIT` (the **proxy** for windows without the front contract, module
+    docstring), points; NaN elsewhere and for per-contract files.  Only the given windows' rows are
+    priced (``history`` is the curve history the fair values are taken on)."""
     start, end = np.asarray(start, dtype="datetime64[D]"), np.asarray(end, dtype="datetime64[D]")
     out = np.full(len(start), np.nan)
-    if not len(start) or not prices.continuous:
+    if not len(start) or not prices.continuous or not len(prices.dates):
         return out
-    d = history.dates
-    i, j = np.searchsorted(d, start), np.searchsorted(d, end)
-    ok = (j < len(d)) & (d[np.clip(i, 0, len(d) - 1)] == start) & (d[np.clip(j, 0, len(d) - 1)] == end)
-    i, j = np.clip(i, 0, len(d) - 1), np.clip(j, 0, len(d) - 1)
-    since = int(str(np.min(start).astype("datetime64[Y]")))
-    level, key, late = delivery_month_level(prices, history, master, since)
-    same = ok & (key[i] == key[j]) & (key[i] > 0) & (late[i] | late[j])
-    out[same] = level[j[same]] - level[i[same]]
+    order = np.argsort(prices.dates, kind="stable")  # a continuous series has one row a day
+    dates = prices.dates[order]
+    rows = []
+    for day in (start, end):
+        k = np.clip(np.searchsorted(dates, day), 0, len(dates) - 1)
+        rows.append((order[k], dates[k] == day))
+    (i, ok_i), (j, ok_j) = rows
+    late = ~prices.usable
+    same = ok_i & ok_j & (prices.contract[i] == prices.contract[j]) & (late[i] | late[j])
+    if not same.any():
+        return out
+    key = prices.contract[i[same]]
+    b0 = prices.price[i[same]] - fair_value_on(prices.root, key, start[same], history, master)
+    b1 = prices.price[j[same]] - fair_value_on(prices.root, key, end[same], history, master)
+    inside = (np.abs(b0) <= DELIVERY_BASIS_LIMIT) & (np.abs(b1) <= DELIVERY_BASIS_LIMIT)
+    out[same] = np.where(inside, b1 - b0, np.nan)
     return out
 
 

@@ -368,8 +368,10 @@ def residual_risk(
                 rp = history_f.roots[name[6:]]
                 x = basis_changes(rp, history, master, start, end)
                 if params.delivery_month_changes and rp.continuous:
-                    proxy = delivery_month_changes(rp, history, master, start, end)
-                    use = ~np.isfinite(x) & np.isfinite(proxy)
+                    miss = np.flatnonzero(~np.isfinite(x))
+                    proxy = np.full(len(x), np.nan)
+                    proxy[miss] = delivery_month_changes(rp, history, master, start[miss], end[miss])
+                    use = np.isfinite(proxy)
                     x = np.where(use, proxy, x)
                     if use.any() and not changes:
                         notes.append(f"{name}: {int(use.sum())} of {len(start)} windows without the front contract "

@@ -56,6 +56,8 @@ from xmargin.errors import InputError, XMarginError
 from xmargin.ledger.store import LedgerError
 from xmargin.service import metrics
 from xmargin.service.auth import KeyStore
+from xmargin.service.fastpath import PATH as FAST_PATH
+from xmargin.service.fastpath import RouteLabel, TradeWhatIfFastPath
 from xmargin.service.ledger_routes import router as ledger_router
 from xmargin.service.routes import API_PREFIX, RequestError, input_error, router
 from xmargin.service.state import Conflict, NotFound, ServiceConfig, ServiceState
@@ -252,6 +254,8 @@ def create_app(
 
     app.include_router(calls_router)
     app.include_router(statement_router)  # GET /accounts/{account}/statement
+    if config.fast_what_if:
+        app.add_middleware(TradeWhatIfFastPath, route=RouteLabel(FAST_PATH))  # innermost: inside Guard, metrics
     app.add_middleware(Guard, max_body_bytes=config.max_body_bytes)
     app.add_middleware(metrics.RequestMetrics)
 

@@ -5,6 +5,7 @@ metric                             type       labels / meaning
 =================================  =========  ==================================================
 ``xmargin_request_seconds``        histogram  ``route`` (the path template), ``method``, ``status``
 ``xmargin_what_ifs_total``         counter    ``kind``: ``trade`` or ``portfolio``
+``xmargin_what_if_fast_total``     counter    trade what-ifs answered by the fast path (:mod:`~.fastpath`)
 ``xmargin_trades_total``           counter    ``outcome``: ``recorded`` or ``replayed`` (repeated id)
 ``xmargin_margin_calls_total``     counter    margin calls raised by recorded trades
 ``xmargin_pricing_refused_total``  counter    requests refused because pricing exceeded its bound
@@ -38,6 +39,7 @@ BUCKETS = (0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5
 REQUESTS = Histogram("xmargin_request_seconds", "HTTP request latency (seconds) by route",
                      ["route", "method", "status"], buckets=BUCKETS)
 WHAT_IFS = Counter("xmargin_what_ifs_total", "What-if requests answered", ["kind"])
+WHAT_IFS_FAST = Counter("xmargin_what_if_fast_total", "Trade what-ifs answered by the fast path")
 TRADES = Counter("xmargin_trades_total", "Trades posted", ["outcome"])
 CALLS = Counter("xmargin_margin_calls_total", "Margin calls raised by recorded trades")
 REFUSED = Counter("xmargin_pricing_refused_total", "Requests refused: pricing exceeded its time bound")

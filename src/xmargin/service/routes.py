@@ -49,7 +49,9 @@ def input_error(exc: InputError, prefix: list[str | int] | None = None) -> Reque
     return RequestError(loc, exc.reason)
 
 
-def service(request: Request) -> ServiceState:
+async def service(request: Request) -> ServiceState:
+    """The loaded service (503 while loading).  ``async``, like :func:`principal`: neither
+    blocks, and a plain ``def`` dependency costs a thread-pool hop per request."""
     svc: ServiceState | None = getattr(request.app.state, "service", None)
     if svc is None:
         raise HTTPException(503, "the service is loading the ledger and the book; see /api/v1/ready",
@@ -57,7 +59,7 @@ def service(request: Request) -> ServiceState:
     return svc
 
 
-def principal(
+async def principal(
     request: Request,
     key: Annotated[str | None, Depends(_api_key)],
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],

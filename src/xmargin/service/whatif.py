@@ -67,8 +67,6 @@ class WhatIfInstruments:
         """The context of ``universe``: rows of ``base`` (the engine's context), and of
         instruments priced for earlier what-ifs; only instruments seen for the first time are
         priced."""
-        if getattr(base, "residual", None) is not None:  # residual-factor rows are not assembled: price afresh
-            return build_context(base.snapshot, base.master, universe, base.params, base.eligibility)
         index = base.universe._index
         cache = self._extra
         with self._lock:

@@ -1,0 +1,120 @@
+"""The trade what-if fast path (:mod:`xmargin.service.fastpath`) answers what the FastAPI route
+answers: the same requests to a real server with it (the default) and, restarted on the same
+ledger and keys, without it (``--no-fast-what-if``) give the same status and the same JSON
+document, for answers (held instruments, a new account, an instrument priced for the
+what-if, a bearer key) and for every kind of refusal (no key, a wrong key, another member's
+account, an unknown account, a body the model refuses, a body that is not JSON, another
+content type, a missing field for a new account).  The reference is the route, which every
+other service test exercises; the fast path must never be told apart from it except by speed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from xmargin.service.testing import ServerProcess
+
+PATH = "/what-if/trade"
+SLOW_PRICING = ["--pricing-timeout", "300"]  # the priced case must not time out on a loaded machine
+
+
+def _cases(keys: dict[str, str]) -> list[tuple[str, dict[str, str], Any]]:
+    """(label, headers, body) -- a body given as bytes is sent as it is."""
+    admin = {"X-API-Key": keys["admin"], "Content-Type": "application/json"}
+    member = {"X-API-Key": keys["CM01"], "Content-Type": "application/json"}
+    bearer = {"Authorization": f"Bearer {keys['CM01']}", "Content-Type": "application/json"}
+    return [
+        ("held future, admin", admin, {"account": "CM01-HOUSE", "instrument": "ZNZ24", "quantity": -7}),
+        ("held future, member", member, {"account": "CM01-HOUSE", "instrument": "ZNZ24", "quantity": 3}),
+        ("bearer key", bearer, {"account": "CM01-HOUSE", "instrument": "ZNZ24", "quantity": 2}),
+        ("a note", admin, {"account": "CM01-HOUSE", "instrument": "91282CKQ3", "quantity": 5_000_000}),
+        ("new account", member, {"account": "CM01-NEW1", "instrument": "ZNZ24", "quantity": 4,
+                                 "member": "CM01", "account_type": "customer"}),
+        ("new account, no type", member, {"account": "CM01-NEW2", "instrument": "ZNZ24", "quantity": 4}),
+        ("instrument priced for the what-if", admin, {"account": "CM01-HOUSE", "instrument": "ZBZ25",
+                                                      "quantity": 1}),
+        ("unknown instrument", admin, {"account": "CM01-HOUSE", "instrument": "NOPE99", "quantity": 1}),
+        ("no key", {"Content-Type": "application/json"}, {"account": "CM01-HOUSE", "instrument": "ZNZ24",
+                                                          "quantity": 1}),
+        ("wrong key", {**admin, "X-API-Key": "xmk_wrong"}, {"account": "CM01-HOUSE", "instrument": "ZNZ24",
+                                                             "quantity": 1}),
+        ("bearer, wrong scheme", {**bearer, "Authorization": f"Basic {keys['CM01']}"},
+         {"account": "CM01-HOUSE", "instrument": "ZNZ24", "quantity": 1}),
+        ("another member's account", {**member, "X-API-Key": keys["CM02"]},
+         {"account": "CM01-HOUSE", "instrument": "ZNZ24", "quantity": 1}),
+        ("unknown account", admin, {"account": "NOBODY", "instrument": "ZNZ24", "quantity": 1}),
+        ("extra field", admin, {"account": "CM01-HOUSE", "instrument": "ZNZ24", "quantity": 1, "price": 3}),
+        ("quantity not a number", admin, {"account": "CM01-HOUSE", "instrument": "ZNZ24", "quantity": "many"}),
+        ("zero quantity", admin, {"account": "CM01-HOUSE", "instrument": "ZNZ24", "quantity": 0}),
+        ("missing instrument", admin, {"account": "CM01-HOUSE", "quantity": 1}),
+        ("a list", admin, [{"account": "CM01-HOUSE", "instrument": "ZNZ24", "quantity": 1}]),
+        ("not JSON", admin, b"{account: CM01-HOUSE"),
+        ("not UTF-8", admin, b"\xff\xfe{}"),
+        ("text/plain", {**admin, "Content-Type": "text/plain"},
+         json.dumps({"account": "CM01-HOUSE", "instrument": "ZNZ24", "quantity": 1}).encode()),
+        ("charset", {**admin, "Content-Type": "application/json; charset=utf-8"},
+         {"account": "CM01-HOUSE", "instrument": "ZNZ24", "quantity": 1}),
+    ]
+
+
+def _fast_count(srv: ServerProcess) -> float:
+    with httpx.Client(base_url=srv.base_url) as c:
+        text = c.get("/metrics").text
+    return sum(float(ln.split()[-1]) for ln in text.splitlines() if ln.startswith("xmargin_what_if_fast_total"))
+
+
+def _answers(srv: ServerProcess) -> dict[str, tuple[int, Any, str | None]]:
+    out: dict[str, tuple[int, Any, str | None]] = {}
+    with httpx.Client(base_url=srv.api, timeout=60) as c:
+        for label, headers, body in _cases(srv.keys):
+            content = body if isinstance(body, bytes) else json.dumps(body).encode()
+            r = c.post(PATH, headers=headers, content=content)
+            doc = r.json()
+            timing = r.headers.get("server-timing")
+            out[label] = (r.status_code, doc, None if timing is None else timing.split("dur=")[0])
+            assert r.headers.get("x-content-type-options") == "nosniff", label  # Guard's headers on both
+    return out
+
+
+def test_fast_path_answers_what_the_route_answers(data_dir: Path, tmp_path: Path) -> None:
+    work = tmp_path / "srv"
+    with ServerProcess(work, data_dir=data_dir, members=2, customers=3, extra=SLOW_PRICING) as fast:
+        got = _answers(fast)
+        with httpx.Client(base_url=fast.base_url) as c:
+            text = c.get("/metrics").text
+        counted = [ln for ln in text.splitlines() if ln.startswith("xmargin_request_seconds_count")
+                   and 'route="/api/v1/what-if/trade"' in ln]
+        assert sum(float(ln.split()[-1]) for ln in counted) == len(got), "every request counted once, by route"
+        fast_answers = _fast_count(fast)
+    with ServerProcess(work, data_dir=data_dir, members=2, customers=3, extra=[*SLOW_PRICING, "--no-fast-what-if"]) as route:
+        want = _answers(route)
+        assert _fast_count(route) == 0
+    assert got.keys() == want.keys()
+    for label in want:
+        assert got[label] == want[label], label
+    statuses = {label: s for label, (s, _, _) in want.items()}
+    assert statuses["held future, admin"] == 200 and statuses["instrument priced for the what-if"] == 200
+    assert statuses["no key"] == 401 and statuses["another member's account"] == 404
+    assert statuses["extra field"] == 422 and statuses["not JSON"] == 422
+    assert sum(s == 200 for s in statuses.values()) >= 6
+    assert fast_answers == sum(s == 200 for s in statuses.values())  # every answer came from the fast path
+
+
+@pytest.mark.parametrize("header, expected", [
+    ({b"x-api-key": b"k1"}, "k1"),
+    ({b"x-api-key": b"k1", b"authorization": b"Bearer k2"}, "k1"),
+    ({b"x-api-key": b"", b"authorization": b"Bearer k2"}, "k2"),
+    ({b"authorization": b"bearer k2"}, "k2"),
+    ({b"authorization": b"Basic k2"}, None),
+    ({b"authorization": b"Bearer"}, None),
+    ({}, None),
+])
+def test_presented_key_reads_the_routes_headers(header: dict[bytes, bytes], expected: str | None) -> None:
+    from xmargin.service.fastpath import presented_key
+
+    assert presented_key({"headers": list(header.items())}) == expected
