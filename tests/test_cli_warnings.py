@@ -44,3 +44,16 @@ def test_the_installed_command_is_main_which_installs_the_hook(monkeypatch) -> N
         entry()
     assert done.value.code == 0
     assert warnings.showwarning is show_warning
+
+
+def test_python_dash_m_runs_the_same_command() -> None:
+    """``python -m xmargin`` and ``python -m xmargin.cli.main`` run the CLI (the latter printed
+    nothing and exited 0 before it had a ``__main__`` block)."""
+    import subprocess
+    import sys
+
+    for module in ("xmargin", "xmargin.cli.main"):
+        out = subprocess.run([sys.executable, "-m", module, "ledger", "--help"], capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert "Usage:" in out.stdout and "verify" in out.stdout, (module, out.stdout)

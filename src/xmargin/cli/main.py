@@ -266,3 +266,7 @@ def main() -> None:  # pragma: no cover
     warnings.showwarning = show_warning
     one = _one_command(sys.argv[1]) if len(sys.argv) > 1 else None
     (one or app)()
+
+
+if __name__ == "__main__":  # python -m xmargin.cli.main ... (the installed `xmargin` script calls main)
+    main()
