@@ -29,7 +29,8 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"workflow", "optimise", "clearing"}),
     frozenset({"distributed"}),
     frozenset({"service"}),
-    frozenset({"cli", "__main__"}),
+    frozenset({"cli"}),
+    frozenset({"__main__"}),
 )
 RANK = {pkg: i for i, layer in enumerate(LAYERS) for pkg in layer}
 
