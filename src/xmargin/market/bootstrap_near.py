@@ -34,7 +34,13 @@ import numpy as np
 import numpy.typing as npt
 
 from xmargin.errors import CalculationError
-from xmargin.market.curve import ZeroCurves, _log_discount, _par_instruments
+from xmargin.market.curve import (
+    ZeroCurves,
+    _log_discount,
+    _par_instruments,
+    not_converged,
+    solved_curves,
+)
 
 FloatArray = npt.NDArray[np.float64]
 WEIGHT_BUMP = 1e-6
@@ -108,9 +114,5 @@ def bootstrap_near(
         logdf[:, bonds] -= np.einsum("sbk,sk->sb", inverse, res)
         previous = err
     else:
-        raise CalculationError(
-            f"curve bootstrap for {as_of} did not converge (worst par-bond error {np.abs(res).max():.3g} per 100)"
-        )
-    if not np.isfinite(logdf).all():
-        raise CalculationError(f"curve bootstrap for {as_of} produced non-finite discount factors")
-    return ZeroCurves(as_of, tuple(tenors), times, logdf)
+        not_converged(as_of, res)
+    return solved_curves(as_of, tenors, times, logdf)

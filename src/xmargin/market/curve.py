@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import numpy.typing as npt
@@ -415,9 +415,19 @@ def bootstrap(
         logdf[:, inst.bond_cols] -= step
         res = residual(logdf, amounts)
     else:
-        raise CalculationError(
-            f"curve bootstrap for {as_of} did not converge (worst par-bond error {np.abs(res).max():.3g} per 100)"
-        )
+        not_converged(as_of, res)
+    return solved_curves(as_of, tenors, times, logdf)
+
+
+def not_converged(as_of: date, res: FloatArray) -> NoReturn:
+    """Raise: the Newton iterations ran out with par-bond errors ``res`` (per 100) left."""
+    raise CalculationError(
+        f"curve bootstrap for {as_of} did not converge (worst par-bond error {np.abs(res).max():.3g} per 100)"
+    )
+
+
+def solved_curves(as_of: date, tenors: Sequence[str], times: FloatArray, logdf: FloatArray) -> ZeroCurves:
+    """The bootstrapped curves, refused if any discount factor is not finite."""
     if not np.isfinite(logdf).all():
         raise CalculationError(f"curve bootstrap for {as_of} produced non-finite discount factors")
     return ZeroCurves(as_of, tuple(tenors), times, logdf)

@@ -57,7 +57,7 @@ from xmargin.ledger.store import LedgerError
 from xmargin.service import metrics
 from xmargin.service.auth import KeyStore
 from xmargin.service.fastpath import PATH as FAST_PATH
-from xmargin.service.fastpath import RouteLabel, TradeWhatIfFastPath
+from xmargin.service.fastpath import RouteLabel, TradeWhatIfFastPath, replay_body
 from xmargin.service.ledger_routes import router as ledger_router
 from xmargin.service.routes import API_PREFIX, RequestError, input_error, router
 from xmargin.service.state import Conflict, NotFound, ServiceConfig, ServiceState
@@ -109,17 +109,7 @@ class Guard:
                                 headers={"Connection": "close"})
             await resp(scope, receive, self._headers(send))
             return
-        data = b"".join(body)
-        sent = False
-
-        async def replay() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": data, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, self._headers(send))
+        await self.app(scope, replay_body(b"".join(body), receive), self._headers(send))
 
     @staticmethod
     def _headers(send: Send) -> Send:

@@ -38,6 +38,20 @@ from xmargin.service.routes import _timed
 PATH = "/api/v1/what-if/trade"
 
 
+def replay_body(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands the app the body already read, whole, then the real channel."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
 def _header(scope: Scope, name: bytes) -> bytes | None:
     for k, v in scope.get("headers") or ():
         if k.lower() == name:
@@ -100,16 +114,7 @@ class TradeWhatIfFastPath:
         answered = await self._answer(scope, body, receive, send)
         if answered:
             return
-        sent = False
-
-        async def replay() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replay_body(body, receive), send)
 
     async def _answer(self, scope: Scope, body: bytes, receive: Receive, send: Send) -> bool:
         t0 = time.perf_counter()
