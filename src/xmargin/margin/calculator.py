@@ -341,13 +341,14 @@ def compute_margins(
     xm = np.array([acc.cross_margin for acc in book.accounts], dtype=bool)
     # cross-margining accounts first, so most chunks are all one kind (a chunk without an
     # eligible position skips the E side); each account's figures do not depend on its chunk
-    elects = xm if book.elected is None else np.diff(book.elected.tocsr().indptr) > 0
+    elected_all = None if book.elected is None else book.elected.tocsr()  # converted once, sliced per chunk
+    elects = xm if elected_all is None else np.diff(elected_all.indptr) > 0
     order = np.argsort(~elects, kind="stable")
     positions = book.positions.tocsr()
     ws = PnLWorkspace(min(chunk_size, n), context.ficc_pnl.filled.shape[1], context.cme_pnl.filled.shape[1])
     for start in range(0, n, chunk_size):
         rows = order[start:min(start + chunk_size, n)]
-        elected = None if book.elected is None else book.elected.tocsr()[rows]
+        elected = None if elected_all is None else elected_all[rows]
         out.assign(rows, margins_for_positions(context, positions[rows], xm[rows], elected, workspace=ws,
                                                      copying=copying))
         if progress is not None:

@@ -490,12 +490,6 @@ def model_horizons(params: MarginParams, model: str, override: int | None = None
             "combined": SideHorizons(ficc_h, cme_h, max(ficc_h, cme_var_h))}[model]
 
 
-def model_horizon(params: MarginParams, model: str) -> int:
-    """The longest backtest horizon of a model (business days; the engine's main horizon and
-    futures roll rule): :meth:`SideHorizons.longest` of :func:`model_horizons`."""
-    return model_horizons(params, model).longest
-
-
 def realised_pnl(day: DayContext, q: sp.csr_matrix, joint: npt.NDArray[np.bool_],
                  horizons: SideHorizons) -> FloatArray:
     """Realised P&L per account (dollars): each leg over its side's horizon (FICC legs
