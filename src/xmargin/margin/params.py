@@ -142,7 +142,8 @@ _RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "vol_floor": (0.0, 1.0, True, True),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {"standalone_model": ("span", "var"), "shift": ("absolute", "relative"),
-                                        "mode": ("historical", "filtered"), "span_mode": ("historical", "filtered")}
+                                        "mode": ("historical", "filtered"), "span_mode": ("historical", "filtered"),
+                                        "vol_date": ("start", "end")}
 #: Alternative spellings of table keys: ``[cme.scenarios]`` is ``[cme.var_scenarios]``.
 _ALIASES: dict[str, dict[str, str]] = {"cme": {"scenarios": "var_scenarios"}}
 

@@ -44,7 +44,16 @@ from xmargin.errors import InputError
 from xmargin.market.curve import ZeroCurves
 from xmargin.market.history import TENOR_MONTHS, TENORS, ParYieldHistory
 from xmargin.market.snapshot import MarketSnapshot
-from xmargin.scenarios.filtered import apply_scales, ewma_volatility, filter_scales
+from xmargin.scenarios.filtered import (
+    SEED_DAYS,
+    VOL_FLOOR,
+    apply_scales,
+    correlation_filtered,
+    correlation_roots,
+    ewma_correlation,
+    ewma_volatility,
+    filter_scales,
+)
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -63,6 +72,13 @@ class ScenarioSpec:
     mode: str = "historical"
     decay: float = 0.97  # EWMA decay of the FHS volatility (module filtered; docs/methodology.md 4.1)
     max_scale: float = 5.0  # cap on the FHS volatility ratio (choice)
+    #: Which EWMA estimate devolatilises a look-back change (module :mod:`.filtered`): ``"start"``
+    #: the estimate at the window's start, made before its moves (Hull and White 1998), ``"end"``
+    #: the estimate after them (the rule before issue 11's review).
+    vol_date: str = "end"
+    #: ``True``: filter the correlation between tenors too (:func:`.filtered.correlation_filtered`),
+    #: not only each tenor's volatility.
+    correlation: bool = False
     #: Anti-procyclicality tools, EMIR RTS 153/2013 article 28(1)(a)-(c):
     buffer: float = 0.0  # (a) margin buffer as a fraction of the VaR (0.25 = 25%)
     stress_weight: float = 0.0  # (b) weight of the stressed scenarios (0: max(VaR, VaR with stress))
@@ -85,6 +101,8 @@ class ScenarioSpec:
             raise InputError(f"scenario mode '{self.mode}' is not 'historical' or 'filtered'", field="mode")
         if not 0.0 < self.decay < 1.0:
             raise InputError(f"decay {self.decay} is outside (0, 1)", field="decay")
+        if self.vol_date not in ("start", "end"):
+            raise InputError(f"vol_date '{self.vol_date}' is not 'start' or 'end'", field="vol_date")
         if not self.max_scale >= 1.0:
             raise InputError(f"max_scale {self.max_scale} is below 1", field="max_scale")
         if not 0.0 <= self.buffer <= 1.0:
@@ -192,6 +210,19 @@ def factor_volatility(history: ParYieldHistory, spec_decay: float, relative: boo
     return ewma_volatility(filled_history(history), spec_decay, relative=relative, displacement=displacement)
 
 
+@lru_cache(maxsize=2)
+def factor_correlation_roots(history: ParYieldHistory, spec_decay: float, relative: bool, displacement: float,
+                             cols: tuple[int, ...]) -> tuple[FloatArray, FloatArray]:
+    """``(C^(1/2), C^(-1/2))`` of the EWMA correlation of the tenors ``cols`` after every history
+    row (row 0: the seed), aligned with :func:`factor_volatility`."""
+    y = filled_history(history)[:, list(cols)]
+    daily = np.log((y[1:] + displacement) / (y[:-1] + displacement)) if relative else y[1:] - y[:-1]
+    corr = ewma_correlation(daily, spec_decay)
+    seed = (daily[:SEED_DAYS, :, None] * daily[:SEED_DAYS, None, :]).mean(axis=0)
+    sd = np.sqrt(np.maximum(np.diag(seed), VOL_FLOOR ** 2))
+    return correlation_roots(np.concatenate([(seed / np.outer(sd, sd))[None], corr]))
+
+
 @dataclass(frozen=True)
 class ScenarioRows:
     """The par curves of a scenario set before bootstrapping (see :func:`scenario_par`)."""
@@ -249,8 +280,16 @@ def scenario_par(history: ParYieldHistory, snapshot: MarketSnapshot, spec: Scena
     if filtered:
         vol = factor_volatility(history, spec.decay, relative, spec.relative_displacement_pct)[:, cols]
         n = len(starts)
-        scales = filter_scales(vol, starts + h, end_row - 1, spec.max_scale)
-        par[:n] = apply_scales(before[:n], after[:n], base, scales, relative=relative, displacement=c)
+        vrows = starts if spec.vol_date == "start" else starts + h
+        if spec.correlation:
+            roots = factor_correlation_roots(history, spec.decay, relative, spec.relative_displacement_pct, tuple(cols))
+            # in the units of ``vol``: the displaced log ratio, or the change in percentage points
+            change = np.log((after[:n] + c) / (before[:n] + c)) if relative else 100.0 * (after[:n] - before[:n])
+            x = correlation_filtered(change, vol, roots, vrows, end_row - 1, spec.max_scale)
+            par[:n] = (base + c) * np.exp(x) - c if relative else base + x / 100.0
+        else:
+            scales = filter_scales(vol, vrows, end_row - 1, spec.max_scale)
+            par[:n] = apply_scales(before[:n], after[:n], base, scales, relative=relative, displacement=c)
     n_s, n_f = len(stress_rows), len(floor_rows)
     is_stress = np.r_[np.zeros(len(starts), bool), np.ones(n_s, bool), np.zeros(n_f, bool)]
     is_floor = np.r_[np.zeros(len(starts) + n_s, bool), np.ones(n_f, bool)]
