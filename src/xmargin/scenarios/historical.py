@@ -74,11 +74,11 @@ class ScenarioSpec:
     max_scale: float = 5.0  # cap on the FHS volatility ratio (choice)
     #: Which EWMA estimate devolatilises a look-back change (module :mod:`.filtered`): ``"start"``
     #: the estimate at the window's start, made before its moves (Hull and White 1998), ``"end"``
-    #: the estimate after them (the rule before issue 11's review).
-    vol_date: str = "end"
+    #: the estimate after them (the rule before issue 11's review; docs/methodology.md 4.1).
+    vol_date: str = "start"
     #: ``True``: filter the correlation between tenors too (:func:`.filtered.correlation_filtered`),
-    #: not only each tenor's volatility.
-    correlation: bool = False
+    #: not only each tenor's volatility (``False``: per-tenor FHS).
+    correlation: bool = True
     #: Anti-procyclicality tools, EMIR RTS 153/2013 article 28(1)(a)-(c):
     buffer: float = 0.0  # (a) margin buffer as a fraction of the VaR (0.25 = 25%)
     stress_weight: float = 0.0  # (b) weight of the stressed scenarios (0: max(VaR, VaR with stress))
@@ -210,7 +210,7 @@ def factor_volatility(history: ParYieldHistory, spec_decay: float, relative: boo
     return ewma_volatility(filled_history(history), spec_decay, relative=relative, displacement=displacement)
 
 
-@lru_cache(maxsize=2)
+@lru_cache(maxsize=4)
 def factor_correlation_roots(history: ParYieldHistory, spec_decay: float, relative: bool, displacement: float,
                              cols: tuple[int, ...]) -> tuple[FloatArray, FloatArray]:
     """``(C^(1/2), C^(-1/2))`` of the EWMA correlation of the tenors ``cols`` after every history
