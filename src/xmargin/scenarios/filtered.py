@@ -117,6 +117,20 @@ def correlation_roots(corr: FloatArray, floor: float = CORRELATION_FLOOR) -> tup
     return root, inv
 
 
+def decorrelated(change: FloatArray, sigma: FloatArray, inv_root: FloatArray) -> FloatArray:
+    """``S x F``: changes standardised by their factors' volatility on their own row and
+    decorrelated, ``w = C[row]^(-1/2) (change / sigma[row])`` (``sigma``: ``S x F``, ``inv_root``:
+    ``S x F x F``).  It does not depend on today: a backtest computes it once per window."""
+    return np.einsum("sij,sj->si", inv_root, change / np.maximum(sigma, VOL_FLOOR))
+
+
+def recorrelated(w: FloatArray, sigma: FloatArray, root_today: FloatArray, sigma_today: FloatArray,
+                 max_scale: float) -> FloatArray:
+    """``S x F`` changes at today's correlation and volatility: ``min(sigma[today], max_scale
+    sigma[row]) (C[today]^(1/2) w)`` (the per-factor ratio capped as in :func:`filter_scales`)."""
+    return np.minimum(sigma_today[None, :], max_scale * np.maximum(sigma, VOL_FLOOR)) * (w @ root_today.T)
+
+
 def correlation_filtered(change: FloatArray, vol: FloatArray, roots: tuple[FloatArray, FloatArray],
                          rows: npt.NDArray[np.int64], today_row: int, max_scale: float) -> FloatArray:
     """``S x F`` changes filtered for volatility **and** correlation (correlation-weighted FHS:
@@ -127,10 +141,8 @@ def correlation_filtered(change: FloatArray, vol: FloatArray, roots: tuple[Float
     recorrelated with today's, ``z' = C[today]^(1/2) C[row]^(-1/2) z``, then rescaled factor by
     factor to today's volatility, the ratio capped as in :func:`filter_scales`:
     ``change' = min(sigma[today], max_scale sigma[row]) z'``.  With today's correlation equal to the
-    row's this is exactly the per-factor filter."""
+    row's this is exactly the per-factor filter.  ``vol``: ``T x F``; ``roots``: ``(C^(1/2),
+    C^(-1/2))``, each ``T x F x F`` (:func:`correlation_roots`)."""
     root, inv = roots
-    sig = np.maximum(vol[rows], VOL_FLOOR)
-    z = change / sig
-    z2 = np.einsum("sij,sj->si", inv[rows], z) @ root[today_row].T
-    return np.minimum(vol[today_row][None, :], max_scale * sig) * z2
-
+    w = decorrelated(change, vol[rows], inv[rows])
+    return recorrelated(w, vol[rows], root[today_row], vol[today_row], max_scale)

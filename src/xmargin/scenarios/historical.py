@@ -48,11 +48,12 @@ from xmargin.scenarios.filtered import (
     SEED_DAYS,
     VOL_FLOOR,
     apply_scales,
-    correlation_filtered,
     correlation_roots,
+    decorrelated,
     ewma_correlation,
     ewma_volatility,
     filter_scales,
+    recorrelated,
 )
 
 FloatArray = npt.NDArray[np.float64]
@@ -214,13 +215,32 @@ def factor_volatility(history: ParYieldHistory, spec_decay: float, relative: boo
 def factor_correlation_roots(history: ParYieldHistory, spec_decay: float, relative: bool, displacement: float,
                              cols: tuple[int, ...]) -> tuple[FloatArray, FloatArray]:
     """``(C^(1/2), C^(-1/2))`` of the EWMA correlation of the tenors ``cols`` after every history
-    row (row 0: the seed), aligned with :func:`factor_volatility`."""
+    row (row 0: the seed), aligned with :func:`factor_volatility`.  ``displacement`` in percent."""
     y = filled_history(history)[:, list(cols)]
     daily = np.log((y[1:] + displacement) / (y[:-1] + displacement)) if relative else y[1:] - y[:-1]
     corr = ewma_correlation(daily, spec_decay)
     seed = (daily[:SEED_DAYS, :, None] * daily[:SEED_DAYS, None, :]).mean(axis=0)
     sd = np.sqrt(np.maximum(np.diag(seed), VOL_FLOOR ** 2))
     return correlation_roots(np.concatenate([(seed / np.outer(sd, sd))[None], corr]))
+
+
+@lru_cache(maxsize=8)
+def decorrelated_windows(history: ParYieldHistory, spec_decay: float, relative: bool, displacement: float,
+                         cols: tuple[int, ...], h: int, vol_date: str) -> FloatArray:
+    """``T x F``: the ``h``-day change of the tenors ``cols`` from every history row, standardised
+    and decorrelated on its volatility row (:func:`.filtered.decorrelated`); NaN where no window
+    fits.  Independent of the as-of date, so a backtest's days share it."""
+    y = filled_history(history)[:, list(cols)]
+    n = len(y) - h
+    change = np.log((y[h:] + displacement) / (y[:n] + displacement)) if relative else y[h:] - y[:n]
+    vrows = np.arange(n) + (0 if vol_date == "start" else h)
+    vol = factor_volatility(history, spec_decay, relative, displacement)[:, list(cols)]
+    _, inv = factor_correlation_roots(history, spec_decay, relative, displacement, cols)
+    out = np.full(y.shape, np.nan)
+    for lo in range(0, n, 2048):  # blocks: the S x F x F gather stays small
+        r = vrows[lo:lo + 2048]
+        out[lo:lo + len(r)] = decorrelated(change[lo:lo + len(r)], vol[r], inv[r])
+    return out
 
 
 @dataclass(frozen=True)
@@ -282,10 +302,11 @@ def scenario_par(history: ParYieldHistory, snapshot: MarketSnapshot, spec: Scena
         n = len(starts)
         vrows = starts if spec.vol_date == "start" else starts + h
         if spec.correlation:
-            roots = factor_correlation_roots(history, spec.decay, relative, spec.relative_displacement_pct, tuple(cols))
+            cp, key = spec.relative_displacement_pct, tuple(cols)
+            root, _ = factor_correlation_roots(history, spec.decay, relative, cp, key)
+            w = decorrelated_windows(history, spec.decay, relative, cp, key, h, spec.vol_date)[starts]
             # in the units of ``vol``: the displaced log ratio, or the change in percentage points
-            change = np.log((after[:n] + c) / (before[:n] + c)) if relative else 100.0 * (after[:n] - before[:n])
-            x = correlation_filtered(change, vol, roots, vrows, end_row - 1, spec.max_scale)
+            x = recorrelated(w, vol[vrows], root[end_row - 1], vol[end_row - 1], spec.max_scale)
             par[:n] = (base + c) * np.exp(x) - c if relative else base + x / 100.0
         else:
             scales = filter_scales(vol, vrows, end_row - 1, spec.max_scale)
