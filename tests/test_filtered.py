@@ -231,8 +231,10 @@ def test_scenario_settings_are_range_checked(tmp_path: Path, text: str, field: s
 def test_scenario_settings_load(tmp_path: Path) -> None:
     path = tmp_path / "m.toml"
     path.write_text("[ficc.scenarios]\nmode = 'filtered'\ndecay = 0.94\nfloor = true\nbuffer = 0.25\n"
-                    "stress_weight = 0.25\n[cme.scenarios]\nmode = 'filtered'\n")
+                    "stress_weight = 0.25\nvol_date = 'end'\ncorrelation = false\n[cme.scenarios]\nmode = 'filtered'\n")
     p = load_params(path)
+    assert p.ficc.scenarios.vol_date == "end" and not p.ficc.scenarios.correlation  # the former per-tenor rule
+    assert p.cme.var_scenarios.vol_date == "start" and p.cme.var_scenarios.correlation  # the defaults
     assert p.ficc.scenarios.mode == "filtered" and p.ficc.scenarios.decay == 0.94 and p.ficc.scenarios.floor
     assert p.ficc.scenarios.buffer == 0.25 and p.ficc.scenarios.stress_weight == 0.25
     assert p.cme.var_scenarios.mode == "filtered"
