@@ -22,7 +22,7 @@ Units: points per 100 face; volatilities in points a day.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
@@ -133,6 +133,17 @@ def basis_changes(prices: RootPrices, history: ParYieldHistory, master: Securiti
     values are looked up in :func:`basis_change_series` (computed once for the whole
     history by :func:`window_basis_changes`, the same arithmetic); other windows are computed
     directly."""
+    return _by_history_windows(prices, history, master, start, end, basis_change_series, window_basis_changes)
+
+
+def _by_history_windows(prices: RootPrices, history: ParYieldHistory, master: SecuritiesMaster,
+                        start: DateArray, end: DateArray,
+                        series: Callable[[RootPrices, ParYieldHistory, SecuritiesMaster, int], FloatArray],
+                        direct: Callable[[RootPrices, ParYieldHistory, SecuritiesMaster, DateArray, DateArray],
+                                         FloatArray]) -> FloatArray:
+    """An elementwise window function ``direct`` of ``(start, end)``, read from its whole-history
+    ``series`` of ``h``-row windows where every window starts and ends on history rows (the
+    same numbers: each element is the same arithmetic on the same inputs)."""
     start, end = np.asarray(start, dtype="datetime64[D]"), np.asarray(end, dtype="datetime64[D]")
     dates = history.dates
     rows = np.searchsorted(dates, start)
@@ -143,11 +154,11 @@ def basis_changes(prices: RootPrices, history: ParYieldHistory, master: Securiti
         for h in np.unique(ends - rows):
             sel = (ends - rows) == h
             if h <= 0:
-                out[sel] = window_basis_changes(prices, history, master, start[sel], end[sel])
+                out[sel] = direct(prices, history, master, start[sel], end[sel])
             else:
-                out[sel] = basis_change_series(prices, history, master, int(h))[rows[sel]]
+                out[sel] = series(prices, history, master, int(h))[rows[sel]]
         return out
-    return window_basis_changes(prices, history, master, start, end)
+    return direct(prices, history, master, start, end)
 
 
 @lru_cache(maxsize=32)
@@ -215,6 +226,28 @@ def delivery_month_level(prices: RootPrices, history: ParYieldHistory, master: S
 
 def delivery_month_changes(prices: RootPrices, history: ParYieldHistory, master: SecuritiesMaster,
                            start: DateArray, end: DateArray) -> FloatArray:
+    """:func:`window_delivery_month_changes`, looked up in :func:`delivery_month_change_series` where
+    every window is an ``h``-row window of the history (a backtest's sliding windows: the same
+    numbers, priced once for the whole history instead of every day)."""
+    return _by_history_windows(prices, history, master, start, end, delivery_month_change_series,
+                               window_delivery_month_changes)
+
+
+@lru_cache(maxsize=32)
+def delivery_month_change_series(prices: RootPrices, history: ParYieldHistory, master: SecuritiesMaster,
+                                 h: int) -> FloatArray:
+    """:func:`window_delivery_month_changes` of every ``h``-row window of the history, indexed by
+    its first row (NaN for the last ``h`` rows); read-only."""
+    dates = history.dates
+    out = np.full(len(dates), np.nan)
+    if len(dates) > h:
+        out[: len(dates) - h] = window_delivery_month_changes(prices, history, master, dates[:-h], dates[h:])
+    out.flags.writeable = False
+    return out
+
+
+def window_delivery_month_changes(prices: RootPrices, history: ParYieldHistory, master: SecuritiesMaster,
+                                  start: DateArray, end: DateArray) -> FloatArray:
     """Basis change of the contract a continuous series holds at both ``start`` and ``end`` where
     either is in that contract's delivery month and the basis level stays within
     :data:`DELIVERY_BASIS_LIMIT` (the **proxy** for windows without the front contract, module
@@ -288,13 +321,17 @@ def _cached_basis_volatility(prices: RootPrices, history: ParYieldHistory, maste
     return cached("residual-vol", key, lambda: basis_volatility(prices, history, master, decay, delivery_month, since))
 
 
+@lru_cache(maxsize=16)  # in process too: a backtest reads it for every scenario set every day
 def cached_daily_basis_changes(prices: RootPrices, history: ParYieldHistory, master: SecuritiesMaster, data_dir: Path,
                                delivery_month: bool, since: int) -> FloatArray:
-    """:func:`daily_basis_changes` through the on-disk cache (the same key as the volatility's)."""
+    """:func:`daily_basis_changes` through the on-disk cache (the same key as the volatility's); read-only."""
     key = {"root": prices.root, "prices": files_key([prices.source]), "market": market_files_key(data_dir),
            "master": master_files_key(data_dir), "delivery_month": delivery_month, "since": since,
            "limit": DELIVERY_BASIS_LIMIT}
-    return cached("residual-daily", key, lambda: daily_basis_changes(prices, history, master, delivery_month, since))
+    out = np.array(cached("residual-daily", key, lambda: daily_basis_changes(prices, history, master, delivery_month,
+                                                                              since)))
+    out.flags.writeable = False
+    return out
 
 
 def ewma_start_year(window_end: DateArray) -> int:
