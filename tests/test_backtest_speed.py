@@ -246,3 +246,31 @@ def test_tail_portfolios_cover_every_var_the_margin_call_takes() -> None:
         np.testing.assert_array_equal(tail_portfolios(q, fut, elig, "ficc").toarray(), ficc)
     finally:
         bt.DENSE_PORTFOLIOS = big
+
+
+def test_compiled_inverse_is_numpys_inverse() -> None:
+    """``curve_kernel.inverse`` (the bootstrap Newton's per-curve Jacobian inverses) against
+    :func:`numpy.linalg.inv` (LAPACK) on random well-conditioned 7 x 7 matrices and a 2 x 2 by
+    hand (inverse of [[2, 1], [4, 3]] is [[1.5, -0.5], [-2, 1]], a pivot swap needed)."""
+    from xmargin.market import curve_kernel
+
+    with curve_kernel.compiled():
+        a = np.random.default_rng(7).normal(size=(50, 7, 7)) + 4.0 * np.eye(7)
+        np.testing.assert_allclose(curve_kernel.inverse(a), np.linalg.inv(a), rtol=1e-12, atol=1e-14)
+        got = curve_kernel.inverse(np.array([[[2.0, 1.0], [4.0, 3.0]]]))
+        np.testing.assert_allclose(got[0], [[1.5, -0.5], [-2.0, 1.0]], rtol=1e-15)
+        assert not np.isfinite(curve_kernel.inverse(np.zeros((1, 2, 2)))).all()  # singular: no silent finite answer
+
+
+def test_month_blocks_cut_only_at_month_starts() -> None:
+    """By hand: 2 days of January, 3 of February, 2 of March, 1 of April in blocks of at least
+    3 rows: [Jan + Feb], [Mar + Apr] (a block never splits a month, so a worker calibrates each
+    SPAN month once)."""
+    from xmargin.validation.backtest import month_blocks
+
+    dates = np.array(["2020-01-30", "2020-01-31", "2020-02-03", "2020-02-04", "2020-02-28", "2020-03-02",
+                      "2020-03-31", "2020-04-01"], dtype="datetime64[D]")
+    rows = list(range(100, 108))
+    assert month_blocks(dates, rows, 3) == [[100, 101, 102, 103, 104], [105, 106, 107]]
+    assert month_blocks(dates, rows, 1) == [[100, 101], [102, 103, 104], [105, 106], [107]]
+    assert month_blocks(dates[:0], [], 3) == []

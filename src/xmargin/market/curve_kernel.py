@@ -177,7 +177,7 @@ def _inverse(a: FloatArray) -> FloatArray:
 
 
 def inverse(a: FloatArray) -> FloatArray:
-    """``S`` inverses of ``a`` (``S x n x n``): the compiled loop once :func:`enable`\ d, else
+    """``S`` inverses of ``a`` (``S x n x n``): the compiled loop after :func:`enable`, else
     :func:`numpy.linalg.inv` (the same matrices to rounding)."""
     if ENABLED and "inverse" in _COMPILED:
         return _COMPILED["inverse"](np.ascontiguousarray(a, dtype=np.float64))  # type: ignore[operator,no-any-return]

@@ -433,18 +433,17 @@ def run_days(
     rows = list(range(lo, hi))
     nearby = [nearby_index(leg.instrument, spec.start, spec.horizon_days) if _is_futures(leg.instrument) else 0
               for leg in spec.legs]
-    # contiguous blocks: a worker then recalibrates SPAN only for the months of its blocks
-    chunk = 20 if workers <= 1 else max(1, min(60, -(-len(rows) // workers)))
-    blocks = [rows[i : i + chunk] for i in range(0, len(rows), chunk)]
+    chunk = 20 if workers <= 1 else max(1, min(40, -(-len(rows) // workers)))
     results: list[T] = []
-    if workers <= 1 or len(blocks) <= 1:
-        for b in blocks:
+    if workers <= 1 or len(rows) <= chunk:
+        for b in month_blocks(history.dates[rows], rows, chunk):
             results += _run_rows(spec, b, nearby, reducer)
             if progress:
                 progress(len(results), len(rows))
     else:
-        # the first block here: the processes forked after it inherit the warm caches (market
-        # history, basis-change series, compiled curve code) instead of each building them
+        # the first day here: the processes forked after it inherit the warm caches (market
+        # history, whole-history basis series, compiled curve code) instead of each building them
+        blocks = [rows[:1], *month_blocks(history.dates[rows[1:]], rows[1:], chunk)]
         results += _run_rows(spec, blocks[0], nearby, reducer)
         if progress:
             progress(len(results), len(rows))
@@ -454,6 +453,19 @@ def run_days(
                 if progress:
                     progress(len(results), len(rows))
     return history.dates[rows], results
+
+
+def month_blocks(dates: npt.NDArray[np.datetime64], rows: Sequence[int], size: int) -> list[list[int]]:
+    """``rows`` (on ``dates``) in contiguous blocks of whole calendar months, each at least
+    ``size`` rows (the last may be shorter): a worker calibrates SPAN once for each month of
+    its blocks, as a single process does, instead of again for a month split between blocks."""
+    month = np.asarray(dates).astype("datetime64[M]")
+    blocks: list[list[int]] = []
+    for k, r in enumerate(rows):
+        if not blocks or (len(blocks[-1]) >= size and month[k] != month[k - 1]):
+            blocks.append([])
+        blocks[-1].append(r)
+    return blocks
 
 
 @dataclass(frozen=True)
