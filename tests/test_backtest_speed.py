@@ -274,3 +274,41 @@ def test_month_blocks_cut_only_at_month_starts() -> None:
     assert month_blocks(dates, rows, 3) == [[100, 101, 102, 103, 104], [105, 106, 107]]
     assert month_blocks(dates, rows, 1) == [[100, 101], [102, 103, 104], [105, 106], [107]]
     assert month_blocks(dates[:0], [], 3) == []
+
+
+@pytest.mark.parametrize("n_curves", [3, 400])
+def test_compiled_flow_sums_equal_the_array_products(data_dir: Path, n_curves: int) -> None:
+    """``curve_kernel.flow_values`` (``dirty_prices`` in the backtest engine) against the sparse
+    product ``dirty_prices`` uses for big sets (flow matrix x DF / DF(settle)), bit for bit on the
+    same discount factors: the ZB basket of June 2022 (44 bonds, up to 60 flows), settlement on
+    the contract's last delivery day, on 3 and 400 curves; ``dirty_prices`` itself with the
+    kernel on and off to rounding (the interpolation's compiled loop differs in the last place);
+    one bond's price by hand (sum of flows x DF / DF(settle))."""
+    from xmargin.market import curve_kernel
+    from xmargin.market.snapshot import load_snapshot
+    from xmargin.pricing.bonds import dirty_prices
+    from xmargin.pricing.futures import contract_basket
+    from xmargin.pricing.revalue import linear_curves
+    from xmargin.reference.cashflows import resolve
+    from xmargin.reference.futures import TreasuryFuture
+    from xmargin.validation.backtest import _market
+
+    snap = load_snapshot(date(2022, 3, 3), data_dir=data_dir)
+    _, master = _market(data_dir)
+    zb = TreasuryFuture("ZB", 2022, 6)
+    bonds = [d.bond for d in contract_basket(zb, master, snap.as_of)]
+    cf = resolve(bonds, zb.last_delivery_day)
+    moves = np.random.default_rng(3).normal(scale=5e-4, size=(n_curves, len(snap.tenors)))
+    plain = dirty_prices(cf, linear_curves(snap, snap.par_yields + moves))
+    with curve_kernel.compiled():
+        curves = linear_curves(snap, snap.par_yields + moves)
+        fast = dirty_prices(cf, curves)
+        matrix, dates = cf.matrix_on_dates()
+        df = curves.discount_dates(dates)
+        settle = curves.discount_dates(np.array([cf.settle], dtype="datetime64[D]"))
+    assert len(bonds) > 30 and fast.shape == (len(bonds), n_curves)
+    np.testing.assert_array_equal(np.asarray(matrix @ (df / settle).T), fast)
+    np.testing.assert_allclose(fast, plain, rtol=1e-14)
+    first = cf.flow_owner == 0
+    by_hand = np.dot(cf.flow_amount[first], df[0, np.searchsorted(dates, cf.flow_date[first])] / settle[0, 0])
+    assert fast[0, 0] == pytest.approx(float(by_hand), rel=1e-14)
