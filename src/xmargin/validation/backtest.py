@@ -74,7 +74,13 @@ curves are solved from their first-order curves with a Newton step per curve
 values and the bumped-curve values are computed once per day and shared by the delta-gamma
 P&L, the DV01s and the exact revaluation; SPAN is calibrated for the roots the book holds
 (:func:`held_roots`); :func:`~xmargin.validation.multi.backtest_models` margins the three
-models in one call.  ``tests/test_backtest_speed.py`` compares each with the path it
+models in one call.  The delta-gamma ranking expands each Treasury future per deliverable and
+takes the basket's minimum (:func:`deliverable_taylor`), so a scenario that switches the CTD is
+ranked on the new CTD's price (one expansion of the contract's price put a Lehman-week tail
+scenario beyond the VaR rank + 32).  Compiled loops (:mod:`xmargin.market.curve_kernel`, the
+same sums in the same order) do the bonds' flow sums and the Newton's small inverses; the par
+bonds' unique flow times and the delivery-month basis proxy's whole-history series are shared;
+each process uses one BLAS thread, and worker blocks are whole months (SPAN once a month).  ``tests/test_backtest_speed.py`` compares each with the path it
 replaced.  ``python -m benchmarks.bench_backtest`` times it against main before this work
 on the same days.
 """
