@@ -11,11 +11,12 @@ is formed from that curve's own discounted flows:
 (``a_f`` the par bond's flows per 100, ``L = -ln DF`` the monotone convex interpolation of
 the node values ``y``).  The discounted flows ``a_f DF(t_f)`` are exact per curve (they are
 the residual's own terms).  The first step takes the interpolation weights ``W[f, k] =
-dL(t_f)/dy_k`` once, by +-``1e-6`` central differences at the mean starting curve; the second
-gives every unsettled curve its own weights (one-sided ``1e-6`` differences, one pass per bond
-node), and a curve gets them again only when a step reduced its error by less than
-``SLOW_RATE``; in between each curve keeps its last Jacobian's inverse (a chord per curve).
-From first-order curves that is about four passes on a calm day and six in October 2008,
+dL(t_f)/dy_k`` once, by +-``1e-6`` central differences at the mean starting curve; a curve
+whose error a step reduced by less than ``SLOW_RATE`` gets its own weights (one-sided ``1e-6``
+differences, one pass per bond node); in between each curve keeps its last Jacobian's inverse
+(a chord per curve: from first-order curves the shared weights' chord mostly converges
+as fast, and per-curve weights cost seven passes).
+From first-order curves that is about four to six passes,
 where the shared-Jacobian chord of ``bootstrap`` needs about ten plus finite-difference
 Jacobians for its slow rows.  Rows still unsettled after ``max_iter`` steps raise, as
 ``bootstrap`` does.
@@ -103,8 +104,8 @@ def bootstrap_near(
             for b in range(nb):
                 jac[:, b, :] = -cash[:, starts[b]:ends[b]] @ weights[starts[b]:ends[b]]
             inverse = curve_kernel.inverse(jac)
-        else:  # each unsettled curve's own Jacobian, again whenever its error fell less than SLOW_RATE
-            rows = np.flatnonzero((err >= tol) & ((iteration == 1) | (err > SLOW_RATE * previous)))
+        else:  # a curve's own Jacobian whenever its error fell less than SLOW_RATE in a step
+            rows = np.flatnonzero((err >= tol) & (err > SLOW_RATE * previous))
             if len(rows):
                 jac = np.empty((len(rows), nb, nb))
                 cash_rows, lv_rows = cash[rows], lv[rows]
