@@ -25,7 +25,10 @@ Timed cold (no cached scenario set or SPAN calibration), in the same run:
 The table prints seconds per business day of each path, the ratio baseline / new on the same
 days (wall and CPU seconds: on a loaded machine the CPU ratio is the steadier), the largest relative difference of the daily margins (new vs baseline, every model)
 and the full-range time against the target (<= 120 s on a quiet 2-core machine), also as
-CPU seconds a day over the workers (the wall time on that many free cores).  The
+CPU seconds a day over the workers (the wall time on that many free cores) and as the
+parent's serial CPU plus the workers' CPU over the workers.  CPU seconds on a machine loaded
+by other work are inflated by the contention (shared caches): the same code measured 69 ms a
+day over the loaded 20-year run (load 5) and 40 ms a day on January 2011 at a quieter moment.  The
 load average before and after is recorded: on a shared machine wall-clock times are
 several times a quiet machine's.  ``python -m benchmarks.bench_backtest [--quick]
 [--workers N] [--from D] [--to D] [--baseline REV|none]``; writes
