@@ -36,6 +36,7 @@ import os
 import time
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
@@ -51,6 +52,41 @@ _SECURITY = ((b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-
              (b"x-frame-options", b"DENY"), (b"content-security-policy", CSP.encode()))
 #: Starlette's JSONResponse.render, without building an encoder per response
 _ENCODE = json.JSONEncoder(ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode
+_ORJSON_INT = (-(1 << 63), 1 << 64)  # the integers orjson writes
+
+
+def _same_in_orjson(value: Any) -> bool:
+    """Whether ``orjson.dumps(value)`` is exactly Starlette's encoding of it: dicts with ASCII
+    string keys, lists, ASCII strings, bools, None, 64-bit ints, and floats that are 0 or of
+    magnitude in [1e-4, 1e16) -- where both write the shortest round-trip digits in the same
+    positional form (below 1e-4 Python writes ``1e-05`` and orjson ``0.00001``; NaN and the
+    infinities, which Starlette refuses, fail the test too)."""
+    t = type(value)
+    if t is float:
+        return value == 0.0 or 1e-4 <= abs(value) < 1e16
+    if t is str:
+        return value.isascii()  # the same escapes; no surrogate orjson would refuse differently
+    if t is dict:
+        for k, v in value.items():
+            if type(k) is not str or not k.isascii() or not _same_in_orjson(v):
+                return False
+        return True
+    if t is bool or value is None:
+        return True
+    if t is int:
+        return _ORJSON_INT[0] <= value < _ORJSON_INT[1]
+    if t is list:
+        return all(_same_in_orjson(v) for v in value)
+    return False
+
+
+def response_json(content: Any) -> bytes:
+    """The body Starlette's ``JSONResponse(content)`` sends, byte for byte: by orjson (about
+    5 us for a what-if document) where :func:`_same_in_orjson`, else by the standard library
+    as Starlette does (about 60-100 us: Python's float to text is most of it)."""
+    if _same_in_orjson(content):
+        return orjson.dumps(content)
+    return _ENCODE(content).encode("utf-8")
 
 
 def security_headers() -> list[tuple[bytes, bytes]]:
@@ -206,7 +242,7 @@ class TradeWhatIfFastPath:
             return True
         self._what_ifs.inc()
         metrics.WHAT_IFS_FAST.inc()
-        data = _ENCODE(out).encode("utf-8")
+        data = response_json(out)
         headers = [(b"server-timing", f"app;dur={(time.perf_counter() - t0) * 1e3:.3f}".encode("latin-1")),
                    (b"content-length", str(len(data)).encode("latin-1")), (b"content-type", b"application/json"),
                    *security_headers()]
