@@ -34,6 +34,7 @@ The engine is not thread-safe: one writer at a time.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
@@ -213,7 +214,7 @@ class LiveEngine:
 
     def prepare(self, account: Account | str, instrument: Instrument | str, quantity: float) -> Pending:
         """Evaluate a position change of ``quantity`` without applying it."""
-        if not np.isfinite(quantity):
+        if not math.isfinite(quantity):  # (np.isfinite on a scalar: ~1 us more)
             raise InputError(f"quantity {quantity} is not finite", field="quantity")
         ctx, kern = self._pair
         if isinstance(instrument, str):
