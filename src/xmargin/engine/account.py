@@ -173,9 +173,12 @@ class Arithmetic:
         c_comb, _ = self._var_c(sides[EF].pnl_c + sides[EC].pnl_c)
         return f_comb, c_comb
 
-    def assemble(self, sides: list[Side], risks: list[Risk], comb: tuple[FloatArray, FloatArray]) -> Row:
+    def assemble(self, sides: list[Side], risks: list[Risk], comb: tuple[FloatArray, FloatArray],
+                 headline_only: bool = False) -> Row:
         """The account's figures, with the formulas of ``margins_for_positions`` (same operations
-        in the same order, on scalars: IEEE doubles either way)."""
+        in the same order, on scalars: IEEE doubles either way).  ``headline_only``: the
+        :data:`HEADLINE` fields alone (what a what-if reports), without the stressed losses
+        (three passes over the scenario vectors) and the component breakdown."""
         p = self._ctx.params
         ef, ec, rf, rc = risks
         var_e, var_r = float(ef.var[0]), float(rf.var[0])
@@ -206,7 +209,7 @@ class Arithmetic:
         after = ficc_after + cme_after
         nan = np.nan if bad else 0.0
         pnl_ef, pnl_ec_f, pnl_rf, pnl_rc_f = sides[EF].pnl_f, sides[EC].pnl_f, sides[RF].pnl_f, sides[RC].pnl_f
-        return {
+        row = {
             "ficc_standalone": ficc_before + nan,
             "cme_standalone": cme_before + nan,
             "ficc_combined": np.nan if bad or fallback else float(f_comb[0]),
@@ -220,6 +223,10 @@ class Arithmetic:
             "total_after": after + nan,
             "savings": before - after + nan,
             "savings_pct": ((before - after) / before * 100.0 if before > 0 else 0.0) + nan,
+        }
+        if headline_only:
+            return row
+        row.update({
             "ficc_var": var_e + var_r,
             "ficc_var_eligible": var_e,
             "ficc_floor": floor_e + floor_r,
@@ -236,7 +243,8 @@ class Arithmetic:
             "stressed_loss_combined": worst(pnl_ef + pnl_rf + pnl_ec_f + pnl_rc_f),
             "computable": not bad,
             "fallback": fallback,
-        }
+        })
+        return row
 
     def fresh_state(self, account: Account, positions: dict[int, float]) -> AccountState:
         """State of an account built from its positions (no incremental history)."""
