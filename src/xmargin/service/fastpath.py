@@ -25,7 +25,15 @@ exception from the what-if itself (an unknown account, a refused instrument, a p
 timeout) goes to the application's own handler for it, as the route's would -- not run
 twice, so its metrics count it once; an exception with no handler goes to the stack, whose
 route raises it again to Starlette's error middleware (500).  While FastAPI's OpenTelemetry
-instrumentation is configured, every request takes the stack (so it is traced).
+instrumentation is configured, every request takes the stack (so it is traced; checked at most
+once a second while it is not).  The engine's part is
+:meth:`~xmargin.engine.live.LiveEngine.what_if_headline`: the figures the answer reports.
+
+Server CPU per trade what-if, this path against main's (session 5, same run, 1 worker, 2-core
+machine at load ~7): 0.63 against 1.02 ms.  What went: the middleware stack (~0.1 ms), the JSON
+encoding (Python's float-to-text; :func:`response_json`), re-parsing the futures symbol
+(:func:`~xmargin.reference.futures.parse_future_symbol` keeps what it parsed), the stressed
+losses the what-if does not report, and the follower's ledger poll (``Ledger.head_seq``).
 ``tests/test_service_fastpath.py`` compares both paths on the same requests, byte for byte.
 """
 
