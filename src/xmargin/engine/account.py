@@ -226,6 +226,7 @@ class Arithmetic:
         }
         if headline_only:
             return row
+        ficc_pnl = pnl_ef + pnl_rf
         row.update({
             "ficc_var": var_e + var_r,
             "ficc_var_eligible": var_e,
@@ -238,9 +239,9 @@ class Arithmetic:
             "span_inter_spread_credit": float(span_e.inter_spread_credit[0]) + float(span_r.inter_spread_credit[0]),
             "cme_var": cme_var_e + cme_var_r,
             "cme_standalone_eligible": cme_e,
-            "stressed_loss_ficc": worst(pnl_ef + pnl_rf),
+            "stressed_loss_ficc": worst(ficc_pnl),
             "stressed_loss_cme": worst(pnl_ec_f + pnl_rc_f),
-            "stressed_loss_combined": worst(pnl_ef + pnl_rf + pnl_ec_f + pnl_rc_f),
+            "stressed_loss_combined": worst(ficc_pnl + pnl_ec_f + pnl_rc_f),  # ((ef + rf) + ec) + rc, as before
             "computable": not bad,
             "fallback": fallback,
         })
@@ -300,14 +301,19 @@ class VarOfOne:
             return np.zeros(1), np.zeros(1, dtype=bool)
         if not self.trailing or self.n_base == 0:
             return var_with_stress(v[None, :], self.is_stress, self.confidence)
+        # np.partition(a, k) is a.copy() then a.partition(k): the same, without its wrapper
         if self.n_stress == 0:
-            x = -float(np.partition(v, self.k_full - 1)[self.k_full - 1])
+            every = v.copy()
+            every.partition(self.k_full - 1)
+            x = -float(every[self.k_full - 1])
             return np.array([x if x > 0.0 else 0.0]), np.zeros(1, dtype=bool)
-        head = np.partition(v[: self.n_base], self.kth)
+        head = v[: self.n_base].copy()
+        head.partition(self.kth)
         b = -float(head[self.k_base - 1])
         base = b if b > 0.0 else 0.0
         pool = np.concatenate([head[: self.m], v[self.n_base:]])
-        f = -float(np.partition(pool, self.k_full - 1)[self.k_full - 1])
+        pool.partition(self.k_full - 1)
+        f = -float(pool[self.k_full - 1])
         full = f if f > 0.0 else 0.0
         return np.array([base if base >= full else full]), np.array([full > base])
 
