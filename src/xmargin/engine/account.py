@@ -335,15 +335,16 @@ class SpanOfOne:
         intra = (np.minimum(long, short) * self.intra_charge).sum()
         remaining = np.abs(delta).tolist()
         sign = np.sign(delta).tolist()
-        scan_list = scan_by_root.tolist()
-        wfpr = [sc / r if r > 0 else 0.0 for sc, r in zip(scan_list, remaining, strict=True)]
         credit = 0.0
-        for p, q, rate in self.pairs:
-            if remaining[p] > 0 and remaining[q] > 0 and sign[p] * sign[q] < 0:
-                x = min(remaining[p], remaining[q])
-                credit += rate * x * (wfpr[p] + wfpr[q])
-                remaining[p] -= x
-                remaining[q] -= x
+        if 1.0 in sign and -1.0 in sign:  # else no pair has legs of opposite signs: no credit
+            scan_list = scan_by_root.tolist()
+            wfpr = [sc / r if r > 0 else 0.0 for sc, r in zip(scan_list, remaining, strict=True)]
+            for p, q, rate in self.pairs:
+                if remaining[p] > 0 and remaining[q] > 0 and sign[p] * sign[q] < 0:
+                    x = min(remaining[p], remaining[q])
+                    credit += rate * x * (wfpr[p] + wfpr[q])
+                    remaining[p] -= x
+                    remaining[q] -= x
         scan = scan_by_root.sum()
         net_req = float(scan + intra - credit)
         total = net_req if net_req > 0.0 else 0.0
