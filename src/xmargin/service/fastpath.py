@@ -201,8 +201,7 @@ class TradeWhatIfFastPath:
     def __init__(self, app: Any, max_body_bytes: int) -> None:
         self.app = app
         self.limit = max_body_bytes
-        self._answered = metrics.REQUESTS.labels(PATH, "POST", "200")
-        self._what_ifs = metrics.WHAT_IFS.labels("trade")
+        self._series: tuple[Any, Any] | None = None  # labelled on the first answer, as the route's are
         self._untraced_until = 0.0
 
     def _traced(self) -> bool:
@@ -277,7 +276,10 @@ class TradeWhatIfFastPath:
             finally:
                 metrics.REQUESTS.labels(PATH, "POST", str(status[0])).observe(time.perf_counter() - t0)
             return True
-        self._what_ifs.inc()
+        series = self._series
+        if series is None:
+            series = self._series = (metrics.WHAT_IFS.labels("trade"), metrics.REQUESTS.labels(PATH, "POST", "200"))
+        series[0].inc()
         metrics.WHAT_IFS_FAST.inc()
         data = response_json(out)
         headers = [(b"server-timing", f"app;dur={(time.perf_counter() - t0) * 1e3:.3f}".encode("latin-1")),
@@ -285,5 +287,5 @@ class TradeWhatIfFastPath:
                    *security_headers()]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": data})
-        self._answered.observe(time.perf_counter() - t0)
+        series[1].observe(time.perf_counter() - t0)
         return True
