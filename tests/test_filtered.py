@@ -23,6 +23,7 @@ from xmargin.margin.var import historical_var, model_var, var_with_stress, weigh
 from xmargin.market.history import load_par_yields
 from xmargin.market.snapshot import load_snapshot
 from xmargin.scenarios.filtered import (
+    CORRELATION_FLOOR,
     SEED_DAYS,
     correlation_filtered,
     correlation_roots,
@@ -82,8 +83,9 @@ def test_correlation_filter_by_hand() -> None:
 
 def test_correlation_filtered_scenarios_match_sqrtm(data_dir: Path) -> None:
     """Correlation-weighted FHS on the real curve (12 tenors as of 2022-10-18, before the 4-month
-    bill's first print: no interpolated tenor in the look-back, so no eigenvalue floor binds):
-    the EWMA covariance run day by day in Python, matrix roots by :func:`scipy.linalg.sqrtm`."""
+    bill's first print: no interpolated tenor in the look-back): the EWMA covariance run day by
+    day in Python, each correlation matrix's eigenvalues floored at ``CORRELATION_FLOOR``, matrix
+    roots by :func:`scipy.linalg.sqrtm` (a Schur method, not the eigen-decomposition)."""
     from scipy.linalg import sqrtm
 
     as_of = date(2022, 10, 18)
@@ -105,9 +107,8 @@ def test_correlation_filtered_scenarios_match_sqrtm(data_dir: Path) -> None:
 
     def split(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         sd = np.sqrt(np.diag(c))
-        corr = c / np.outer(sd, sd)
-        assert np.linalg.eigvalsh(corr).min() > 1e-4
-        return sd, corr
+        w, v = np.linalg.eigh(c / np.outer(sd, sd))
+        return sd, (v * np.maximum(w, CORRELATION_FLOOR)) @ v.T
 
     sd_t, c_t = split(at[as_of])
     root_t = np.real(sqrtm(c_t))
