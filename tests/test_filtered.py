@@ -220,6 +220,7 @@ def test_weighted_var_partial_sort_equals_full_sort() -> None:
     ("[ficc]\npd_decay = 1.0\n", "ficc.pd_decay", "outside"),
     ("[ficc.scenarios]\nvol_date = 'today'\n", "ficc.scenarios.vol_date", "start"),
     ("[cme.scenarios]\ncorrelation = 'yes'\n", "cme.var_scenarios.correlation", "true or false"),
+    ("[ficc.scenarios]\ncorrelation_floor = 0\n", "ficc.scenarios.correlation_floor", "outside (0.0, 1.0]"),
 ])
 def test_scenario_settings_are_range_checked(tmp_path: Path, text: str, field: str, words: str) -> None:
     path = tmp_path / "m.toml"
@@ -232,10 +233,12 @@ def test_scenario_settings_are_range_checked(tmp_path: Path, text: str, field: s
 def test_scenario_settings_load(tmp_path: Path) -> None:
     path = tmp_path / "m.toml"
     path.write_text("[ficc.scenarios]\nmode = 'filtered'\ndecay = 0.94\nfloor = true\nbuffer = 0.25\n"
-                    "stress_weight = 0.25\nvol_date = 'end'\ncorrelation = false\n[cme.scenarios]\nmode = 'filtered'\n")
+                    "stress_weight = 0.25\nvol_date = 'end'\ncorrelation = false\n[cme.scenarios]\nmode = 'filtered'\n"
+                    "correlation_floor = 0.001\n")
     p = load_params(path)
     assert p.ficc.scenarios.vol_date == "end" and not p.ficc.scenarios.correlation  # the former per-tenor rule
     assert p.cme.var_scenarios.vol_date == "start" and p.cme.var_scenarios.correlation  # the defaults
+    assert p.cme.var_scenarios.correlation_floor == 0.001 and p.ficc.scenarios.correlation_floor == 0.01
     assert p.ficc.scenarios.mode == "filtered" and p.ficc.scenarios.decay == 0.94 and p.ficc.scenarios.floor
     assert p.ficc.scenarios.buffer == 0.25 and p.ficc.scenarios.stress_weight == 0.25
     assert p.cme.var_scenarios.mode == "filtered"

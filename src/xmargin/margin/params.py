@@ -129,6 +129,7 @@ _RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "lookback_years": (0.0, float("inf"), False, False),
     "decay": (0.0, 1.0, False, False),
     "max_scale": (1.0, float("inf"), True, False),
+    "correlation_floor": (0.0, 1.0, False, True),
     "buffer": (0.0, 1.0, True, True),
     "stress_weight": (0.0, 1.0, True, False),
     "span_short_lookback_years": (0.0, float("inf"), True, False),

@@ -45,6 +45,7 @@ from xmargin.market.curve import ZeroCurves
 from xmargin.market.history import TENOR_MONTHS, TENORS, ParYieldHistory
 from xmargin.market.snapshot import MarketSnapshot
 from xmargin.scenarios.filtered import (
+    CORRELATION_FLOOR,
     SEED_DAYS,
     VOL_FLOOR,
     apply_scales,
@@ -80,6 +81,8 @@ class ScenarioSpec:
     #: ``True``: filter the correlation between tenors too (:func:`.filtered.correlation_filtered`),
     #: not only each tenor's volatility (``False``: per-tenor FHS).
     correlation: bool = True
+    #: Eigenvalue floor of the correlation matrices (:data:`.filtered.CORRELATION_FLOOR`, choice).
+    correlation_floor: float = CORRELATION_FLOOR
     #: Anti-procyclicality tools, EMIR RTS 153/2013 article 28(1)(a)-(c):
     buffer: float = 0.0  # (a) margin buffer as a fraction of the VaR (0.25 = 25%)
     stress_weight: float = 0.0  # (b) weight of the stressed scenarios (0: max(VaR, VaR with stress))
@@ -104,6 +107,8 @@ class ScenarioSpec:
             raise InputError(f"decay {self.decay} is outside (0, 1)", field="decay")
         if self.vol_date not in ("start", "end"):
             raise InputError(f"vol_date '{self.vol_date}' is not 'start' or 'end'", field="vol_date")
+        if not 0.0 < self.correlation_floor <= 1.0:
+            raise InputError(f"correlation_floor {self.correlation_floor} is outside (0, 1]", field="correlation_floor")
         if not self.max_scale >= 1.0:
             raise InputError(f"max_scale {self.max_scale} is below 1", field="max_scale")
         if not 0.0 <= self.buffer <= 1.0:
@@ -213,7 +218,7 @@ def factor_volatility(history: ParYieldHistory, spec_decay: float, relative: boo
 
 @lru_cache(maxsize=4)
 def factor_correlation_roots(history: ParYieldHistory, spec_decay: float, relative: bool, displacement: float,
-                             cols: tuple[int, ...]) -> tuple[FloatArray, FloatArray]:
+                             cols: tuple[int, ...], floor: float = CORRELATION_FLOOR) -> tuple[FloatArray, FloatArray]:
     """``(C^(1/2), C^(-1/2))`` of the EWMA correlation of the tenors ``cols`` after every history
     row (row 0: the seed), aligned with :func:`factor_volatility`.  ``displacement`` in percent."""
     y = filled_history(history)[:, list(cols)]
@@ -221,12 +226,12 @@ def factor_correlation_roots(history: ParYieldHistory, spec_decay: float, relati
     corr = ewma_correlation(daily, spec_decay)
     seed = (daily[:SEED_DAYS, :, None] * daily[:SEED_DAYS, None, :]).mean(axis=0)
     sd = np.sqrt(np.maximum(np.diag(seed), VOL_FLOOR ** 2))
-    return correlation_roots(np.concatenate([(seed / np.outer(sd, sd))[None], corr]))
+    return correlation_roots(np.concatenate([(seed / np.outer(sd, sd))[None], corr]), floor)
 
 
 @lru_cache(maxsize=8)
 def decorrelated_windows(history: ParYieldHistory, spec_decay: float, relative: bool, displacement: float,
-                         cols: tuple[int, ...], h: int, vol_date: str) -> FloatArray:
+                         cols: tuple[int, ...], h: int, vol_date: str, floor: float = CORRELATION_FLOOR) -> FloatArray:
     """``T x F``: the ``h``-day change of the tenors ``cols`` from every history row, standardised
     and decorrelated on its volatility row (:func:`.filtered.decorrelated`); NaN where no window
     fits.  Independent of the as-of date, so a backtest's days share it."""
@@ -235,7 +240,7 @@ def decorrelated_windows(history: ParYieldHistory, spec_decay: float, relative: 
     change = np.log((y[h:] + displacement) / (y[:n] + displacement)) if relative else y[h:] - y[:n]
     vrows = np.arange(n) + (0 if vol_date == "start" else h)
     vol = factor_volatility(history, spec_decay, relative, displacement)[:, list(cols)]
-    _, inv = factor_correlation_roots(history, spec_decay, relative, displacement, cols)
+    _, inv = factor_correlation_roots(history, spec_decay, relative, displacement, cols, floor)
     out = np.full(y.shape, np.nan)
     for lo in range(0, n, 2048):  # blocks: the S x F x F gather stays small
         r = vrows[lo:lo + 2048]
@@ -303,8 +308,9 @@ def scenario_par(history: ParYieldHistory, snapshot: MarketSnapshot, spec: Scena
         vrows = starts if spec.vol_date == "start" else starts + h
         if spec.correlation:
             cp, key = spec.relative_displacement_pct, tuple(cols)
-            root, _ = factor_correlation_roots(history, spec.decay, relative, cp, key)
-            w = decorrelated_windows(history, spec.decay, relative, cp, key, h, spec.vol_date)[starts]
+            fl = spec.correlation_floor
+            root, _ = factor_correlation_roots(history, spec.decay, relative, cp, key, fl)
+            w = decorrelated_windows(history, spec.decay, relative, cp, key, h, spec.vol_date, fl)[starts]
             # in the units of ``vol``: the displaced log ratio, or the change in percentage points
             x = recorrelated(w, vol[vrows], root[end_row - 1], vol[end_row - 1], spec.max_scale)
             par[:n] = (base + c) * np.exp(x) - c if relative else base + x / 100.0
