@@ -12,7 +12,10 @@ concentration add-on are computed stand-alone and not reduced (methodology secti
 
 Accounts are processed in chunks: the account scenario P&L (``positions @ instrument P&L``)
 of a chunk is formed, reduced to margin figures and dropped, so memory stays bounded for
-any number of accounts.
+any number of accounts.  A small book (at most ``DENSE_MAX_CELLS`` accounts x instruments,
+e.g. a posted what-if portfolio) takes its positions as a dense array instead: the same
+formulas and figures (to rounding: the products' sums may run in another order), without
+SciPy's per-matrix overhead, which dominated the margin call of a 2-account book.
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ except ImportError:  # pragma: no cover - a SciPy without it: q @ pnl
     _csr_matvecs = None
 
 FloatArray = npt.NDArray[np.float64]
+Positions = sp.csr_matrix | FloatArray  # accounts x instruments: CSR, or dense for a small book
+
+DENSE_MAX_CELLS = 4096  # compute_margins: books of at most this many accounts x instruments go dense
 
 
 @dataclass
@@ -96,9 +102,11 @@ class AccountMargins:
         return out
 
 
-def _scale_columns(q: sp.csr_matrix, mask: npt.NDArray[np.bool_]) -> sp.csr_matrix:
+def _scale_columns(q: Positions, mask: npt.NDArray[np.bool_]) -> Positions:
     """``q @ diag(mask)``: each stored quantity times its column's 0 or 1 (the same products,
     without building the diagonal matrix: that overhead dominated a small book's margin call)."""
+    if isinstance(q, np.ndarray):
+        return q * mask
     q = q.tocsr()
     out = sp.csr_matrix((q.data * mask.astype(np.float64)[q.indices], q.indices.copy(), q.indptr.copy()),
                         shape=q.shape)
@@ -106,12 +114,14 @@ def _scale_columns(q: sp.csr_matrix, mask: npt.NDArray[np.bool_]) -> sp.csr_matr
     return out
 
 
-def _span_inputs(q: sp.csr_matrix, context: MarginContext) -> SpanInputs:
+def _span_inputs(q: Positions, context: MarginContext) -> SpanInputs:
     a = context.attributes
     onehot = a.span_onehot
     dv01 = np.nan_to_num(a.dv01)[:, None] * onehot
-    longs = q.maximum(0)
-    shorts = (-q).maximum(0)
+    if isinstance(q, np.ndarray):
+        longs, shorts = np.maximum(q, 0.0), np.maximum(-q, 0.0)
+    else:
+        longs, shorts = q.maximum(0), (-q).maximum(0)
     return SpanInputs(
         net=np.asarray(q @ onehot),
         long=np.asarray(longs @ onehot),
@@ -120,7 +130,7 @@ def _span_inputs(q: sp.csr_matrix, context: MarginContext) -> SpanInputs:
     )
 
 
-def _unpriced(q: sp.csr_matrix, priced: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+def _unpriced(q: Positions, priced: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
     """Accounts holding an instrument that could not be priced."""
     return np.asarray(abs(q) @ (~priced).astype(np.float64)).ravel() > 0
 
@@ -147,8 +157,10 @@ def scenario_set_var_inplace(pnl: FloatArray, scenarios: ScenarioSet, confidence
                              stress_weight=spec.stress_weight, buffer=spec.buffer, active=active)
 
 
-def _held(q: sp.csr_matrix) -> npt.NDArray[np.intp]:
+def _held(q: Positions) -> npt.NDArray[np.intp]:
     """Rows of ``q`` (no stored zeros) with at least one position."""
+    if isinstance(q, np.ndarray):
+        return np.flatnonzero((q != 0.0).any(axis=1))
     return np.flatnonzero(np.diff(q.indptr))
 
 
@@ -164,10 +176,13 @@ class PnLWorkspace:
         self.e_c = np.empty((rows, cme_scenarios))
 
 
-def product_into(q: sp.csr_matrix, pnl: FloatArray, out: FloatArray) -> FloatArray:
+def product_into(q: Positions, pnl: FloatArray, out: FloatArray) -> FloatArray:
     """``out[:] = q @ pnl`` (sparse positions times instrument P&L) without allocating: SciPy's
     own CSR kernel (``csr_matvecs``, the one ``q @ pnl`` runs) on ``out``; ``q @ pnl`` where
-    that kernel or the layouts are not available."""
+    that kernel or the layouts are not available.  Dense ``q``: NumPy's ``matmul`` into ``out``."""
+    if isinstance(q, np.ndarray):
+        np.matmul(q, pnl, out=out)
+        return out
     if _csr_matvecs is None or not (out.flags.c_contiguous and pnl.flags.c_contiguous) \
             or q.dtype != np.float64 or pnl.dtype != np.float64 or out.shape != (q.shape[0], pnl.shape[1]):
         out[...] = q @ pnl
@@ -179,8 +194,8 @@ def product_into(q: sp.csr_matrix, pnl: FloatArray, out: FloatArray) -> FloatArr
     return out
 
 
-def margins_for_positions(context: MarginContext, q: sp.csr_matrix, xm: npt.NDArray[np.bool_],
-                          q_elected: sp.csr_matrix | None = None, *,
+def margins_for_positions(context: MarginContext, q: Positions, xm: npt.NDArray[np.bool_],
+                          q_elected: Positions | None = None, *,
                           workspace: PnLWorkspace | None = None, copying: bool = False) -> AccountMargins:
     """Margin figures for the accounts whose positions are the rows of ``q``.
 
@@ -188,22 +203,28 @@ def margins_for_positions(context: MarginContext, q: sp.csr_matrix, xm: npt.NDAr
     every position of an account whose ``xm`` is set.  ``workspace``: buffers for the account
     scenario P&L, reused from chunk to chunk (:func:`compute_margins`); default: new ones.
     ``copying``: each VaR on a copy of its P&L (:func:`scenario_set_var`) instead of in place
-    -- the same figures, slower; the benchmarks' baseline.
+    -- the same figures, slower; the benchmarks' baseline.  ``q`` (and ``q_elected``) may be
+    dense arrays (both or neither): the same figures to rounding (:data:`DENSE_MAX_CELLS`).
     """
     a = context.attributes
     p = context.params
     ficc_pnl = context.ficc_pnl.filled
     cme_pnl = context.cme_pnl.filled
+    dense = isinstance(q, np.ndarray)
+    if dense and q_elected is not None and not isinstance(q_elected, np.ndarray):
+        raise TypeError("q is dense: q_elected must be dense too")
     if q_elected is None:
-        q_e = (sp.diags(xm.astype(np.float64)) @ _scale_columns(q, a.eligible)).tocsr()
+        q_e = _scale_columns(q, a.eligible) * xm[:, None] if dense else \
+            (sp.diags(xm.astype(np.float64)) @ _scale_columns(q, a.eligible)).tocsr()
     else:
         q_e = _scale_columns(q_elected, a.eligible)
-    q_r = (q - q_e).tocsr()
+    q_r = q - q_e if dense else (q - q_e).tocsr()
     q_ef, q_ec = _scale_columns(q_e, ~a.is_cme), _scale_columns(q_e, a.is_cme)
     q_rf, q_rc = _scale_columns(q_r, ~a.is_cme), _scale_columns(q_r, a.is_cme)
-    for m in (q_e, q_ef, q_ec, q_rf, q_rc):  # no stored zeros; column order fixes each row's sum order
-        m.eliminate_zeros()
-        m.sort_indices()
+    if not dense:
+        for m in (q_e, q_ef, q_ec, q_rf, q_rc):  # no stored zeros; column order fixes each row's sum order
+            m.eliminate_zeros()
+            m.sort_indices()
     set_f = context.ficc_scenarios
     set_c = context.cme_scenarios
     conf_f = p.ficc.confidence
@@ -217,7 +238,7 @@ def margins_for_positions(context: MarginContext, q: sp.csr_matrix, xm: npt.NDAr
     pnl_rf = product_into(q_rf, ficc_pnl, ws.rf[:n])
     pnl_rc_f = product_into(q_rc, ficc_pnl, ws.rc_f[:n])
     work = ws.work[:n]
-    has_e = q_e.nnz > 0
+    has_e = bool(np.count_nonzero(q_e)) if dense else q_e.nnz > 0
     if has_e:
         pnl_ef = product_into(q_ef, ficc_pnl, ws.ef[:n])
         pnl_ec_f = product_into(q_ec, ficc_pnl, ws.ec_f[:n])
@@ -235,7 +256,7 @@ def margins_for_positions(context: MarginContext, q: sp.csr_matrix, xm: npt.NDAr
         loss_cme = _worst_loss(pnl_rc_f)
         loss_combined = _worst_loss(np.add(pnl_rf, pnl_rc_f, out=work))
 
-    def side_var(pnl: FloatArray, rows: sp.csr_matrix, scenarios: ScenarioSet,
+    def side_var(pnl: FloatArray, rows: Positions, scenarios: ScenarioSet,
                  confidence: float) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
         if copying:
             return scenario_set_var(pnl, scenarios, confidence)
@@ -259,7 +280,7 @@ def margins_for_positions(context: MarginContext, q: sp.csr_matrix, xm: npt.NDAr
         span_e = span_requirement(_span_inputs(q_ec, context), context.span)
         span_r = span_requirement(_span_inputs(q_rc, context), context.span)
     else:
-        span_e, span_r = file_model.requirement(q_ec), file_model.requirement(q_rc)
+        span_e, span_r = (file_model.requirement(sp.csr_matrix(m) if dense else m) for m in (q_ec, q_rc))
     if p.cme.standalone_model == "var":
         cme_var_e, _ = scenario_set_var_inplace(np.asarray(q_ec @ cme_pnl), set_c, p.cme.var_confidence)
         cme_var_r, _ = scenario_set_var_inplace(np.asarray(q_rc @ cme_pnl), set_c, p.cme.var_confidence)
@@ -337,6 +358,13 @@ def compute_margins(
     if book.universe.ids != context.universe.ids:
         raise ValueError("the book's universe differs from the context's; build the context from the book")
     n = book.size
+    if n * len(book.universe) <= DENSE_MAX_CELLS and not copying:  # a small book: one dense call
+        xm = np.array([acc.cross_margin for acc in book.accounts], dtype=bool)
+        elected = None if book.elected is None else book.elected.toarray()
+        out = margins_for_positions(context, book.positions.toarray(), xm, elected)
+        if progress is not None:
+            progress(n, n)
+        return out
     out = AccountMargins.empty(n)
     xm = np.array([acc.cross_margin for acc in book.accounts], dtype=bool)
     # cross-margining accounts first, so most chunks are all one kind (a chunk without an
