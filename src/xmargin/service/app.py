@@ -58,6 +58,8 @@ from xmargin.service import metrics
 from xmargin.service.auth import KeyStore
 from xmargin.service.fastpath import PATH as FAST_PATH
 from xmargin.service.fastpath import RouteLabel, TradeWhatIfFastPath, replay_body
+from xmargin.service.fastpath_portfolio import PATH as FAST_PORTFOLIO_PATH
+from xmargin.service.fastpath_portfolio import PortfolioWhatIfFastPath
 from xmargin.service.ledger_routes import router as ledger_router
 from xmargin.service.routes import API_PREFIX, RequestError, input_error, router
 from xmargin.service.state import Conflict, NotFound, ServiceConfig, ServiceState
@@ -246,6 +248,7 @@ def create_app(
     app.include_router(statement_router)  # GET /accounts/{account}/statement
     if config.fast_what_if:
         app.add_middleware(TradeWhatIfFastPath, route=RouteLabel(FAST_PATH))  # innermost: inside Guard, metrics
+        app.add_middleware(PortfolioWhatIfFastPath, route=RouteLabel(FAST_PORTFOLIO_PATH))
     app.add_middleware(Guard, max_body_bytes=config.max_body_bytes)
     app.add_middleware(metrics.RequestMetrics)
 

@@ -63,6 +63,14 @@ class WhatIfInstruments:
         self._extra: OrderedDict[str, tuple[MarginContext, int]] = OrderedDict()
         self._lock = threading.Lock()  # pricing threads share the cache (pricing itself runs outside)
 
+    def at_hand(self, base: MarginContext, universe: InstrumentUniverse) -> bool:
+        """Whether every instrument of ``universe`` has its rows at hand (the engine's, or
+        priced for an earlier what-if on the same model): :meth:`context` then prices nothing."""
+        index = base.universe._index
+        cache = self._extra
+        with self._lock:
+            return all(i in index or (i in cache and _same_model(cache[i][0], base)) for i in universe.ids)
+
     def context(self, base: MarginContext, universe: InstrumentUniverse) -> MarginContext:
         """The context of ``universe``: rows of ``base`` (the engine's context), and of
         instruments priced for earlier what-ifs; only instruments seen for the first time are
