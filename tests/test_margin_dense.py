@@ -1,7 +1,7 @@
 """A small book's dense margin path gives the figures of the sparse (CSR) path (issue 14).
 
 :func:`~xmargin.margin.calculator.compute_margins` takes a book of at most
-``DENSE_MAX_CELLS`` accounts x instruments (a posted what-if portfolio) as one dense array.
+16 accounts and 4,096 accounts x instruments (a posted what-if portfolio) as one dense array.
 The reference is the CSR path of :func:`~xmargin.margin.calculator.margins_for_positions`
 on the same positions -- the path every batch takes, itself checked against the copying
 formulas in ``test_margin_batch_var.py``.  Every field of :class:`AccountMargins` (the
@@ -143,7 +143,7 @@ def test_margins_for_positions_refuses_mixed_forms(ctx: MarginContext) -> None:
 
 
 def test_a_large_book_stays_sparse(ctx: MarginContext, monkeypatch: pytest.MonkeyPatch) -> None:
-    n = calculator.DENSE_MAX_CELLS // len(ctx.universe) + 1
+    n = calculator.DENSE_MAX_ACCOUNTS + 1
     q = np.zeros((n, len(ctx.universe)))
     q[:, 4] = 1.0
     book = Book(tuple(Account(f"A{i}", "M", "house", True) for i in range(n)), ctx.universe, sp.csr_matrix(q),

@@ -12,8 +12,8 @@ concentration add-on are computed stand-alone and not reduced (methodology secti
 
 Accounts are processed in chunks: the account scenario P&L (``positions @ instrument P&L``)
 of a chunk is formed, reduced to margin figures and dropped, so memory stays bounded for
-any number of accounts.  A small book (at most ``DENSE_MAX_CELLS`` accounts x instruments,
-e.g. a posted what-if portfolio) takes its positions as a dense array instead: the same
+any number of accounts.  A small book (:func:`is_small_book`: at most 16 accounts and 4,096
+accounts x instruments, e.g. a posted what-if portfolio) takes its positions as a dense array instead: the same
 formulas and figures (to rounding: the products' sums may run in another order), without
 SciPy's per-matrix overhead, which dominated the margin call of a 2-account book.
 """
@@ -30,7 +30,7 @@ import scipy.sparse as sp
 from xmargin.margin.context import MarginContext
 from xmargin.margin.cross import reduction_factors
 from xmargin.margin.ficc import concentration_addon, ficc_requirement
-from xmargin.margin.span import SpanInputs, span_requirement
+from xmargin.margin.span import SpanInputs, SpanResult, span_requirement
 from xmargin.margin.var import model_var
 from xmargin.margin.var_batch import model_var_inplace
 from xmargin.portfolio.book import Book
@@ -44,7 +44,13 @@ except ImportError:  # pragma: no cover - a SciPy without it: q @ pnl
 FloatArray = npt.NDArray[np.float64]
 Positions = sp.csr_matrix | FloatArray  # accounts x instruments: CSR, or dense for a small book
 
-DENSE_MAX_CELLS = 4096  # compute_margins: books of at most this many accounts x instruments go dense
+DENSE_MAX_ACCOUNTS = 16  # compute_margins: books of at most this many accounts ...
+DENSE_MAX_CELLS = 4096  # ... and accounts x instruments go dense
+
+
+def is_small_book(accounts: int, instruments: int) -> bool:
+    """Whether :func:`compute_margins` takes a book of this size dense (one call, no chunks)."""
+    return accounts <= DENSE_MAX_ACCOUNTS and accounts * instruments <= DENSE_MAX_CELLS
 
 
 @dataclass
@@ -130,6 +136,13 @@ def _span_inputs(q: Positions, context: MarginContext) -> SpanInputs:
     )
 
 
+def _span_rows(result: SpanResult, rows: slice) -> SpanResult:
+    """The figures of some rows (accounts) of a :class:`SpanResult`."""
+    return SpanResult(result.scan_risk[rows], result.intra_spread_charge[rows], result.inter_spread_credit[rows],
+                      result.requirement[rows], result.scan_by_root[rows],
+                      None if result.spot_charge is None else result.spot_charge[rows])
+
+
 def _unpriced(q: Positions, priced: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
     """Accounts holding an instrument that could not be priced."""
     return np.asarray(abs(q) @ (~priced).astype(np.float64)).ravel() > 0
@@ -204,7 +217,7 @@ def margins_for_positions(context: MarginContext, q: Positions, xm: npt.NDArray[
     scenario P&L, reused from chunk to chunk (:func:`compute_margins`); default: new ones.
     ``copying``: each VaR on a copy of its P&L (:func:`scenario_set_var`) instead of in place
     -- the same figures, slower; the benchmarks' baseline.  ``q`` (and ``q_elected``) may be
-    dense arrays (both or neither): the same figures to rounding (:data:`DENSE_MAX_CELLS`).
+    dense arrays (both or neither): the same figures to rounding (:func:`is_small_book`).
     """
     a = context.attributes
     p = context.params
@@ -276,9 +289,10 @@ def margins_for_positions(context: MarginContext, q: Positions, xm: npt.NDArray[
 
     # CME, stand-alone on each sub-portfolio
     file_model = context.cme_span_model
-    if file_model is None:
-        span_e = span_requirement(_span_inputs(q_ec, context), context.span)
-        span_r = span_requirement(_span_inputs(q_rc, context), context.span)
+    if file_model is None:  # E's rows and R's in one call: each row's figures are its own
+        both = span_requirement(_span_inputs(np.vstack((q_ec, q_rc)) if dense else sp.vstack((q_ec, q_rc)).tocsr(),
+                                             context), context.span)
+        span_e, span_r = _span_rows(both, slice(0, n)), _span_rows(both, slice(n, 2 * n))
     else:
         span_e, span_r = (file_model.requirement(sp.csr_matrix(m) if dense else m) for m in (q_ec, q_rc))
     if p.cme.standalone_model == "var":
@@ -358,7 +372,7 @@ def compute_margins(
     if book.universe.ids != context.universe.ids:
         raise ValueError("the book's universe differs from the context's; build the context from the book")
     n = book.size
-    if n * len(book.universe) <= DENSE_MAX_CELLS and not copying:  # a small book: one dense call
+    if is_small_book(n, len(book.universe)) and not copying:  # one dense call
         xm = np.array([acc.cross_margin for acc in book.accounts], dtype=bool)
         elected = None if book.elected is None else book.elected.toarray()
         out = margins_for_positions(context, book.positions.toarray(), xm, elected)

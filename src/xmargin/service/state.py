@@ -26,7 +26,7 @@ from xmargin.clearing.replay import decode_margins
 from xmargin.engine.live import HEADLINE, MARGIN_FIELDS, LiveEngine
 from xmargin.engine.trades import Trade, format_time, parse_row
 from xmargin.errors import InputError, XMarginError
-from xmargin.margin.calculator import DENSE_MAX_CELLS, AccountMargins, compute_margins
+from xmargin.margin.calculator import AccountMargins, compute_margins, is_small_book
 from xmargin.margin.context import MarginContext
 from xmargin.portfolio.book import Account, Book, build_book
 from xmargin.portfolio.io import read_portfolio_data
@@ -297,10 +297,10 @@ class ServiceState:
 
     async def margin_portfolio(self, book: Book, explain: bool = False) -> dict[str, Any]:
         """:meth:`what_if_portfolio`, on the event loop when nothing needs pricing and the book
-        is small (its instruments' rows at hand, at most ``DENSE_MAX_CELLS`` accounts x
-        instruments, no ``explain``: a few milliseconds, less than the hand-off to a pricing
-        thread costs); else in the pricing pool, bounded in time (:meth:`Recorder.price`)."""
-        if not explain and book.size * len(book.universe) <= DENSE_MAX_CELLS \
+        is small (its instruments' rows at hand, a book ``compute_margins`` takes dense, no
+        ``explain``: a few milliseconds, less than the hand-off to a pricing thread costs);
+        else in the pricing pool, bounded in time (:meth:`Recorder.price`)."""
+        if not explain and is_small_book(book.size, len(book.universe)) \
                 and self._extra.at_hand(self.engine.context, book.universe):
             return self.what_if_portfolio(book)
         return await self.recorder.price(self.what_if_portfolio, book, explain, field="body")  # bounded, no lock

@@ -32,12 +32,15 @@ def assemble_context(template: MarginContext, universe: InstrumentUniverse,
     ids = set(universe.ids)
 
     def rows(name: str) -> InstrumentPnL:
-        parts = [getattr(src, name) for src, _ in sources]
+        parts = [(getattr(src, name), i) for src, i in sources]
         failures: dict[str, str] = {}
-        for p in parts:
+        for p, _ in parts:
             failures |= {k: v for k, v in p.failures.items() if k in ids}
-        return InstrumentPnL(universe, np.array([p.base_values[i] for p, (_, i) in zip(parts, sources, strict=True)]),
-                             np.stack([p.pnl[i] for p, (_, i) in zip(parts, sources, strict=True)]), failures)
+        out = InstrumentPnL(universe, np.array([p.base_values[i] for p, i in parts]),
+                            np.stack([p.pnl[i] for p, i in parts]), failures)
+        # its ``filled`` rows are the sources' (computed once per source, not per what-if)
+        vars(out)["filled"] = np.stack([p.filled[i] for p, i in parts])
+        return out
 
     attrs = InstrumentAttributes(**{f: np.stack([getattr(src.attributes, f)[i] for src, i in sources])
                                     for f in InstrumentAttributes.__dataclass_fields__})
