@@ -101,3 +101,26 @@ def test_the_same_instruments_again_reuse_the_assembled_context(market, monkeypa
     assert extra.context(refit, _universe(market, codes)) is not first  # another model: not this one
     extra.context(base, _universe(market, ["ZNU24"]))  # a third set: the least recently used goes
     assert extra.context(base, _universe(market, codes)) is not first
+
+
+def test_the_documents_model_section_is_built_once_and_handed_out_fresh(market) -> None:
+    """``margin_payload``'s ``model`` section is kept per set of model objects: the same
+    document each time, as a new dict (a caller adding to it does not change the next one);
+    other parameters give their own section."""
+    from dataclasses import replace
+
+    from xmargin.workflow import margin_payload
+
+    ctx = build_context(market.snapshot, market.master, _universe(market, HELD), market.params, market.eligibility)
+    book = build_book([Account("A", "M1", "house", cross_margin=True)],
+                      [(0, ctx.universe.instruments[0], -10.0), (0, ctx.universe.instruments[1], 1e6)],
+                      universe=ctx.universe)
+    margins = compute_margins(ctx, book)
+    first = margin_payload(ctx, book, margins)
+    first["model"]["added"] = True
+    second = margin_payload(ctx, book, margins)
+    assert "added" not in second["model"] and second["model"]["params"] == market.params.to_dict()
+    assert second["model"]["span"]["roots"] == list(ctx.span.roots)
+    assert second["model"]["ficc_scenarios"] == ctx.ficc_scenarios.size
+    capped = replace(ctx, params=replace(ctx.params, cross=replace(ctx.params.cross, reduction_cap=0.5)))
+    assert margin_payload(capped, book, compute_margins(capped, book))["model"]["params"]["cross"]["reduction_cap"] == 0.5
