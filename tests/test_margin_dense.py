@@ -154,3 +154,23 @@ def test_a_large_book_stays_sparse(ctx: MarginContext, monkeypatch: pytest.Monke
                         lambda c, q, *a, **k: seen.append(isinstance(q, np.ndarray)) or real(c, q, *a, **k))
     compute_margins(book=book, context=ctx)
     assert seen and not any(seen)
+
+
+def test_threads_give_the_one_thread_figures_bit_for_bit(ctx: MarginContext) -> None:
+    """``compute_margins`` margins chunks on several threads: each account's figures are its
+    own, so they equal the one-thread run's exactly, whatever the chunking and the threads."""
+    rng = np.random.default_rng(7)
+    n, n_inst = 300, len(ctx.universe)
+    q = np.zeros((n, n_inst))
+    for i in range(n):
+        cols = rng.choice(n_inst - 1, size=rng.integers(1, 7), replace=False)
+        q[i, cols] = rng.integers(-60, 61, size=len(cols)) * np.where(cols < 4, 1e6, 1.0)
+    book = Book(tuple(Account(f"A{i}", "M", "house", bool(rng.random() < 0.7)) for i in range(n)), ctx.universe,
+                sp.csr_matrix(q), source="test (seeded)")
+    one = compute_margins(ctx, book, chunk_size=16, threads=1)
+    seen: list[int] = []
+    many = compute_margins(ctx, book, chunk_size=16, threads=3, progress=lambda done, total: seen.append(done))
+    assert seen[-1] == n and seen == sorted(seen) and len(seen) == -(-n // 16)
+    assert (one.applied_reduction_factor > 0).sum() > 50
+    for f in fields(AccountMargins):
+        np.testing.assert_array_equal(getattr(many, f.name), getattr(one, f.name), err_msg=f.name)
