@@ -308,7 +308,7 @@ def report(rows: list[dict[str, Any]], console: Any) -> None:
         unit = r["unit"]
         ok = r["ratio"] is None or r["ratio"] <= 1.0
         ratio = "-" if r["ratio"] is None else f"[{'green' if ok else 'red'}]{r['ratio']:.2f}[/]"
-        target = "-" if r["target"] is None else f"<= {r['target']:.0f} {unit}"
+        target = "-" if r["target"] is None else f"<= {r['target']:g} {unit}"
         cpu = "-" if r.get("cpu_s") is None else f"{r['cpu_s']:.2f}"
         table.add_row(r["metric"], f"{r['measured']:.3f} {unit}", target, ratio, cpu, r["note"])
     console.print(table)
