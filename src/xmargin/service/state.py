@@ -44,6 +44,7 @@ from xmargin.workflow import margin_payload
 __all__ = ["DEFAULT_LEDGER", "Conflict", "NotFound", "ServiceConfig", "ServiceState", "UpdateHub", "clean",
            "headline"]
 
+INLINE_MAX_CELLS = 512  # portfolio what-ifs margined on the event loop: at most this many accounts x instruments
 RESULTS_KEPT = 10_000  # trade results answered from memory on a repeated trade_id (older: from the ledger)
 
 
@@ -297,10 +298,12 @@ class ServiceState:
 
     async def margin_portfolio(self, book: Book, explain: bool = False) -> dict[str, Any]:
         """:meth:`what_if_portfolio`, on the event loop when nothing needs pricing and the book
-        is small (its instruments' rows at hand, a book ``compute_margins`` takes dense, no
-        ``explain``: a few milliseconds, less than the hand-off to a pricing thread costs);
-        else in the pricing pool, bounded in time (:meth:`Recorder.price`)."""
+        is small (its instruments' rows at hand, a book ``compute_margins`` takes dense of at
+        most ``INLINE_MAX_CELLS`` accounts x instruments, no ``explain``: a few milliseconds,
+        less than the hand-off to a pricing thread costs, and short enough not to hold up the
+        other requests); else in the pricing pool, bounded in time (:meth:`Recorder.price`)."""
         if not explain and is_small_book(book.size, len(book.universe)) \
+                and book.size * len(book.universe) <= INLINE_MAX_CELLS \
                 and self._extra.at_hand(self.engine.context, book.universe):
             return self.what_if_portfolio(book)
         return await self.recorder.price(self.what_if_portfolio, book, explain, field="body")  # bounded, no lock
