@@ -76,7 +76,8 @@ def test_assembled_what_if_context_equals_one_priced_from_scratch(market, monkey
 def test_the_same_instruments_again_reuse_the_assembled_context(market, monkeypatch: pytest.MonkeyPatch) -> None:
     """A portfolio re-run with other quantities has the same instruments: the context assembled
     for them is kept (the last ``assembled`` of them), with its ``filled`` P&L the NaN-free
-    rows of its own P&L; another order or another model is assembled anew."""
+    rows of its own P&L; another order or another model is assembled anew; past the rows
+    budget the least recently used go."""
     from dataclasses import replace
 
     base = build_context(market.snapshot, market.master, _universe(market, HELD), market.params, market.eligibility)
@@ -87,7 +88,7 @@ def test_the_same_instruments_again_reuse_the_assembled_context(market, monkeypa
         return build_context(snapshot, master, universe, *args)
 
     monkeypatch.setattr(whatif, "build_context", spy)
-    extra = whatif.WhatIfInstruments(limit=100, assembled=2)
+    extra = whatif.WhatIfInstruments(limit=100, assembled_rows=6)  # two contexts of 3 instruments
     codes = ["ZBU24", "ZNU24", "912828YB0"]
     first = extra.context(base, _universe(market, codes))
     assert priced == [["ZBU24"]] and extra.at_hand(base, _universe(market, codes))
@@ -99,7 +100,8 @@ def test_the_same_instruments_again_reuse_the_assembled_context(market, monkeypa
     np.testing.assert_array_equal(other.ficc_pnl.pnl, first.ficc_pnl.pnl[::-1])
     refit = replace(base, params=replace(base.params, cross=replace(base.params.cross, reduction_cap=0.5)))
     assert extra.context(refit, _universe(market, codes)) is not first  # another model: not this one
-    extra.context(base, _universe(market, ["ZNU24"]))  # a third set: the least recently used goes
+    extra.context(base, _universe(market, ["ZNU24"]))  # a 7th row: the least recently used context goes
+    assert len(extra._assembled) == 2
     assert extra.context(base, _universe(market, codes)) is not first
 
 

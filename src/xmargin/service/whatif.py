@@ -4,7 +4,7 @@ The rows of a posted portfolio's instruments come from the engine's context and 
 instruments priced for earlier what-ifs (:class:`WhatIfInstruments`, kept least recently used
 first out); only instruments seen for the first time are priced, and
 :func:`assemble_context` stacks the rows into one context without pricing anything again
-(the last few such contexts are kept by their instruments).
+(the last such contexts are kept by their instruments, up to ``ASSEMBLED_ROWS`` rows).
 """
 
 from __future__ import annotations
@@ -59,20 +59,20 @@ def _same_model(a: MarginContext, b: MarginContext) -> bool:
             and a.params == b.params and a.eligibility == b.eligibility and a.snapshot is b.snapshot)
 
 
-ASSEMBLED_KEPT = 32  # what-if contexts kept by their instruments (each about 0.5 MB for 10 instruments)
+ASSEMBLED_ROWS = 1024  # what-if contexts kept by their instruments: at most this many rows in all (~45 MB)
 
 
 class WhatIfInstruments:
     """Rows of instruments priced for what-ifs (not traded), at most ``limit`` of them kept."""
 
-    def __init__(self, limit: int, assembled: int = ASSEMBLED_KEPT) -> None:
+    def __init__(self, limit: int, assembled_rows: int = ASSEMBLED_ROWS) -> None:
         self.limit = limit
         self._extra: OrderedDict[str, tuple[MarginContext, int]] = OrderedDict()
         self._lock = threading.Lock()  # pricing threads share the cache (pricing itself runs outside)
         # the last contexts assembled, by their instruments: a desk re-runs one portfolio with
         # other quantities, and stacking the rows again cost about a fifth of such a request
         self._assembled: OrderedDict[tuple[str, ...], MarginContext] = OrderedDict()
-        self.assembled_limit = assembled
+        self.assembled_rows = assembled_rows  # rows (instruments) of the kept contexts, at most
 
     def at_hand(self, base: MarginContext, universe: InstrumentUniverse) -> bool:
         """Whether every instrument of ``universe`` has its rows at hand (the engine's, or
@@ -97,10 +97,11 @@ class WhatIfInstruments:
                 self._assembled.move_to_end(key)
                 return known
         out = self._context(base, universe)
-        if _same_model(out, base):
+        if _same_model(out, base) and len(key) <= self.assembled_rows:
             with self._lock:
+                self._assembled.pop(key, None)
                 self._assembled[key] = out
-                while len(self._assembled) > self.assembled_limit:
+                while sum(len(k) for k in self._assembled) > self.assembled_rows:
                     self._assembled.popitem(last=False)
         return out
 
