@@ -25,7 +25,10 @@ Timed cold (no cached scenario set or SPAN calibration), in the same run:
 The table prints seconds per business day of each path, the ratio baseline / new on the same
 days (wall and CPU seconds: on a loaded machine the CPU ratio is the steadier), the largest relative difference of the daily margins (new vs baseline, every model)
 and the full-range time against the target (<= 120 s on a quiet 2-core machine), also as
-CPU seconds a day over the workers (the wall time on that many free cores).  The
+CPU seconds a day over the workers (the wall time on that many free cores) and as the
+parent's serial CPU plus the workers' CPU over the workers.  CPU seconds on a machine loaded
+by other work are inflated by the contention (shared caches): the same code measured 69 ms a
+day over the loaded 20-year run (load 5) and 40 ms a day on January 2011 at a quieter moment.  The
 load average before and after is recorded: on a shared machine wall-clock times are
 several times a quiet machine's.  ``python -m benchmarks.bench_backtest [--quick]
 [--workers N] [--from D] [--to D] [--baseline REV|none]``; writes
@@ -160,6 +163,9 @@ def run(quick: bool = False, workers: int = 1, start: date | None = None, end: d
     t_full, c1 = time.perf_counter() - t, os.times()
     cpu_full = (c1.user + c1.system + c1.children_user + c1.children_system
                 - c0.user - c0.system - c0.children_user - c0.children_system)  # workers are reaped: counted
+    # the parent's own CPU: the first day (before the workers fork) and collecting results, the
+    # serial part; the workers' CPU divides over the free cores
+    cpu_parent = c1.user + c1.system - c0.user - c0.system
     load.append(os.getloadavg()[0])
     days = len(full["combined"].dates)
 
@@ -183,6 +189,9 @@ def run(quick: bool = False, workers: int = 1, start: date | None = None, end: d
         "projected_20y_s": t_full / max(days, 1) * 5250,
         # CPU seconds a day spread over the workers: the wall time on as many free cores
         "projected_20y_free_cores_s": cpu_full / max(days, 1) * 5250 / max(workers, 1),
+        "full_parent_cpu_s": cpu_parent,
+        # this run on ``workers`` free cores: the parent's serial CPU plus the workers' CPU spread over them
+        "full_free_cores_s": cpu_parent + (cpu_full - cpu_parent) / max(workers, 1),
         "exceptions": {m: int(r.exceptions.sum()) for m, r in full.items()},
         # new vs baseline one pass: identical up to rounding (both exact VaR tails)
         "max_rel_margin_diff_new_vs_baseline": (
@@ -214,6 +223,8 @@ def report(res: dict[str, Any]) -> None:
                   f"20y projected {res['projected_20y_s']:.0f} s / {res['target_s']:.0f} s "
                   f"({res['projected_20y_free_cores_s']:.0f} s on {res['workers']} free cores)")
     Console().print(table)
+    Console().print(f"full range: {res['full_cpu_s']:.1f} CPU s ({res['full_parent_cpu_s']:.1f} in the parent, serial); "
+                    f"on {res['workers']} free cores {res['full_free_cores_s']:.0f} s (serial + workers' CPU / {res['workers']})")
     Console().print(f"a fresh process's first day (one-off loading, not in the rows above): {res['new_warm_up_s']:.1f} s")
     Console().print(f"largest relative margin difference, new vs baseline: {res['max_rel_margin_diff_new_vs_baseline']}")
     Console().print(f"largest relative margin difference, new vs 3 single-model runs: {res['max_rel_margin_diff_new_vs_3_runs']}")

@@ -186,6 +186,23 @@ def test_expired_contract() -> None:
         parse_future_symbol("SR3H24", AS_OF)
 
 
+def test_parsed_contracts_are_kept_per_date() -> None:
+    """A symbol parsed once on a date is answered from memory (the same contract), and only on
+    that date: the day after its last trading day it is refused although it parsed the day
+    before, and each refusal names its own row."""
+    live = date(2024, 6, 18)
+    first = parse_future_symbol("ZNM24", live)
+    assert parse_future_symbol(" znm24 ", live) is first and first == TreasuryFuture("ZN", 2024, 6)
+    for row in (3, 4):
+        with pytest.raises(ExpiredContractError) as exc:
+            parse_future_symbol("ZNM24", date(2024, 6, 19), source="positions.csv", row=row)
+        assert exc.value.row == row
+    with pytest.raises(UnknownInstrumentError):
+        parse_future_symbol("ZNQ24", live)  # not listed: refused again, never kept
+    with pytest.raises(UnknownInstrumentError):
+        parse_future_symbol("ZNQ24", live)
+
+
 # --- deliverable baskets ---------------------------------------------------------------------
 
 def _fedinvest(data_dir: Path, kind: str) -> dict[str, date]:

@@ -128,6 +128,21 @@ def test_chain_is_sha256_of_previous_hash_and_canonical_payload(ledger_url):
         assert [e.timestamp for e in rows] == sorted(e.timestamp for e in rows)
 
 
+def test_head_seq_sees_what_another_connection_commits(ledger_url):
+    """The follower's cheap poll (``head_seq``, one kept connection) reads the head row as
+    ``head()`` does, and never a stale snapshot: each look sees the other writer's commit."""
+    with Ledger(ledger_url) as writer, Ledger(ledger_url) as poller:
+        assert poller.head_seq() == writer.head()[0] == 0
+        for minute, n in ((0, 1), (1, 3), (5, 1)):
+            writer.append([[trade_event(f"T{minute}-{i}", minute=minute + i)] for i in range(n)])
+            assert poller.head_seq() == writer.head()[0] == poller.head()[0]
+        assert poller.head_seq() == 5
+        poller._poll.close()  # the kept connection fails: a clear error, then a fresh one
+        with pytest.raises(LedgerError, match="cannot read the head"):
+            poller.head_seq()
+        assert poller.head_seq() == 5
+
+
 def test_trade_id_is_recorded_once_and_a_different_trade_under_it_is_refused(ledger_url):
     with Ledger(ledger_url) as lg:
         first = lg.append([[trade_event("T1"), Event("margin_result", "engine", {"account": "A"})]])

@@ -18,6 +18,7 @@ import pytest
 
 from xmargin.clearing.replay import load_market
 from xmargin.engine import LiveEngine, extend_context, intraday_snapshot
+from xmargin.engine.live import HEADLINE
 from xmargin.errors import InputError
 from xmargin.margin.calculator import AccountMargins, compute_margins
 from xmargin.margin.calibration import listed_contracts
@@ -255,6 +256,30 @@ def test_what_if_does_not_apply_and_predicts_apply(market, instruments):
     engine.apply("W", zn, 1.0)
     with pytest.raises(RuntimeError, match="changed"):
         engine.commit(stale)
+
+
+def test_what_if_headline_is_apply_headline_and_applies_nothing(market, instruments):
+    """The service's what-if (``what_if_headline``: the headline figures only) gives exactly the
+    figures ``apply`` then records, on every side (E/R, FICC/CME, an account that does not
+    cross-margin, a position closed to zero), and changes nothing."""
+    engine = _empty_engine(market)
+    xm, plain = Account("W", "M", "house", True), Account("P", "M", "customer", False)
+    cash, zn, sr3 = instruments["cash"][4], instruments["futures"][2], instruments["futures"][7]
+    steps = [(xm, cash, 10_000_000.0), (xm, zn, -60.0), (plain, zn, 25.0), (xm, sr3, 40.0),
+             (plain, instruments["cash"][1], -5_000_000.0), (xm, zn, 60.0), (xm, cash, -10_000_000.0)]
+    for acc, inst, qty in steps:
+        if acc.account in engine.accounts:
+            before_all = engine.margin(acc.account)
+            positions = engine.positions(acc.account)
+        else:
+            before_all, positions = None, {}
+        before, after = engine.what_if_headline(acc, inst, qty)
+        assert set(after) == set(HEADLINE)
+        if before_all is not None:
+            assert before == before_all and engine.positions(acc.account) == positions  # nothing applied
+        recorded = engine.apply(acc, inst, qty)
+        for k in HEADLINE:
+            assert after[k] == recorded[k] or (math.isnan(after[k]) and math.isnan(recorded[k])), k
 
 
 def test_new_instrument_rows_equal_a_full_rebuild(market, instruments):

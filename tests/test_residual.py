@@ -191,3 +191,34 @@ def test_basis_changes_from_the_history_series_equal_window_by_window(data_dir: 
     mixed_end[0] = np.datetime64("2020-01-04")  # a Saturday: not a history row
     np.testing.assert_array_equal(basis_changes(prices, history, master, d[rows], mixed_end),
                                   window_basis_changes(prices, history, master, d[rows], mixed_end))
+
+
+def test_delivery_month_changes_from_the_history_series_equal_window_by_window(data_dir: Path, market) -> None:  # type: ignore[no-untyped-def]
+    """The delivery-month proxy read from its whole-history series (one per horizon, as the
+    backtest's sliding windows use it) equals the window-by-window computation exactly: 1- and
+    3-day windows over 2008 and 2020 (ZN's delivery months included), and a window set with an
+    end off the history rows (direct path)."""
+    from xmargin.scenarios.futures_basis import (
+        delivery_month_change_series,
+        delivery_month_changes,
+        window_delivery_month_changes,
+    )
+    from xmargin.scenarios.residual import futures_history_for
+
+    history, master = market[0], market[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prices = futures_history_for(data_dir, ResidualParams()).roots["ZN"]
+    d = history.dates
+    rows = np.r_[np.flatnonzero((d >= np.datetime64("2020-01-02")) & (d <= np.datetime64("2020-12-31"))),
+                 np.flatnonzero((d >= np.datetime64("2008-06-02")) & (d <= np.datetime64("2008-12-31")))]
+    for h in (1, 3):
+        fast = delivery_month_changes(prices, history, master, d[rows], d[rows + h])
+        slow = window_delivery_month_changes(prices, history, master, d[rows], d[rows + h])
+        np.testing.assert_array_equal(fast, slow)
+        assert np.isfinite(fast).sum() > 20  # delivery months are in these years
+        assert not delivery_month_change_series(prices, history, master, h).flags.writeable
+    mixed_end = d[rows + 3].copy()
+    mixed_end[0] = np.datetime64("2020-01-04")  # a Saturday: not a history row
+    np.testing.assert_array_equal(delivery_month_changes(prices, history, master, d[rows], mixed_end),
+                                  window_delivery_month_changes(prices, history, master, d[rows], mixed_end))

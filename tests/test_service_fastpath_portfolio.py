@@ -4,7 +4,9 @@ FastAPI route answers.
 One real server (the fast path on, the default); every request is sent twice: as it is (the
 fast path takes it when it can) and with ``?explain=false`` (a query string always goes to
 the route, which parses ``explain``; false is the default, so the document is the same).  Both
-must give the same status, the same JSON document and ``Server-Timing`` -- for answers (the
+must give the same status, the same body byte for byte (the fast path encodes it by
+:func:`~xmargin.service.fastpath.response_json`, the route by Starlette), content type and
+``Server-Timing`` -- for answers (the
 benchmark's 10-position body, the accounts form, a member and a bearer key, a repo, an
 account not cross-margining, instruments the engine does not hold and that are priced for the
 first what-if in the pricing pool, then answered on the event loop) and for every kind of
@@ -84,12 +86,12 @@ def _cases(keys: dict[str, str]) -> list[tuple[str, dict[str, str], Any]]:
     ]
 
 
-def _post(c: httpx.Client, path: str, headers: dict[str, str], body: Any) -> tuple[int, Any, str | None]:
+def _post(c: httpx.Client, path: str, headers: dict[str, str], body: Any) -> tuple[int, bytes, str | None, str]:
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
     r = c.post(path, headers=headers, content=content)
     assert r.headers.get("x-content-type-options") == "nosniff"  # Guard's headers on both
     timing = r.headers.get("server-timing")
-    return r.status_code, r.json(), None if timing is None else timing.split("dur=")[0]
+    return r.status_code, r.content, None if timing is None else timing.split("dur=")[0], r.headers["content-type"]
 
 
 def _metric(text: str, prefix: str, where: str = "") -> float:
@@ -107,8 +109,8 @@ def test_portfolio_fast_path_answers_what_the_route_answers(data_dir: Path, tmp_
         with httpx.Client(base_url=srv.base_url) as c:
             text = c.get("/metrics").text
     for label, _, _ in cases:
-        assert fast[label] == route[label], label
-    status = {label: s for label, (s, _, _) in route.items()}
+        assert fast[label] == route[label], label  # status, body byte for byte, Server-Timing, type
+    status = {label: s for label, (s, _, _, _) in route.items()}
     ok = [label for label, s in status.items() if s == 200]
     assert len(ok) == 7, status
     assert status["no key"] == status["wrong key"] == 401
@@ -116,10 +118,10 @@ def test_portfolio_fast_path_answers_what_the_route_answers(data_dir: Path, tmp_
                                           "accounts disagree", "extra field", "empty list", "not JSON",
                                           "not UTF-8", "text/plain"))
     # the reader's refusals name the position in the body, as the route words them
-    assert route["unknown instrument"][1]["detail"][0]["loc"][:2] == ["body", 1]
-    doc = route["benchmark body (10 positions, repo)"][1]
+    assert json.loads(route["unknown instrument"][1])["detail"][0]["loc"][:2] == ["body", 1]
+    doc = json.loads(route["benchmark body (10 positions, repo)"][1])
     assert len(doc["accounts"]) == 2 and doc["totals"]["total_before"] > doc["totals"]["total_after"] > 0
-    assert route["instruments priced for the what-if"][1]["accounts"][0]["status"] == "ok"
+    assert json.loads(route["instruments priced for the what-if"][1])["accounts"][0]["status"] == "ok"
     assert _metric(text, "xmargin_what_if_portfolio_fast_total") == len(ok)  # each plain 200 came fast
     assert _metric(text, "xmargin_what_ifs_total", 'kind="portfolio"') == 2 * len(ok)
     assert _metric(text, "xmargin_request_seconds_count", 'route="/api/v1/what-if/portfolio"') == 2 * len(cases)

@@ -173,9 +173,12 @@ class Arithmetic:
         c_comb, _ = self._var_c(sides[EF].pnl_c + sides[EC].pnl_c)
         return f_comb, c_comb
 
-    def assemble(self, sides: list[Side], risks: list[Risk], comb: tuple[FloatArray, FloatArray]) -> Row:
+    def assemble(self, sides: list[Side], risks: list[Risk], comb: tuple[FloatArray, FloatArray],
+                 headline_only: bool = False) -> Row:
         """The account's figures, with the formulas of ``margins_for_positions`` (same operations
-        in the same order, on scalars: IEEE doubles either way)."""
+        in the same order, on scalars: IEEE doubles either way).  ``headline_only``: the
+        :data:`HEADLINE` fields alone (what a what-if reports), without the stressed losses
+        (three passes over the scenario vectors) and the component breakdown."""
         p = self._ctx.params
         ef, ec, rf, rc = risks
         var_e, var_r = float(ef.var[0]), float(rf.var[0])
@@ -206,7 +209,7 @@ class Arithmetic:
         after = ficc_after + cme_after
         nan = np.nan if bad else 0.0
         pnl_ef, pnl_ec_f, pnl_rf, pnl_rc_f = sides[EF].pnl_f, sides[EC].pnl_f, sides[RF].pnl_f, sides[RC].pnl_f
-        return {
+        row = {
             "ficc_standalone": ficc_before + nan,
             "cme_standalone": cme_before + nan,
             "ficc_combined": np.nan if bad or fallback else float(f_comb[0]),
@@ -220,6 +223,11 @@ class Arithmetic:
             "total_after": after + nan,
             "savings": before - after + nan,
             "savings_pct": ((before - after) / before * 100.0 if before > 0 else 0.0) + nan,
+        }
+        if headline_only:
+            return row
+        ficc_pnl = pnl_ef + pnl_rf
+        row.update({
             "ficc_var": var_e + var_r,
             "ficc_var_eligible": var_e,
             "ficc_floor": floor_e + floor_r,
@@ -231,12 +239,13 @@ class Arithmetic:
             "span_inter_spread_credit": float(span_e.inter_spread_credit[0]) + float(span_r.inter_spread_credit[0]),
             "cme_var": cme_var_e + cme_var_r,
             "cme_standalone_eligible": cme_e,
-            "stressed_loss_ficc": worst(pnl_ef + pnl_rf),
+            "stressed_loss_ficc": worst(ficc_pnl),
             "stressed_loss_cme": worst(pnl_ec_f + pnl_rc_f),
-            "stressed_loss_combined": worst(pnl_ef + pnl_rf + pnl_ec_f + pnl_rc_f),
+            "stressed_loss_combined": worst(ficc_pnl + pnl_ec_f + pnl_rc_f),  # ((ef + rf) + ec) + rc, as before
             "computable": not bad,
             "fallback": fallback,
-        }
+        })
+        return row
 
     def fresh_state(self, account: Account, positions: dict[int, float]) -> AccountState:
         """State of an account built from its positions (no incremental history)."""
@@ -292,14 +301,19 @@ class VarOfOne:
             return np.zeros(1), np.zeros(1, dtype=bool)
         if not self.trailing or self.n_base == 0:
             return var_with_stress(v[None, :], self.is_stress, self.confidence)
+        # np.partition(a, k) is a.copy() then a.partition(k): the same, without its wrapper
         if self.n_stress == 0:
-            x = -float(np.partition(v, self.k_full - 1)[self.k_full - 1])
+            every = v.copy()
+            every.partition(self.k_full - 1)
+            x = -float(every[self.k_full - 1])
             return np.array([x if x > 0.0 else 0.0]), np.zeros(1, dtype=bool)
-        head = np.partition(v[: self.n_base], self.kth)
+        head = v[: self.n_base].copy()
+        head.partition(self.kth)
         b = -float(head[self.k_base - 1])
         base = b if b > 0.0 else 0.0
         pool = np.concatenate([head[: self.m], v[self.n_base:]])
-        f = -float(np.partition(pool, self.k_full - 1)[self.k_full - 1])
+        pool.partition(self.k_full - 1)
+        f = -float(pool[self.k_full - 1])
         full = f if f > 0.0 else 0.0
         return np.array([base if base >= full else full]), np.array([full > base])
 
@@ -321,15 +335,16 @@ class SpanOfOne:
         intra = (np.minimum(long, short) * self.intra_charge).sum()
         remaining = np.abs(delta).tolist()
         sign = np.sign(delta).tolist()
-        scan_list = scan_by_root.tolist()
-        wfpr = [sc / r if r > 0 else 0.0 for sc, r in zip(scan_list, remaining, strict=True)]
         credit = 0.0
-        for p, q, rate in self.pairs:
-            if remaining[p] > 0 and remaining[q] > 0 and sign[p] * sign[q] < 0:
-                x = min(remaining[p], remaining[q])
-                credit += rate * x * (wfpr[p] + wfpr[q])
-                remaining[p] -= x
-                remaining[q] -= x
+        if 1.0 in sign and -1.0 in sign:  # else no pair has legs of opposite signs: no credit
+            scan_list = scan_by_root.tolist()
+            wfpr = [sc / r if r > 0 else 0.0 for sc, r in zip(scan_list, remaining, strict=True)]
+            for p, q, rate in self.pairs:
+                if remaining[p] > 0 and remaining[q] > 0 and sign[p] * sign[q] < 0:
+                    x = min(remaining[p], remaining[q])
+                    credit += rate * x * (wfpr[p] + wfpr[q])
+                    remaining[p] -= x
+                    remaining[q] -= x
         scan = scan_by_root.sum()
         net_req = float(scan + intra - credit)
         total = net_req if net_req > 0.0 else 0.0

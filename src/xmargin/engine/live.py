@@ -34,6 +34,7 @@ The engine is not thread-safe: one writer at a time.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
@@ -213,7 +214,29 @@ class LiveEngine:
 
     def prepare(self, account: Account | str, instrument: Instrument | str, quantity: float) -> Pending:
         """Evaluate a position change of ``quantity`` without applying it."""
-        if not np.isfinite(quantity):
+        kern, state, inst_id, new_account, j, new, sides, risks, comb = self._change(account, instrument, quantity)
+        positions = dict(state.positions)
+        if new == 0.0:
+            positions.pop(j, None)
+        else:
+            positions[j] = new
+        after = kern.assemble(sides, risks, comb)
+        new_state = AccountState(state.account, positions, sides, risks, comb, after, state.version + 1)
+        return Pending(state.account.account, inst_id, quantity, state.margins, after, new_state, new_account,
+                       state.version)
+
+    def what_if_headline(self, account: Account | str, instrument: Instrument | str,
+                         quantity: float) -> tuple[Row, Row]:
+        """The account's figures before (all of them) and the :data:`HEADLINE` figures after a
+        proposed trade, nothing applied: :meth:`prepare`'s arithmetic, the same figures, without
+        what a trade what-if does not report (the stressed losses, the components)."""
+        kern, state, _, _, _, _, sides, risks, comb = self._change(account, instrument, quantity)
+        return state.margins, kern.assemble(sides, risks, comb, headline_only=True)
+
+    def _change(self, account: Account | str, instrument: Instrument | str, quantity: float) -> tuple[Any, ...]:
+        """The checks and the arithmetic of a position change: ``(arithmetic, account state,
+        instrument id, new account?, instrument index, new position, sides, risks, combined)``."""
+        if not math.isfinite(quantity):  # (np.isfinite on a scalar: ~1 us more)
             raise InputError(f"quantity {quantity} is not finite", field="quantity")
         ctx, kern = self._pair
         if isinstance(instrument, str):
@@ -244,15 +267,7 @@ class LiveEngine:
         risks = list(state.risks)
         risks[k] = kern.risk(sides[k], k)
         comb = kern.combined(sides) if k in (EF, EC) else state.comb
-        positions = dict(state.positions)
-        if new == 0.0:
-            positions.pop(j, None)
-        else:
-            positions[j] = new
-        after = kern.assemble(sides, risks, comb)
-        new_state = AccountState(state.account, positions, sides, risks, comb, after, state.version + 1)
-        return Pending(state.account.account, inst_id, quantity, state.margins, after, new_state, new_account,
-                       state.version)
+        return kern, state, inst_id, new_account, j, new, sides, risks, comb
 
     def commit(self, pending: Pending) -> Row:
         """Apply a prepared trade (fails if the account changed since it was prepared)."""

@@ -11,11 +11,12 @@ is formed from that curve's own discounted flows:
 (``a_f`` the par bond's flows per 100, ``L = -ln DF`` the monotone convex interpolation of
 the node values ``y``).  The discounted flows ``a_f DF(t_f)`` are exact per curve (they are
 the residual's own terms).  The first step takes the interpolation weights ``W[f, k] =
-dL(t_f)/dy_k`` once, by +-``1e-6`` central differences at the mean starting curve; the second
-gives every unsettled curve its own weights (one-sided ``1e-6`` differences, one pass per bond
-node), and a curve gets them again only when a step reduced its error by less than
-``SLOW_RATE``; in between each curve keeps its last Jacobian's inverse (a chord per curve).
-From first-order curves that is about four passes on a calm day and six in October 2008,
+dL(t_f)/dy_k`` once, by +-``1e-6`` central differences at the mean starting curve; a curve
+whose error a step reduced by less than ``SLOW_RATE`` gets its own weights (one-sided ``1e-6``
+differences, one pass per bond node); in between each curve keeps its last Jacobian's inverse
+(a chord per curve: from first-order curves the shared weights' chord mostly converges
+as fast, and per-curve weights cost seven passes).
+From first-order curves that is about four to six passes,
 where the shared-Jacobian chord of ``bootstrap`` needs about ten plus finite-difference
 Jacobians for its slow rows.  Rows still unsettled after ``max_iter`` steps raise, as
 ``bootstrap`` does.
@@ -34,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from xmargin.errors import CalculationError
+from xmargin.market import curve_kernel
 from xmargin.market.curve import (
     ZeroCurves,
     _log_discount,
@@ -72,7 +74,9 @@ def bootstrap_near(
     if len(bonds) == 0:
         return ZeroCurves(as_of, tuple(tenors), times, logdf)
     nb = len(bonds)
-    flow_t = inst.flow_times
+    # the par bonds share their coupon dates (each is priced at the unique times, then gathered:
+    # the same values, interpolation being elementwise in time)
+    flow_t, at_flow = np.unique(inst.flow_times, return_inverse=True)
     coupons = par[:, bonds][:, inst.flow_owner]
     amounts = np.where(inst.flow_is_coupon, inst.coupon_scale * coupons * 50.0, 100.0)  # S x F per 100 face
     starts = np.flatnonzero(np.r_[True, np.diff(inst.flow_owner) != 0])  # flows are grouped by bond
@@ -82,15 +86,15 @@ def bootstrap_near(
     for j, col in enumerate(bonds):
         bumped[2 * j, col] -= WEIGHT_BUMP
         bumped[2 * j + 1, col] += WEIGHT_BUMP
-    lv = _log_discount(times, bumped, flow_t)
+    lv = _log_discount(times, bumped, flow_t)[:, at_flow]
     weights = ((lv[1::2] - lv[0::2]) / (2.0 * WEIGHT_BUMP)).T  # F x nb
-    ends = np.r_[starts[1:], len(flow_t)]
+    ends = np.r_[starts[1:], len(at_flow)]
     res = np.zeros((s, nb))
     inverse = np.zeros((s, nb, nb))
     previous = np.full(s, np.inf)
     for iteration in range(max_iter):
-        lv = _log_discount(times, logdf, flow_t)
-        cash = np.exp(-lv) * amounts  # S x F
+        lv = _log_discount(times, logdf, flow_t)  # S x U (unique flow times)
+        cash = np.exp(-lv)[:, at_flow] * amounts  # S x F
         res = np.add.reduceat(cash, starts, axis=1) - 100.0
         err = np.abs(res).max(axis=1)
         if float(err.max()) < tol:
@@ -99,18 +103,18 @@ def bootstrap_near(
             jac = np.empty((s, nb, nb))
             for b in range(nb):
                 jac[:, b, :] = -cash[:, starts[b]:ends[b]] @ weights[starts[b]:ends[b]]
-            inverse = np.linalg.inv(jac)
-        else:  # each unsettled curve's own Jacobian, again whenever its error fell less than SLOW_RATE
-            rows = np.flatnonzero((err >= tol) & ((iteration == 1) | (err > SLOW_RATE * previous)))
+            inverse = curve_kernel.inverse(jac)
+        else:  # a curve's own Jacobian whenever its error fell less than SLOW_RATE in a step
+            rows = np.flatnonzero((err >= tol) & (err > SLOW_RATE * previous))
             if len(rows):
                 jac = np.empty((len(rows), nb, nb))
                 cash_rows, lv_rows = cash[rows], lv[rows]
                 for j, col in enumerate(bonds):  # column j: the flows' response to node j (one-sided)
                     moved = logdf[rows]
                     moved[:, col] += WEIGHT_BUMP
-                    dl = _log_discount(times, moved, flow_t) - lv_rows
+                    dl = (_log_discount(times, moved, flow_t) - lv_rows)[:, at_flow]
                     jac[:, :, j] = np.add.reduceat(cash_rows * dl, starts, axis=1) / -WEIGHT_BUMP
-                inverse[rows] = np.linalg.inv(jac)
+                inverse[rows] = curve_kernel.inverse(jac)
         logdf[:, bonds] -= np.einsum("sbk,sk->sb", inverse, res)
         previous = err
     else:

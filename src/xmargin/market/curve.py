@@ -217,22 +217,30 @@ class ZeroCurves:
         """Discount factors at dates (``datetime64[D]``): an ``S x M`` array (memoised)."""
         days = np.atleast_1d(np.asarray(dates, dtype="datetime64[D]")).astype(np.int64)
         with self._lock:
-            index: dict[int, int] = self._memo.setdefault("index", {})
-            missing = [int(d) for d in np.unique(days) if int(d) not in index]
-            if missing:
-                fresh = self.discount(year_fractions(self.as_of, np.array(missing, dtype="datetime64[D]")))
+            # known days (sorted) and their buffer columns; new days are interpolated in date order
+            known: npt.NDArray[np.int64] = self._memo.get("days", np.zeros(0, np.int64))
+            columns: npt.NDArray[np.int64] = self._memo.get("columns", np.zeros(0, np.int64))
+            pos = np.searchsorted(known, days)
+            hit = pos < len(known)
+            hit[hit] = known[pos[hit]] == days[hit]
+            if not hit.all():
+                missing = np.unique(days[~hit])
+                fresh = self.discount(year_fractions(self.as_of, missing.astype("datetime64[D]")))
                 buf = self._memo.get("buf")
-                used = len(index)
+                used = len(known)
                 if buf is None or used + len(missing) > buf.shape[1]:
                     grown = np.empty((self.n_curves, max(2 * (used + len(missing)), 64)))
                     if buf is not None:
                         grown[:, :used] = buf[:, :used]
                     buf = self._memo["buf"] = grown
                 buf[:, used : used + len(missing)] = fresh
-                for k, d in enumerate(missing):
-                    index[d] = used + k
-            cols = np.fromiter((index[int(d)] for d in days), dtype=np.int64, count=len(days))
-            return self._memo["buf"][:, cols]
+                every = np.concatenate([known, missing])
+                order = np.argsort(every, kind="stable")
+                known = self._memo["days"] = every[order]
+                columns = self._memo["columns"] = np.concatenate(
+                    [columns, np.arange(used, used + len(missing), dtype=np.int64)])[order]
+                pos = np.searchsorted(known, days)
+            return self._memo["buf"][:, columns[pos]]  # type: ignore[no-any-return]
 
     def zero_rates_bey(self, t: npt.ArrayLike) -> FloatArray:
         """Zero rates, bond-equivalent (semiannual compounding, ACT/365F), decimal."""

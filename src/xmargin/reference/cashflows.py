@@ -139,6 +139,23 @@ class CashflowSet:
         mask[self.flow_owner, col] = True
         return amounts, periods, mask
 
+    @cached_property
+    def flow_table(self) -> tuple[npt.NDArray[np.datetime64], FloatArray, IntArray]:
+        """``(dates, amounts, cols)``: the ``U`` distinct pay dates and, per security, its flows'
+        amounts and date columns in pay order (``N x K``, zero padded; ``n_flows`` say how many
+        are real); built once per set, read-only."""
+        dates, inverse = np.unique(self.flow_date, return_inverse=True)
+        k = int(self.n_flows.max()) if self.size else 0
+        starts = np.concatenate([[0], np.cumsum(self.n_flows)[:-1]]).astype(np.int64)
+        col = np.arange(len(self.flow_owner)) - np.repeat(starts, self.n_flows)
+        amounts = np.zeros((self.size, k))
+        cols = np.zeros((self.size, k), dtype=np.int64)
+        amounts[self.flow_owner, col] = self.flow_amount
+        cols[self.flow_owner, col] = inverse
+        for a in (dates, amounts, cols):
+            a.flags.writeable = False
+        return dates, amounts, cols
+
     def matrix_on_dates(self) -> tuple[sp.csr_matrix, npt.NDArray[np.datetime64]]:
         """Sparse ``N x U`` flow matrix over the ``U`` distinct pay dates, and those dates
         (built once per set; treat as read-only)."""

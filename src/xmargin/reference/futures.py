@@ -359,6 +359,13 @@ def _resolve_year(digits: str, as_of: date) -> int:
     return year + 10 if year < as_of.year else year
 
 
+#: (symbol, as-of date) -> its contract, for symbols that parsed: a Treasury contract's last
+#: trading day alone costs ~20 us of business-day arithmetic, and a service parses the same few
+#: symbols on every trade what-if.  Refusals are not kept (their errors name the row).
+_LIVE_CONTRACTS: dict[tuple[str, date], TreasuryFuture | RateFuture] = {}
+_LIVE_CONTRACTS_MAX = 4096
+
+
 def parse_future_symbol(
     text: str, as_of: date, *, source: str = "instrument", row: int | None = None
 ) -> TreasuryFuture | RateFuture:
@@ -369,6 +376,9 @@ def parse_future_symbol(
     the contract's last trading day is before ``as_of``.
     """
     code = text.strip().upper()
+    known = _LIVE_CONTRACTS.get((code, as_of))
+    if known is not None:  # parsed before for this date: the same (frozen) contract
+        return known
 
     def fail(message: str) -> UnknownInstrumentError:
         return UnknownInstrumentError(message, source=source, row=row, field="instrument")
@@ -411,4 +421,7 @@ def parse_future_symbol(
             row=row,
             field="instrument",
         )
+    if len(_LIVE_CONTRACTS) >= _LIVE_CONTRACTS_MAX:
+        _LIVE_CONTRACTS.clear()
+    _LIVE_CONTRACTS[(code, as_of)] = contract
     return contract

@@ -22,7 +22,7 @@ Units: points per 100 face; volatilities in points a day.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
@@ -124,7 +124,7 @@ def fair_value_on(root: str, keys: npt.NDArray[np.int64], days: DateArray, histo
 
 
 def basis_changes(prices: RootPrices, history: ParYieldHistory, master: SecuritiesMaster,
-                  start: DateArray, end: DateArray) -> FloatArray:
+                  start: DateArray, end: DateArray, at: WindowRows | None = None) -> FloatArray:
     """``b[end] - b[start]`` of the contract at the front on ``start`` (points); NaN where
     either end is unobserved.
 
@@ -132,22 +132,50 @@ def basis_changes(prices: RootPrices, history: ParYieldHistory, master: Securiti
     the par yield history that slide by one row a day: where every window is one, the
     values are looked up in :func:`basis_change_series` (computed once for the whole
     history by :func:`window_basis_changes`, the same arithmetic); other windows are computed
-    directly."""
+    directly.  ``at``: the windows' :func:`window_rows`, when the caller has them."""
+    return _by_history_windows(prices, history, master, start, end, basis_change_series, window_basis_changes, at)
+
+
+#: ``(first rows, last rows)`` of windows that start and end on history rows (:func:`window_rows`)
+WindowRows = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]
+
+
+def window_rows(history: ParYieldHistory, start: DateArray, end: DateArray) -> WindowRows | None:
+    """The history rows of each window's start and end, or ``None`` unless every window starts
+    and ends on a history row (one lookup for every factor of a window set)."""
     start, end = np.asarray(start, dtype="datetime64[D]"), np.asarray(end, dtype="datetime64[D]")
     dates = history.dates
     rows = np.searchsorted(dates, start)
     ends = np.searchsorted(dates, end)
     inside = (rows < len(dates)) & (ends < len(dates))
     if len(start) and inside.all() and (dates[rows] == start).all() and (dates[ends] == end).all():
-        out = np.empty(len(start))
-        for h in np.unique(ends - rows):
-            sel = (ends - rows) == h
-            if h <= 0:
-                out[sel] = window_basis_changes(prices, history, master, start[sel], end[sel])
-            else:
-                out[sel] = basis_change_series(prices, history, master, int(h))[rows[sel]]
-        return out
-    return window_basis_changes(prices, history, master, start, end)
+        return rows, ends
+    return None
+
+
+def _by_history_windows(prices: RootPrices, history: ParYieldHistory, master: SecuritiesMaster,
+                        start: DateArray, end: DateArray,
+                        series: Callable[[RootPrices, ParYieldHistory, SecuritiesMaster, int], FloatArray],
+                        direct: Callable[[RootPrices, ParYieldHistory, SecuritiesMaster, DateArray, DateArray],
+                                         FloatArray], at: WindowRows | None = None) -> FloatArray:
+    """An elementwise window function ``direct`` of ``(start, end)``, read from its whole-history
+    ``series`` of ``h``-row windows where every window starts and ends on history rows (the
+    same numbers: each element is the same arithmetic on the same inputs)."""
+    start, end = np.asarray(start, dtype="datetime64[D]"), np.asarray(end, dtype="datetime64[D]")
+    if at is None:
+        at = window_rows(history, start, end)
+    if at is None:
+        return direct(prices, history, master, start, end)
+    rows, ends = at
+    span = ends - rows
+    out = np.empty(len(start))
+    for h in ([span[0]] if (span == span[0]).all() else np.unique(span)):
+        sel = span == h
+        if h <= 0:
+            out[sel] = direct(prices, history, master, start[sel], end[sel])
+        else:
+            out[sel] = series(prices, history, master, int(h))[rows[sel]]
+    return out
 
 
 @lru_cache(maxsize=32)
@@ -214,7 +242,29 @@ def delivery_month_level(prices: RootPrices, history: ParYieldHistory, master: S
 
 
 def delivery_month_changes(prices: RootPrices, history: ParYieldHistory, master: SecuritiesMaster,
-                           start: DateArray, end: DateArray) -> FloatArray:
+                           start: DateArray, end: DateArray, at: WindowRows | None = None) -> FloatArray:
+    """:func:`window_delivery_month_changes`, looked up in :func:`delivery_month_change_series` where
+    every window is an ``h``-row window of the history (a backtest's sliding windows: the same
+    numbers, priced once for the whole history instead of every day); ``at`` as in :func:`basis_changes`."""
+    return _by_history_windows(prices, history, master, start, end, delivery_month_change_series,
+                               window_delivery_month_changes, at)
+
+
+@lru_cache(maxsize=32)
+def delivery_month_change_series(prices: RootPrices, history: ParYieldHistory, master: SecuritiesMaster,
+                                 h: int) -> FloatArray:
+    """:func:`window_delivery_month_changes` of every ``h``-row window of the history, indexed by
+    its first row (NaN for the last ``h`` rows); read-only."""
+    dates = history.dates
+    out = np.full(len(dates), np.nan)
+    if len(dates) > h:
+        out[: len(dates) - h] = window_delivery_month_changes(prices, history, master, dates[:-h], dates[h:])
+    out.flags.writeable = False
+    return out
+
+
+def window_delivery_month_changes(prices: RootPrices, history: ParYieldHistory, master: SecuritiesMaster,
+                                  start: DateArray, end: DateArray) -> FloatArray:
     """Basis change of the contract a continuous series holds at both ``start`` and ``end`` where
     either is in that contract's delivery month and the basis level stays within
     :data:`DELIVERY_BASIS_LIMIT` (the **proxy** for windows without the front contract, module
@@ -288,13 +338,17 @@ def _cached_basis_volatility(prices: RootPrices, history: ParYieldHistory, maste
     return cached("residual-vol", key, lambda: basis_volatility(prices, history, master, decay, delivery_month, since))
 
 
+@lru_cache(maxsize=16)  # in process too: a backtest reads it for every scenario set every day
 def cached_daily_basis_changes(prices: RootPrices, history: ParYieldHistory, master: SecuritiesMaster, data_dir: Path,
                                delivery_month: bool, since: int) -> FloatArray:
-    """:func:`daily_basis_changes` through the on-disk cache (the same key as the volatility's)."""
+    """:func:`daily_basis_changes` through the on-disk cache (the same key as the volatility's); read-only."""
     key = {"root": prices.root, "prices": files_key([prices.source]), "market": market_files_key(data_dir),
            "master": master_files_key(data_dir), "delivery_month": delivery_month, "since": since,
            "limit": DELIVERY_BASIS_LIMIT}
-    return cached("residual-daily", key, lambda: daily_basis_changes(prices, history, master, delivery_month, since))
+    out = np.array(cached("residual-daily", key, lambda: daily_basis_changes(prices, history, master, delivery_month,
+                                                                              since)))
+    out.flags.writeable = False
+    return out
 
 
 def ewma_start_year(window_end: DateArray) -> int:

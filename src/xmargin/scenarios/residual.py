@@ -64,6 +64,7 @@ from xmargin.scenarios.futures_basis import (  # re-exported: the basis factor's
     DELIVERY_BASIS_LIMIT,
     EWMA_WARMUP_YEARS,
     PROXY_DURATION,
+    WindowRows,
     _cached_basis_volatility,
     basis_change_series,
     basis_changes,
@@ -75,6 +76,7 @@ from xmargin.scenarios.futures_basis import (  # re-exported: the basis factor's
     fair_value_on,
     proxy_root,
     window_basis_changes,
+    window_rows,
 )
 from xmargin.scenarios.residual_filter import (
     ResidualFilter,
@@ -362,15 +364,19 @@ def residual_risk(
     for k, (start, end) in enumerate(windows):
         flt = filters[k] if filters is not None and k < len(filters) else None
         ch = np.zeros((len(factors), len(start)))
+        at: WindowRows | None | bool = False  # not looked up yet
         for f, name in enumerate(factors):
             if name.startswith("basis:"):
                 assert history_f is not None
                 rp = history_f.roots[name[6:]]
-                x = basis_changes(rp, history, master, start, end)
+                if at is False:
+                    at = window_rows(history, start, end)  # once for every basis factor of the set
+                x = basis_changes(rp, history, master, start, end, at)
                 if params.delivery_month_changes and rp.continuous:
                     miss = np.flatnonzero(~np.isfinite(x))
                     proxy = np.full(len(x), np.nan)
-                    proxy[miss] = delivery_month_changes(rp, history, master, start[miss], end[miss])
+                    proxy[miss] = delivery_month_changes(rp, history, master, start[miss], end[miss],
+                                                         None if at is None else (at[0][miss], at[1][miss]))
                     use = np.isfinite(proxy)
                     x = np.where(use, proxy, x)
                     if use.any() and not changes:

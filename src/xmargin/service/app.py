@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -57,9 +56,9 @@ from xmargin.ledger.store import LedgerError
 from xmargin.service import metrics
 from xmargin.service.auth import KeyStore
 from xmargin.service.fastpath import PATH as FAST_PATH
-from xmargin.service.fastpath import RouteLabel, TradeWhatIfFastPath, replay_body
+from xmargin.service.fastpath import TradeWhatIfFastPath, replay_body, security_headers
 from xmargin.service.fastpath_portfolio import PATH as FAST_PORTFOLIO_PATH
-from xmargin.service.fastpath_portfolio import PortfolioWhatIfFastPath
+from xmargin.service.fastpath_portfolio import PortfolioWhatIfFastPath, RouteLabel
 from xmargin.service.ledger_routes import router as ledger_router
 from xmargin.service.routes import API_PREFIX, RequestError, input_error, router
 from xmargin.service.state import Conflict, NotFound, ServiceConfig, ServiceState
@@ -67,8 +66,6 @@ from xmargin.service.statement_routes import statement_router
 from xmargin.service.writer import PricingTimeout
 
 STATIC = Path(str(resources.files("xmargin.service") / "static"))
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-       "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'")
 UNION_TAGS = {"list[PositionIn]": list, "AccountsPortfolioIn": dict}
 
 
@@ -119,13 +116,27 @@ class Guard:
             if message["type"] == "http.response.start":
                 hs = list(message.get("headers", []))
                 names = {k.lower() for k, _ in hs}
-                extra = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
-                         (b"x-frame-options", b"DENY"), (b"content-security-policy", CSP.encode()),
-                         (b"x-xmargin-worker", str(os.getpid()).encode())]
-                hs += [(k, v) for k, v in extra if k not in names]
+                hs += [(k, v) for k, v in security_headers() if k not in names]
                 message = {**message, "headers": hs}
             await send(message)
         return wrapped
+
+
+class XmarginAPI(FastAPI):
+    """FastAPI, with the trade what-if fast path (:mod:`~xmargin.service.fastpath`) in front of
+    its whole middleware stack: ``fast_path`` (None: off) answers ``POST /api/v1/what-if/trade``
+    or hands the request on, with the body it read."""
+
+    fast_path: TradeWhatIfFastPath | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        fast = self.fast_path
+        if fast is not None and scope["type"] == "http" and scope["path"] == FAST_PATH and scope["method"] == "POST":
+            rest = await fast(scope, receive, send)
+            if rest is None:
+                return
+            receive = rest
+        await super().__call__(scope, receive, send)
 
 
 def graceful_server(app: FastAPI, config: Any) -> Any:
@@ -230,7 +241,7 @@ def create_app(
                 await state.recorder.close()  # the write in progress finishes first
                 state.close()
 
-    app = FastAPI(
+    app = XmarginAPI(
         title="xmargin",
         version="1",
         summary="Cross-margining risk engine: what-if margin for every member, live.",
@@ -247,8 +258,8 @@ def create_app(
     app.include_router(calls_router)
     app.include_router(statement_router)  # GET /accounts/{account}/statement
     if config.fast_what_if:
-        app.add_middleware(TradeWhatIfFastPath, route=RouteLabel(FAST_PATH))  # innermost: inside Guard, metrics
-        app.add_middleware(PortfolioWhatIfFastPath, route=RouteLabel(FAST_PORTFOLIO_PATH))
+        app.fast_path = TradeWhatIfFastPath(app, config.max_body_bytes)  # before every middleware below
+        app.add_middleware(PortfolioWhatIfFastPath, route=RouteLabel(FAST_PORTFOLIO_PATH))  # inside Guard, metrics
     app.add_middleware(Guard, max_body_bytes=config.max_body_bytes)
     app.add_middleware(metrics.RequestMetrics)
 

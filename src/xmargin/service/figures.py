@@ -28,5 +28,11 @@ def clean(value: Any) -> Any:
 
 
 def headline(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: clean(row[k]) for k in HEADLINE}
+    """The headline fields of ``row``, :func:`clean` (a plain float, nearly every figure, is
+    checked here without the type dispatch: this runs three times per trade what-if)."""
+    out: dict[str, Any] = {}
+    for k in HEADLINE:
+        v = row[k]
+        out[k] = (v if math.isfinite(v) else None) if type(v) is float else clean(v)
+    return out
 

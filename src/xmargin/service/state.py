@@ -254,8 +254,7 @@ class ServiceState:
         trade, inst = self._parse(row)
         eng = self.engine
         if instrument_id(inst) in eng.context.universe._index:
-            impact = eng.what_if(trade.account_info, inst, trade.quantity)
-            before, after = impact["before"], impact["after"]
+            before, after = eng.what_if_headline(trade.account_info, inst, trade.quantity)
         else:
             before, after = await self.recorder.price(self._what_if_batch, trade, inst, existed)
         change = {k: after[k] - before[k] for k in HEADLINE}

@@ -212,7 +212,7 @@ class Recorder:
                 if lg is None:
                     continue
                 try:
-                    head = (await asyncio.to_thread(lg.head))[0]
+                    head = await asyncio.to_thread(lg.head_seq)
                     if head <= session.state.entries:
                         continue
                     async with self.lock:  # woken: wait for our own write rather than miss the news

@@ -74,7 +74,13 @@ curves are solved from their first-order curves with a Newton step per curve
 values and the bumped-curve values are computed once per day and shared by the delta-gamma
 P&L, the DV01s and the exact revaluation; SPAN is calibrated for the roots the book holds
 (:func:`held_roots`); :func:`~xmargin.validation.multi.backtest_models` margins the three
-models in one call.  ``tests/test_backtest_speed.py`` compares each with the path it
+models in one call.  The delta-gamma ranking expands each Treasury future per deliverable and
+takes the basket's minimum (:func:`deliverable_taylor`), so a scenario that switches the CTD is
+ranked on the new CTD's price (one expansion of the contract's price put a Lehman-week tail
+scenario beyond the VaR rank + 32).  Compiled loops (:mod:`xmargin.market.curve_kernel`, the
+same sums in the same order) do the bonds' flow sums and the Newton's small inverses; the par
+bonds' unique flow times and the delivery-month basis proxy's whole-history series are shared;
+each process uses one BLAS thread, and worker blocks are whole months (SPAN once a month).  ``tests/test_backtest_speed.py`` compares each with the path it
 replaced.  ``python -m benchmarks.bench_backtest`` times it against main before this work
 on the same days.
 """
@@ -83,6 +89,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import date
 from functools import lru_cache, partial
@@ -111,6 +118,7 @@ from xmargin.market.history import TENORS, ParYieldHistory, load_par_yields
 from xmargin.market.snapshot import MarketSnapshot, load_snapshot
 from xmargin.masterdata import load_master
 from xmargin.portfolio.book import Account, Book
+from xmargin.pricing.futures import contract_basket, forward_clean_prices
 from xmargin.pricing.residual_pnl import residual_for_sets, with_residual
 from xmargin.pricing.revalue import (
     InstrumentUniverse,
@@ -214,8 +222,45 @@ def taylor_pnl(universe: InstrumentUniverse, snap: MarketSnapshot, master: Secur
     total = delta.sum(axis=1)
     w = np.divide(delta, total[:, None], out=np.zeros_like(delta), where=total[:, None] != 0)
     out = delta @ d.T + 0.5 * gamma[:, None] * (w @ d.T) ** 2
+    for i, inst in enumerate(universe.instruments):
+        if isinstance(inst, TreasuryFuture) and not unpriced[i]:
+            out[i] = deliverable_taylor(inst, snap, master, d, base[i])
     out[unpriced] = np.nan
     return out
+
+
+def deliverable_taylor(future: TreasuryFuture, snap: MarketSnapshot, master: SecuritiesMaster, d: FloatArray,
+                       base: float) -> FloatArray:
+    """``S`` second-order P&L per contract of a Treasury future for par changes ``d`` (``S x n``,
+    decimal): each deliverable's forward price over its conversion factor expanded as in
+    :func:`taylor_pnl` (key-rate deltas, parallel gamma on the delta-weighted shift, from the
+    day's +-1 bp bumps), then the basket's minimum, so a scenario that switches the cheapest
+    to deliver is ranked on the new one's price (``base``: the contract's value per unit today)."""
+    bumped, _ = bumped_par_curves(snap)
+    curves = ZeroCurves(snap.as_of, snap.tenors, snap.curve.node_times,
+                        np.vstack([snap.curve.node_logdf[:1], bumped.node_logdf]))
+    basket = contract_basket(future, master, snap.as_of)
+    factors = np.array([x.conversion_factor for x in basket])
+    v = forward_clean_prices(basket, future.last_delivery_day, curves) / factors[:, None]  # K x (1 + 2 + 2n)
+    delta = (v[:, 4::2] - v[:, 3::2]) / (2.0 * ONE_BP)
+    gamma = (v[:, 1] + v[:, 2] - 2.0 * v[:, 0]) / ONE_BP**2
+    total = delta.sum(axis=1)
+    w = np.divide(delta, total[:, None], out=np.zeros_like(delta), where=total[:, None] != 0)
+    # a deliverable whose expansion cannot reach today's cheapest one's in any scenario never
+    # sets the minimum: |x . dy| <= |x|_1 max|dy| bounds the gap's move (the same minimum)
+    ctd = int(np.argmin(v[:, 0]))
+    big = float(np.abs(d).max()) if d.size else 0.0
+    reach = (np.abs(delta - delta[ctd]).sum(axis=1) * big
+             + 0.5 * np.abs(gamma) * (np.abs(w).sum(axis=1) * big) ** 2
+             + 0.5 * abs(gamma[ctd]) * (np.abs(w[ctd]).sum() * big) ** 2)
+    keep = v[:, 0] - v[ctd, 0] <= reach
+    price = delta[keep] @ d.T  # K' x S, points
+    convexity = w[keep] @ d.T
+    convexity *= convexity
+    convexity *= 0.5 * gamma[keep, None]
+    price += convexity
+    price += v[keep, :1]
+    return (price.min(axis=0) / 100.0 * future.contract_size - base)  # type: ignore[no-any-return]
 
 
 def exact_curves(snap: MarketSnapshot, par: FloatArray) -> ZeroCurves:
@@ -411,9 +456,19 @@ def day_context(spec: EngineSpec, row: int, nearby: Sequence[int]) -> DayContext
 
 
 def _run_rows(spec: EngineSpec, rows: Sequence[int], nearby: Sequence[int], reducer: Callable[[DayContext], T]) -> list[T]:
-    # compiled curve interpolation (the same formulas; in every worker process)
-    with curve_kernel.compiled(), np.errstate(invalid="ignore", divide="ignore"):  # masked 0/0 in curve formulas
+    # compiled curve interpolation (the same formulas; in every worker process); one BLAS thread
+    # (the products are small: OpenBLAS's threads cost ~10x on a busy machine, and processes
+    # already run the days in parallel)
+    with curve_kernel.compiled(), np.errstate(invalid="ignore", divide="ignore"), _one_blas_thread():
         return [reducer(day_context(spec, r, nearby)) for r in rows]
+
+
+def _one_blas_thread() -> AbstractContextManager[object]:
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - a declared dependency
+        return nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def run_days(
@@ -433,18 +488,17 @@ def run_days(
     rows = list(range(lo, hi))
     nearby = [nearby_index(leg.instrument, spec.start, spec.horizon_days) if _is_futures(leg.instrument) else 0
               for leg in spec.legs]
-    # contiguous blocks: a worker then recalibrates SPAN only for the months of its blocks
-    chunk = 20 if workers <= 1 else max(1, min(60, -(-len(rows) // workers)))
-    blocks = [rows[i : i + chunk] for i in range(0, len(rows), chunk)]
+    chunk = 20 if workers <= 1 else max(1, min(40, -(-len(rows) // workers)))
     results: list[T] = []
-    if workers <= 1 or len(blocks) <= 1:
-        for b in blocks:
+    if workers <= 1 or len(rows) <= chunk:
+        for b in month_blocks(history.dates[rows], rows, chunk):
             results += _run_rows(spec, b, nearby, reducer)
             if progress:
                 progress(len(results), len(rows))
     else:
-        # the first block here: the processes forked after it inherit the warm caches (market
-        # history, basis-change series, compiled curve code) instead of each building them
+        # the first day here: the processes forked after it inherit the warm caches (market
+        # history, whole-history basis series, compiled curve code) instead of each building them
+        blocks = [rows[:1], *month_blocks(history.dates[rows[1:]], rows[1:], chunk)]
         results += _run_rows(spec, blocks[0], nearby, reducer)
         if progress:
             progress(len(results), len(rows))
@@ -454,6 +508,19 @@ def run_days(
                 if progress:
                     progress(len(results), len(rows))
     return history.dates[rows], results
+
+
+def month_blocks(dates: npt.NDArray[np.datetime64], rows: Sequence[int], size: int) -> list[list[int]]:
+    """``rows`` (on ``dates``) in contiguous blocks of whole calendar months, each at least
+    ``size`` rows (the last may be shorter): a worker calibrates SPAN once for each month of
+    its blocks, as a single process does, instead of again for a month split between blocks."""
+    month = np.asarray(dates).astype("datetime64[M]")
+    blocks: list[list[int]] = []
+    for k, r in enumerate(rows):
+        if not blocks or (len(blocks[-1]) >= size and month[k] != month[k - 1]):
+            blocks.append([])
+        blocks[-1].append(r)
+    return blocks
 
 
 @dataclass(frozen=True)
