@@ -22,7 +22,15 @@ from xmargin.margin.params import load_params
 from xmargin.margin.var import historical_var, model_var, var_with_stress, weighted_var
 from xmargin.market.history import load_par_yields
 from xmargin.market.snapshot import load_snapshot
-from xmargin.scenarios.filtered import SEED_DAYS, ewma_variance, filter_scales
+from xmargin.scenarios.filtered import (
+    CORRELATION_FLOOR,
+    SEED_DAYS,
+    correlation_filtered,
+    correlation_roots,
+    ewma_correlation,
+    ewma_variance,
+    filter_scales,
+)
 from xmargin.scenarios.historical import ScenarioSpec, build_scenarios
 
 AS_OF = date(2022, 10, 21)
@@ -40,17 +48,94 @@ def test_filter_scales_ratio_and_cap() -> None:
     np.testing.assert_allclose(s, [[2.0, 4.0], [0.5, 5.0]])  # 8 / 1 = 8 capped at 5
 
 
+def test_ewma_correlation_by_hand() -> None:
+    # changes (1, 1), (1, -1), (2, 0); seed = their mean products over 3 days:
+    # s11 = (1 + 1 + 4)/3 = 2, s22 = (1 + 1 + 0)/3 = 2/3, s12 = (1 - 1 + 0)/3 = 0
+    # day 1 (decay 0.5): s11 = 0.5*2 + 0.5*1 = 1.5, s22 = 0.5*2/3 + 0.5 = 5/6, s12 = 0.5 -> r = 0.5/sqrt(1.25)
+    # day 2: s11 = 1.25, s22 = 11/12, s12 = 0.25 - 0.5 = -0.25 -> r = -0.25/sqrt(1.25*11/12)
+    d = np.array([[1.0, 1.0], [1.0, -1.0], [2.0, 0.0]])
+    c = ewma_correlation(d, 0.5, seed_days=3)
+    assert c[0, 0, 1] == pytest.approx(0.5 / math.sqrt(1.25), rel=1e-12)
+    assert c[1, 1, 0] == pytest.approx(-0.25 / math.sqrt(1.25 * 11 / 12), rel=1e-12)
+    np.testing.assert_allclose(np.einsum("tii->ti", c), 1.0)
+
+
+def test_correlation_filter_by_hand() -> None:
+    """Two tenors correlated 0.9 on the scenario's row, uncorrelated today.  C^(-1/2) of
+    [[1, .9], [.9, 1]] has eigenvalues 1/sqrt(1.9) along (1, 1) and 1/sqrt(0.1) along (1, -1):
+    a parallel move shrinks by 1/sqrt(1.9), a spread move grows by sqrt(10) (the spread's
+    variance is 2 today against 0.2 then).  Volatility (1, 2) then, (2, 2) today."""
+    corr = np.array([[[1.0, 0.9], [0.9, 1.0]], [[1.0, 0.0], [0.0, 1.0]]])
+    roots = correlation_roots(corr)
+    vol = np.array([[1.0, 2.0], [2.0, 2.0]])
+    change = np.array([[1.0, 2.0], [1.0, -2.0]])  # z = (1, 1) and (1, -1)
+    out = correlation_filtered(change, vol, roots, np.array([0, 0]), 1, max_scale=5.0)
+    np.testing.assert_allclose(out[0], [2.0 / math.sqrt(1.9)] * 2, rtol=1e-12)
+    np.testing.assert_allclose(out[1], [2.0 * math.sqrt(10.0), -2.0 * math.sqrt(10.0)], rtol=1e-12)
+    # today's correlation equal to the row's: the per-tenor filter, min(sigma ratio, cap) x change
+    same = correlation_roots(np.array([corr[0], corr[0]]))
+    np.testing.assert_allclose(correlation_filtered(change, vol, same, np.array([0, 0]), 1, 5.0),
+                               change * filter_scales(vol, np.array([0, 0]), 1, 5.0), rtol=1e-12)
+    # the cap: sigma today 20 against 1 -> at most 5 x sigma(row) per unit of z
+    capped = correlation_filtered(change[:1], np.array([[1.0, 2.0], [20.0, 2.0]]), same, np.array([0]), 1, 5.0)
+    assert capped[0, 0] == pytest.approx(5.0)
+
+
+def test_correlation_filtered_scenarios_match_sqrtm(data_dir: Path) -> None:
+    """Correlation-weighted FHS on the real curve (12 tenors as of 2022-10-18, before the 4-month
+    bill's first print: no interpolated tenor in the look-back): the EWMA covariance run day by
+    day in Python, each correlation matrix's eigenvalues floored at ``CORRELATION_FLOOR``, matrix
+    roots by :func:`scipy.linalg.sqrtm` (a Schur method, not the eigen-decomposition)."""
+    from scipy.linalg import sqrtm
+
+    as_of = date(2022, 10, 18)
+    history, snap, csv_ = load_par_yields(data_dir / PAR_YIELDS_FILE), load_snapshot(as_of, data_dir=data_dir), Csv(
+        data_dir / PAR_YIELDS_FILE)
+    spec = ScenarioSpec(horizon_days=3, lookback_years=2.0, mode="filtered", stress="none")
+    assert spec.vol_date == "start" and spec.correlation  # the defaults
+    s = build_scenarios(history, snap, spec)
+    names = ("1M", "2M", "3M", "4M", "6M", "1Y", "2Y", "3Y", "5Y", "7Y", "10Y", "20Y", "30Y")
+    cols = [names.index(t) for t in snap.tenors]
+    dates = [d for d in csv_.dates if d <= as_of]
+    y = np.array([[csv_.filled(d)[c] for c in cols] for d in dates])
+    r = y[1:] - y[:-1]
+    cov = sum(np.outer(x, x) for x in r[:SEED_DAYS]) / SEED_DAYS
+    at = {dates[0]: cov}
+    for i, x in enumerate(r, start=1):
+        cov = 0.97 * cov + 0.03 * np.outer(x, x)
+        at[dates[i]] = cov
+
+    def split(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        sd = np.sqrt(np.diag(c))
+        w, v = np.linalg.eigh(c / np.outer(sd, sd))
+        return sd, (v * np.maximum(w, CORRELATION_FLOOR)) @ v.T
+
+    sd_t, c_t = split(at[as_of])
+    root_t = np.real(sqrtm(c_t))
+    for j in (0, 211, s.size - 1):
+        start, end = s.window_start[j].astype(date), s.window_end[j].astype(date)
+        change = np.array(csv_.filled(end))[cols] - np.array(csv_.filled(start))[cols]
+        sd_s, c_s = split(at[start])
+        z = np.linalg.solve(np.real(sqrtm(c_s)), change / sd_s)
+        expected = np.minimum(sd_t, 5.0 * sd_s) * (root_t @ z)
+        np.testing.assert_allclose(s.par_yields[j], snap.par_yields + expected / 100.0, rtol=0, atol=1e-10)
+
+
 @pytest.fixture(scope="module")
 def market(data_dir: Path):  # type: ignore[no-untyped-def]
     return load_par_yields(data_dir / PAR_YIELDS_FILE), load_snapshot(AS_OF, data_dir=data_dir), Csv(
         data_dir / PAR_YIELDS_FILE)
 
 
-def test_filtered_scenarios_match_a_plain_python_ewma(market) -> None:  # type: ignore[no-untyped-def]
-    """Each look-back change of the 10-year (and 3-month) par yield times
-    ``sigma(as-of) / sigma(window end)``, the EWMA (decay 0.97) run day by day over the CSV."""
+@pytest.mark.parametrize("vol_date", ["start", "end"])
+def test_filtered_scenarios_match_a_plain_python_ewma(market, vol_date: str) -> None:  # type: ignore[no-untyped-def]
+    """Per-tenor FHS: each look-back change of the 10-year (and 3-month) par yield times
+    ``sigma(as-of) / sigma(window start)`` (Hull and White 1998: the estimate made before the
+    window's moves) or, with ``vol_date = "end"``, ``/ sigma(window end)``, the EWMA (decay 0.97)
+    run day by day over the CSV."""
     history, snap, csv_ = market
-    spec = ScenarioSpec(horizon_days=3, lookback_years=2.0, mode="filtered", decay=0.97, max_scale=5.0, stress="none")
+    spec = ScenarioSpec(horizon_days=3, lookback_years=2.0, mode="filtered", decay=0.97, max_scale=5.0, stress="none",
+                        vol_date=vol_date, correlation=False)
     s = build_scenarios(history, snap, spec)
     dates = [d for d in csv_.dates if d <= AS_OF]
     for tenor in ("10Y", "3M"):
@@ -66,7 +151,7 @@ def test_filtered_scenarios_match_a_plain_python_ewma(market) -> None:  # type: 
         for j in (0, 137, s.size - 1):
             start, end = s.window_start[j].astype(date), s.window_end[j].astype(date)
             change = csv_.filled(end)[col] - csv_.filled(start)[col]
-            scale = min(sigma[AS_OF] / sigma[end], 5.0)
+            scale = min(sigma[AS_OF] / sigma[start if vol_date == "start" else end], 5.0)
             assert s.par_yields[j, k] == pytest.approx(snap.par_yields[k] + scale * change / 100.0, abs=1e-12)
     plain = build_scenarios(history, snap, ScenarioSpec(horizon_days=3, lookback_years=2.0, stress="none"))
     np.testing.assert_array_equal(s.window_start, plain.window_start)
@@ -133,6 +218,9 @@ def test_weighted_var_partial_sort_equals_full_sort() -> None:
     ("[ficc.scenarios]\nlookback_years = 0.005\nhorizon_days = 3\n", "ficc.scenarios.lookback_years", "shorter"),
     ("[ficc.scenarios]\nstress_window_days = 2\n", "ficc.scenarios.stress_window_days", "shorter"),
     ("[ficc]\npd_decay = 1.0\n", "ficc.pd_decay", "outside"),
+    ("[ficc.scenarios]\nvol_date = 'today'\n", "ficc.scenarios.vol_date", "start"),
+    ("[cme.scenarios]\ncorrelation = 'yes'\n", "cme.var_scenarios.correlation", "true or false"),
+    ("[ficc.scenarios]\ncorrelation_floor = 0\n", "ficc.scenarios.correlation_floor", "outside (0.0, 1.0]"),
 ])
 def test_scenario_settings_are_range_checked(tmp_path: Path, text: str, field: str, words: str) -> None:
     path = tmp_path / "m.toml"
@@ -145,8 +233,12 @@ def test_scenario_settings_are_range_checked(tmp_path: Path, text: str, field: s
 def test_scenario_settings_load(tmp_path: Path) -> None:
     path = tmp_path / "m.toml"
     path.write_text("[ficc.scenarios]\nmode = 'filtered'\ndecay = 0.94\nfloor = true\nbuffer = 0.25\n"
-                    "stress_weight = 0.25\n[cme.scenarios]\nmode = 'filtered'\n")
+                    "stress_weight = 0.25\nvol_date = 'end'\ncorrelation = false\n[cme.scenarios]\nmode = 'filtered'\n"
+                    "correlation_floor = 0.001\n")
     p = load_params(path)
+    assert p.ficc.scenarios.vol_date == "end" and not p.ficc.scenarios.correlation  # the former per-tenor rule
+    assert p.cme.var_scenarios.vol_date == "start" and p.cme.var_scenarios.correlation  # the defaults
+    assert p.cme.var_scenarios.correlation_floor == 0.001 and p.ficc.scenarios.correlation_floor == 0.01
     assert p.ficc.scenarios.mode == "filtered" and p.ficc.scenarios.decay == 0.94 and p.ficc.scenarios.floor
     assert p.ficc.scenarios.buffer == 0.25 and p.ficc.scenarios.stress_weight == 0.25
     assert p.cme.var_scenarios.mode == "filtered"

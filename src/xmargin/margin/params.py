@@ -129,6 +129,7 @@ _RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "lookback_years": (0.0, float("inf"), False, False),
     "decay": (0.0, 1.0, False, False),
     "max_scale": (1.0, float("inf"), True, False),
+    "correlation_floor": (0.0, 1.0, False, True),
     "buffer": (0.0, 1.0, True, True),
     "stress_weight": (0.0, 1.0, True, False),
     "span_short_lookback_years": (0.0, float("inf"), True, False),
@@ -142,7 +143,8 @@ _RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "vol_floor": (0.0, 1.0, True, True),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {"standalone_model": ("span", "var"), "shift": ("absolute", "relative"),
-                                        "mode": ("historical", "filtered"), "span_mode": ("historical", "filtered")}
+                                        "mode": ("historical", "filtered"), "span_mode": ("historical", "filtered"),
+                                        "vol_date": ("start", "end")}
 #: Alternative spellings of table keys: ``[cme.scenarios]`` is ``[cme.var_scenarios]``.
 _ALIASES: dict[str, dict[str, str]] = {"cme": {"scenarios": "var_scenarios"}}
 

@@ -44,7 +44,18 @@ from xmargin.errors import InputError
 from xmargin.market.curve import ZeroCurves
 from xmargin.market.history import TENOR_MONTHS, TENORS, ParYieldHistory
 from xmargin.market.snapshot import MarketSnapshot
-from xmargin.scenarios.filtered import apply_scales, ewma_volatility, filter_scales
+from xmargin.scenarios.filtered import (
+    CORRELATION_FLOOR,
+    SEED_DAYS,
+    VOL_FLOOR,
+    apply_scales,
+    correlation_roots,
+    decorrelated,
+    ewma_correlation,
+    ewma_volatility,
+    filter_scales,
+    recorrelated,
+)
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -63,6 +74,15 @@ class ScenarioSpec:
     mode: str = "historical"
     decay: float = 0.97  # EWMA decay of the FHS volatility (module filtered; docs/methodology.md 4.1)
     max_scale: float = 5.0  # cap on the FHS volatility ratio (choice)
+    #: Which EWMA estimate devolatilises a look-back change (module :mod:`.filtered`): ``"start"``
+    #: the estimate at the window's start, made before its moves (Hull and White 1998), ``"end"``
+    #: the estimate after them (the rule before issue 11's review; docs/methodology.md 4.1).
+    vol_date: str = "start"
+    #: ``True``: filter the correlation between tenors too (:func:`.filtered.correlation_filtered`),
+    #: not only each tenor's volatility (``False``: per-tenor FHS).
+    correlation: bool = True
+    #: Eigenvalue floor of the correlation matrices (:data:`.filtered.CORRELATION_FLOOR`, choice).
+    correlation_floor: float = CORRELATION_FLOOR
     #: Anti-procyclicality tools, EMIR RTS 153/2013 article 28(1)(a)-(c):
     buffer: float = 0.0  # (a) margin buffer as a fraction of the VaR (0.25 = 25%)
     stress_weight: float = 0.0  # (b) weight of the stressed scenarios (0: max(VaR, VaR with stress))
@@ -85,6 +105,10 @@ class ScenarioSpec:
             raise InputError(f"scenario mode '{self.mode}' is not 'historical' or 'filtered'", field="mode")
         if not 0.0 < self.decay < 1.0:
             raise InputError(f"decay {self.decay} is outside (0, 1)", field="decay")
+        if self.vol_date not in ("start", "end"):
+            raise InputError(f"vol_date '{self.vol_date}' is not 'start' or 'end'", field="vol_date")
+        if not 0.0 < self.correlation_floor <= 1.0:
+            raise InputError(f"correlation_floor {self.correlation_floor} is outside (0, 1]", field="correlation_floor")
         if not self.max_scale >= 1.0:
             raise InputError(f"max_scale {self.max_scale} is below 1", field="max_scale")
         if not 0.0 <= self.buffer <= 1.0:
@@ -192,6 +216,38 @@ def factor_volatility(history: ParYieldHistory, spec_decay: float, relative: boo
     return ewma_volatility(filled_history(history), spec_decay, relative=relative, displacement=displacement)
 
 
+@lru_cache(maxsize=4)
+def factor_correlation_roots(history: ParYieldHistory, spec_decay: float, relative: bool, displacement: float,
+                             cols: tuple[int, ...], floor: float = CORRELATION_FLOOR) -> tuple[FloatArray, FloatArray]:
+    """``(C^(1/2), C^(-1/2))`` of the EWMA correlation of the tenors ``cols`` after every history
+    row (row 0: the seed), aligned with :func:`factor_volatility`.  ``displacement`` in percent."""
+    y = filled_history(history)[:, list(cols)]
+    daily = np.log((y[1:] + displacement) / (y[:-1] + displacement)) if relative else y[1:] - y[:-1]
+    corr = ewma_correlation(daily, spec_decay)
+    seed = (daily[:SEED_DAYS, :, None] * daily[:SEED_DAYS, None, :]).mean(axis=0)
+    sd = np.sqrt(np.maximum(np.diag(seed), VOL_FLOOR ** 2))
+    return correlation_roots(np.concatenate([(seed / np.outer(sd, sd))[None], corr]), floor)
+
+
+@lru_cache(maxsize=8)
+def decorrelated_windows(history: ParYieldHistory, spec_decay: float, relative: bool, displacement: float,
+                         cols: tuple[int, ...], h: int, vol_date: str, floor: float = CORRELATION_FLOOR) -> FloatArray:
+    """``T x F``: the ``h``-day change of the tenors ``cols`` from every history row, standardised
+    and decorrelated on its volatility row (:func:`.filtered.decorrelated`); NaN where no window
+    fits.  Independent of the as-of date, so a backtest's days share it."""
+    y = filled_history(history)[:, list(cols)]
+    n = len(y) - h
+    change = np.log((y[h:] + displacement) / (y[:n] + displacement)) if relative else y[h:] - y[:n]
+    vrows = np.arange(n) + (0 if vol_date == "start" else h)
+    vol = factor_volatility(history, spec_decay, relative, displacement)[:, list(cols)]
+    _, inv = factor_correlation_roots(history, spec_decay, relative, displacement, cols, floor)
+    out = np.full(y.shape, np.nan)
+    for lo in range(0, n, 2048):  # blocks: the S x F x F gather stays small
+        r = vrows[lo:lo + 2048]
+        out[lo:lo + len(r)] = decorrelated(change[lo:lo + len(r)], vol[r], inv[r])
+    return out
+
+
 @dataclass(frozen=True)
 class ScenarioRows:
     """The par curves of a scenario set before bootstrapping (see :func:`scenario_par`)."""
@@ -249,8 +305,18 @@ def scenario_par(history: ParYieldHistory, snapshot: MarketSnapshot, spec: Scena
     if filtered:
         vol = factor_volatility(history, spec.decay, relative, spec.relative_displacement_pct)[:, cols]
         n = len(starts)
-        scales = filter_scales(vol, starts + h, end_row - 1, spec.max_scale)
-        par[:n] = apply_scales(before[:n], after[:n], base, scales, relative=relative, displacement=c)
+        vrows = starts if spec.vol_date == "start" else starts + h
+        if spec.correlation:
+            cp, key = spec.relative_displacement_pct, tuple(cols)
+            fl = spec.correlation_floor
+            root, _ = factor_correlation_roots(history, spec.decay, relative, cp, key, fl)
+            w = decorrelated_windows(history, spec.decay, relative, cp, key, h, spec.vol_date, fl)[starts]
+            # in the units of ``vol``: the displaced log ratio, or the change in percentage points
+            x = recorrelated(w, vol[vrows], root[end_row - 1], vol[end_row - 1], spec.max_scale)
+            par[:n] = (base + c) * np.exp(x) - c if relative else base + x / 100.0
+        else:
+            scales = filter_scales(vol, vrows, end_row - 1, spec.max_scale)
+            par[:n] = apply_scales(before[:n], after[:n], base, scales, relative=relative, displacement=c)
     n_s, n_f = len(stress_rows), len(floor_rows)
     is_stress = np.r_[np.zeros(len(starts), bool), np.ones(n_s, bool), np.zeros(n_f, bool)]
     is_floor = np.r_[np.zeros(len(starts) + n_s, bool), np.ones(n_f, bool)]
