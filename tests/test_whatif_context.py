@@ -71,3 +71,58 @@ def test_assembled_what_if_context_equals_one_priced_from_scratch(market, monkey
     m_got, m_want = compute_margins(got, book), compute_margins(want, book)
     for f in ("ficc_standalone", "cme_standalone", "total_before", "total_after"):
         np.testing.assert_allclose(getattr(m_got, f), getattr(m_want, f), rtol=1e-10, err_msg=f)
+
+
+def test_the_same_instruments_again_reuse_the_assembled_context(market, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A portfolio re-run with other quantities has the same instruments: the context assembled
+    for them is kept (the last ``assembled`` of them), with its ``filled`` P&L the NaN-free
+    rows of its own P&L; another order or another model is assembled anew; past the rows
+    budget the least recently used go."""
+    from dataclasses import replace
+
+    base = build_context(market.snapshot, market.master, _universe(market, HELD), market.params, market.eligibility)
+    priced: list[list[str]] = []
+
+    def spy(snapshot, master, universe, *args):
+        priced.append(list(universe.ids))
+        return build_context(snapshot, master, universe, *args)
+
+    monkeypatch.setattr(whatif, "build_context", spy)
+    extra = whatif.WhatIfInstruments(limit=100, assembled_rows=6)  # two contexts of 3 instruments
+    codes = ["ZBU24", "ZNU24", "912828YB0"]
+    first = extra.context(base, _universe(market, codes))
+    assert priced == [["ZBU24"]] and extra.at_hand(base, _universe(market, codes))
+    assert extra.context(base, _universe(market, codes)) is first
+    for pnl in (first.ficc_pnl, first.cme_pnl):
+        np.testing.assert_array_equal(pnl.filled, np.nan_to_num(pnl.pnl))
+    other = extra.context(base, _universe(market, codes[::-1]))
+    assert other is not first and priced == [["ZBU24"]]
+    np.testing.assert_array_equal(other.ficc_pnl.pnl, first.ficc_pnl.pnl[::-1])
+    refit = replace(base, params=replace(base.params, cross=replace(base.params.cross, reduction_cap=0.5)))
+    assert extra.context(refit, _universe(market, codes)) is not first  # another model: not this one
+    extra.context(base, _universe(market, ["ZNU24"]))  # a 7th row: the least recently used context goes
+    assert len(extra._assembled) == 2
+    assert extra.context(base, _universe(market, codes)) is not first
+
+
+def test_the_documents_model_section_is_built_once_and_handed_out_fresh(market) -> None:
+    """``margin_payload``'s ``model`` section is kept per set of model objects: the same
+    document each time, as a new dict (a caller adding to it does not change the next one);
+    other parameters give their own section."""
+    from dataclasses import replace
+
+    from xmargin.workflow import margin_payload
+
+    ctx = build_context(market.snapshot, market.master, _universe(market, HELD), market.params, market.eligibility)
+    book = build_book([Account("A", "M1", "house", cross_margin=True)],
+                      [(0, ctx.universe.instruments[0], -10.0), (0, ctx.universe.instruments[1], 1e6)],
+                      universe=ctx.universe)
+    margins = compute_margins(ctx, book)
+    first = margin_payload(ctx, book, margins)
+    first["model"]["added"] = True
+    second = margin_payload(ctx, book, margins)
+    assert "added" not in second["model"] and second["model"]["params"] == market.params.to_dict()
+    assert second["model"]["span"]["roots"] == list(ctx.span.roots)
+    assert second["model"]["ficc_scenarios"] == ctx.ficc_scenarios.size
+    capped = replace(ctx, params=replace(ctx.params, cross=replace(ctx.params.cross, reduction_cap=0.5)))
+    assert margin_payload(capped, book, compute_margins(capped, book))["model"]["params"]["cross"]["reduction_cap"] == 0.5

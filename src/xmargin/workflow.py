@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -94,6 +96,48 @@ def with_futures_history(params: MarginParams, path: str | Path | None) -> Margi
     return replace(params, residual=replace(params.residual, futures_history=str(Path(path).resolve())))
 
 
+_MODEL_KEPT: OrderedDict[tuple[int, ...], tuple[tuple[object, ...], dict[str, Any]]] = OrderedDict()
+_MODEL_LOCK = threading.Lock()
+
+
+def _model_section(context: MarginContext) -> dict[str, Any]:
+    """The document's ``model`` section: the context's parameters, scenario sets, SPAN
+    calibration and residual factors.  Built once per set of those (immutable) objects -- a
+    portfolio what-if answers it on every request, and the parameters' ``to_dict`` alone was
+    a twentieth of one -- and handed out as a new dict each time (whose parts are shared:
+    nothing modifies them; :func:`~xmargin.formats.cme_margin.add_cme_figures` adds keys to
+    the section itself)."""
+    parts = (context.params, context.eligibility, context.ficc_scenarios, context.cme_scenarios, context.span,
+             context.residual)
+    key = tuple(id(x) for x in parts)
+    with _MODEL_LOCK:
+        kept = _MODEL_KEPT.get(key)
+        if kept is not None and all(a is b for a, b in zip(kept[0], parts, strict=True)):
+            _MODEL_KEPT.move_to_end(key)
+            return dict(kept[1])
+    span = context.span
+    section = {
+        "params": context.params.to_dict(),
+        "eligibility": context.eligibility.source,
+        "ficc_scenarios": context.ficc_scenarios.size,
+        "ficc_stress_period": [str(d) for d in context.ficc_scenarios.stress_period or ()],
+        "cme_scenarios": context.cme_scenarios.size,
+        "cme_stress_period": [str(d) for d in context.cme_scenarios.stress_period or ()],
+        "span": {
+            "roots": list(span.roots),
+            "scan_range": [float(v) for v in span.scan_range],
+            "intra_spread_charge": [float(v) for v in span.intra_charge],
+            "inter_pairs": [[span.roots[p], span.roots[q], r] for p, q, r in span.inter_pairs],
+        },
+        "residual": residual_summary(context.residual),
+    }
+    with _MODEL_LOCK:
+        _MODEL_KEPT[key] = (parts, section)  # the parts kept alive: their ids stay theirs
+        while len(_MODEL_KEPT) > 16:
+            _MODEL_KEPT.popitem(last=False)
+    return dict(section)
+
+
 def margin_payload(
     context: MarginContext, book: Book, margins: AccountMargins, *, explain: bool = False
 ) -> dict[str, Any]:
@@ -107,21 +151,7 @@ def margin_payload(
             rec["explain"] = explain_account(context, book, i)
     doc = {
         "as_of": context.snapshot.as_of.isoformat(),
-        "model": {
-            "params": context.params.to_dict(),
-            "eligibility": context.eligibility.source,
-            "ficc_scenarios": context.ficc_scenarios.size,
-            "ficc_stress_period": [str(d) for d in context.ficc_scenarios.stress_period or ()],
-            "cme_scenarios": context.cme_scenarios.size,
-            "cme_stress_period": [str(d) for d in context.cme_scenarios.stress_period or ()],
-            "span": {
-                "roots": list(context.span.roots),
-                "scan_range": [float(v) for v in context.span.scan_range],
-                "intra_spread_charge": [float(v) for v in context.span.intra_charge],
-                "inter_pairs": [[context.span.roots[p], context.span.roots[q], r] for p, q, r in context.span.inter_pairs],
-            },
-            "residual": residual_summary(context.residual),
-        },
+        "model": _model_section(context),
         "warnings": list(book.warnings),
         "accounts": records,
         "totals": totals(margins),

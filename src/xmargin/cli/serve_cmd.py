@@ -67,8 +67,8 @@ def serve(
                                                "fallback, at least 1 s).")] = 0.05,
     notify: Annotated[bool, typer.Option("--notify/--no-notify", help="PostgreSQL: wake on the ledger's "
                                          "NOTIFY instead of polling.")] = True,
-    fast_what_if: Annotated[bool, typer.Option("--fast-what-if/--no-fast-what-if", help="Answer trade what-ifs "
-                                               "past FastAPI's per-request machinery (the same answers; "
+    fast_what_if: Annotated[bool, typer.Option("--fast-what-if/--no-fast-what-if", help="Answer trade and "
+                                               "portfolio what-ifs past FastAPI's per-request machinery (the same answers; "
                                                "errors always go to the route).")] = True,
     data_dir: DataDirOption = None,
 ) -> None:

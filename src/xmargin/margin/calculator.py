@@ -12,12 +12,19 @@ concentration add-on are computed stand-alone and not reduced (methodology secti
 
 Accounts are processed in chunks: the account scenario P&L (``positions @ instrument P&L``)
 of a chunk is formed, reduced to margin figures and dropped, so memory stays bounded for
-any number of accounts.
+any number of accounts.  A small book (:func:`is_small_book`: at most 16 accounts and 4,096
+accounts x instruments, e.g. a posted what-if portfolio) takes its positions as a dense array instead: the same
+formulas and figures (to rounding: the products' sums may run in another order), without
+SciPy's per-matrix overhead, which dominated the margin call of a 2-account book.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -27,7 +34,7 @@ import scipy.sparse as sp
 from xmargin.margin.context import MarginContext
 from xmargin.margin.cross import reduction_factors
 from xmargin.margin.ficc import concentration_addon, ficc_requirement
-from xmargin.margin.span import SpanInputs, span_requirement
+from xmargin.margin.span import SpanInputs, SpanResult, span_requirement
 from xmargin.margin.var import model_var
 from xmargin.margin.var_batch import model_var_inplace
 from xmargin.portfolio.book import Book
@@ -39,6 +46,16 @@ except ImportError:  # pragma: no cover - a SciPy without it: q @ pnl
     _csr_matvecs = None
 
 FloatArray = npt.NDArray[np.float64]
+Positions = sp.csr_matrix | FloatArray  # accounts x instruments: CSR, or dense for a small book
+
+MAX_THREADS = 4  # compute_margins: chunks margined at once, at most
+DENSE_MAX_ACCOUNTS = 16  # compute_margins: books of at most this many accounts ...
+DENSE_MAX_CELLS = 4096  # ... and accounts x instruments go dense
+
+
+def is_small_book(accounts: int, instruments: int) -> bool:
+    """Whether :func:`compute_margins` takes a book of this size dense (one call, no chunks)."""
+    return accounts <= DENSE_MAX_ACCOUNTS and accounts * instruments <= DENSE_MAX_CELLS
 
 
 @dataclass
@@ -96,9 +113,11 @@ class AccountMargins:
         return out
 
 
-def _scale_columns(q: sp.csr_matrix, mask: npt.NDArray[np.bool_]) -> sp.csr_matrix:
+def _scale_columns(q: Positions, mask: npt.NDArray[np.bool_]) -> Positions:
     """``q @ diag(mask)``: each stored quantity times its column's 0 or 1 (the same products,
     without building the diagonal matrix: that overhead dominated a small book's margin call)."""
+    if isinstance(q, np.ndarray):
+        return q * mask
     q = q.tocsr()
     out = sp.csr_matrix((q.data * mask.astype(np.float64)[q.indices], q.indices.copy(), q.indptr.copy()),
                         shape=q.shape)
@@ -106,12 +125,14 @@ def _scale_columns(q: sp.csr_matrix, mask: npt.NDArray[np.bool_]) -> sp.csr_matr
     return out
 
 
-def _span_inputs(q: sp.csr_matrix, context: MarginContext) -> SpanInputs:
+def _span_inputs(q: Positions, context: MarginContext) -> SpanInputs:
     a = context.attributes
     onehot = a.span_onehot
     dv01 = np.nan_to_num(a.dv01)[:, None] * onehot
-    longs = q.maximum(0)
-    shorts = (-q).maximum(0)
+    if isinstance(q, np.ndarray):
+        longs, shorts = np.maximum(q, 0.0), np.maximum(-q, 0.0)
+    else:
+        longs, shorts = q.maximum(0), (-q).maximum(0)
     return SpanInputs(
         net=np.asarray(q @ onehot),
         long=np.asarray(longs @ onehot),
@@ -120,7 +141,14 @@ def _span_inputs(q: sp.csr_matrix, context: MarginContext) -> SpanInputs:
     )
 
 
-def _unpriced(q: sp.csr_matrix, priced: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+def _span_rows(result: SpanResult, rows: slice) -> SpanResult:
+    """The figures of some rows (accounts) of a :class:`SpanResult`."""
+    return SpanResult(result.scan_risk[rows], result.intra_spread_charge[rows], result.inter_spread_credit[rows],
+                      result.requirement[rows], result.scan_by_root[rows],
+                      None if result.spot_charge is None else result.spot_charge[rows])
+
+
+def _unpriced(q: Positions, priced: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
     """Accounts holding an instrument that could not be priced."""
     return np.asarray(abs(q) @ (~priced).astype(np.float64)).ravel() > 0
 
@@ -147,8 +175,10 @@ def scenario_set_var_inplace(pnl: FloatArray, scenarios: ScenarioSet, confidence
                              stress_weight=spec.stress_weight, buffer=spec.buffer, active=active)
 
 
-def _held(q: sp.csr_matrix) -> npt.NDArray[np.intp]:
+def _held(q: Positions) -> npt.NDArray[np.intp]:
     """Rows of ``q`` (no stored zeros) with at least one position."""
+    if isinstance(q, np.ndarray):
+        return np.flatnonzero((q != 0.0).any(axis=1))
     return np.flatnonzero(np.diff(q.indptr))
 
 
@@ -164,10 +194,13 @@ class PnLWorkspace:
         self.e_c = np.empty((rows, cme_scenarios))
 
 
-def product_into(q: sp.csr_matrix, pnl: FloatArray, out: FloatArray) -> FloatArray:
+def product_into(q: Positions, pnl: FloatArray, out: FloatArray) -> FloatArray:
     """``out[:] = q @ pnl`` (sparse positions times instrument P&L) without allocating: SciPy's
     own CSR kernel (``csr_matvecs``, the one ``q @ pnl`` runs) on ``out``; ``q @ pnl`` where
-    that kernel or the layouts are not available."""
+    that kernel or the layouts are not available.  Dense ``q``: NumPy's ``matmul`` into ``out``."""
+    if isinstance(q, np.ndarray):
+        np.matmul(q, pnl, out=out)
+        return out
     if _csr_matvecs is None or not (out.flags.c_contiguous and pnl.flags.c_contiguous) \
             or q.dtype != np.float64 or pnl.dtype != np.float64 or out.shape != (q.shape[0], pnl.shape[1]):
         out[...] = q @ pnl
@@ -179,8 +212,8 @@ def product_into(q: sp.csr_matrix, pnl: FloatArray, out: FloatArray) -> FloatArr
     return out
 
 
-def margins_for_positions(context: MarginContext, q: sp.csr_matrix, xm: npt.NDArray[np.bool_],
-                          q_elected: sp.csr_matrix | None = None, *,
+def margins_for_positions(context: MarginContext, q: Positions, xm: npt.NDArray[np.bool_],
+                          q_elected: Positions | None = None, *,
                           workspace: PnLWorkspace | None = None, copying: bool = False) -> AccountMargins:
     """Margin figures for the accounts whose positions are the rows of ``q``.
 
@@ -188,22 +221,28 @@ def margins_for_positions(context: MarginContext, q: sp.csr_matrix, xm: npt.NDAr
     every position of an account whose ``xm`` is set.  ``workspace``: buffers for the account
     scenario P&L, reused from chunk to chunk (:func:`compute_margins`); default: new ones.
     ``copying``: each VaR on a copy of its P&L (:func:`scenario_set_var`) instead of in place
-    -- the same figures, slower; the benchmarks' baseline.
+    -- the same figures, slower; the benchmarks' baseline.  ``q`` (and ``q_elected``) may be
+    dense arrays (both or neither): the same figures to rounding (:func:`is_small_book`).
     """
     a = context.attributes
     p = context.params
     ficc_pnl = context.ficc_pnl.filled
     cme_pnl = context.cme_pnl.filled
+    dense = isinstance(q, np.ndarray)
+    if dense and q_elected is not None and not isinstance(q_elected, np.ndarray):
+        raise TypeError("q is dense: q_elected must be dense too")
     if q_elected is None:
-        q_e = (sp.diags(xm.astype(np.float64)) @ _scale_columns(q, a.eligible)).tocsr()
+        q_e = _scale_columns(q, a.eligible) * xm[:, None] if dense else \
+            (sp.diags(xm.astype(np.float64)) @ _scale_columns(q, a.eligible)).tocsr()
     else:
         q_e = _scale_columns(q_elected, a.eligible)
-    q_r = (q - q_e).tocsr()
+    q_r = q - q_e if dense else (q - q_e).tocsr()
     q_ef, q_ec = _scale_columns(q_e, ~a.is_cme), _scale_columns(q_e, a.is_cme)
     q_rf, q_rc = _scale_columns(q_r, ~a.is_cme), _scale_columns(q_r, a.is_cme)
-    for m in (q_e, q_ef, q_ec, q_rf, q_rc):  # no stored zeros; column order fixes each row's sum order
-        m.eliminate_zeros()
-        m.sort_indices()
+    if not dense:
+        for m in (q_e, q_ef, q_ec, q_rf, q_rc):  # no stored zeros; column order fixes each row's sum order
+            m.eliminate_zeros()
+            m.sort_indices()
     set_f = context.ficc_scenarios
     set_c = context.cme_scenarios
     conf_f = p.ficc.confidence
@@ -217,7 +256,7 @@ def margins_for_positions(context: MarginContext, q: sp.csr_matrix, xm: npt.NDAr
     pnl_rf = product_into(q_rf, ficc_pnl, ws.rf[:n])
     pnl_rc_f = product_into(q_rc, ficc_pnl, ws.rc_f[:n])
     work = ws.work[:n]
-    has_e = q_e.nnz > 0
+    has_e = bool(np.count_nonzero(q_e)) if dense else q_e.nnz > 0
     if has_e:
         pnl_ef = product_into(q_ef, ficc_pnl, ws.ef[:n])
         pnl_ec_f = product_into(q_ec, ficc_pnl, ws.ec_f[:n])
@@ -235,7 +274,7 @@ def margins_for_positions(context: MarginContext, q: sp.csr_matrix, xm: npt.NDAr
         loss_cme = _worst_loss(pnl_rc_f)
         loss_combined = _worst_loss(np.add(pnl_rf, pnl_rc_f, out=work))
 
-    def side_var(pnl: FloatArray, rows: sp.csr_matrix, scenarios: ScenarioSet,
+    def side_var(pnl: FloatArray, rows: Positions, scenarios: ScenarioSet,
                  confidence: float) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
         if copying:
             return scenario_set_var(pnl, scenarios, confidence)
@@ -255,11 +294,12 @@ def margins_for_positions(context: MarginContext, q: sp.csr_matrix, xm: npt.NDAr
 
     # CME, stand-alone on each sub-portfolio
     file_model = context.cme_span_model
-    if file_model is None:
-        span_e = span_requirement(_span_inputs(q_ec, context), context.span)
-        span_r = span_requirement(_span_inputs(q_rc, context), context.span)
+    if file_model is None:  # E's rows and R's in one call: each row's figures are its own
+        both = span_requirement(_span_inputs(np.vstack((q_ec, q_rc)) if dense else sp.vstack((q_ec, q_rc)).tocsr(),
+                                             context), context.span)
+        span_e, span_r = _span_rows(both, slice(0, n)), _span_rows(both, slice(n, 2 * n))
     else:
-        span_e, span_r = file_model.requirement(q_ec), file_model.requirement(q_rc)
+        span_e, span_r = (file_model.requirement(sp.csr_matrix(m) if dense else m) for m in (q_ec, q_rc))
     if p.cme.standalone_model == "var":
         cme_var_e, _ = scenario_set_var_inplace(np.asarray(q_ec @ cme_pnl), set_c, p.cme.var_confidence)
         cme_var_r, _ = scenario_set_var_inplace(np.asarray(q_rc @ cme_pnl), set_c, p.cme.var_confidence)
@@ -331,12 +371,25 @@ def compute_margins(
     chunk_size: int = 256,  # P&L buffers of 256 accounts (about 5.6 MB each) stay near the cache
     progress: Callable[[int, int], None] | None = None,
     copying: bool = False,
+    threads: int | None = None,
 ) -> AccountMargins:
     """Margins of every account in ``book`` (whose universe must be the context's);
-    ``copying`` as in :func:`margins_for_positions`."""
+    ``copying`` as in :func:`margins_for_positions`.
+
+    ``threads``: chunks margined at once (default: the CPUs, at most ``MAX_THREADS``; 1 for
+    fewer than 4 chunks).  The heavy steps -- SciPy's sparse products and NumPy's partial
+    sorts and sums -- run without the GIL, and each account's figures depend on its own
+    positions only, so the figures are the same, bit for bit, whatever the threads."""
     if book.universe.ids != context.universe.ids:
         raise ValueError("the book's universe differs from the context's; build the context from the book")
     n = book.size
+    if is_small_book(n, len(book.universe)) and not copying:  # one dense call
+        xm = np.array([acc.cross_margin for acc in book.accounts], dtype=bool)
+        elected = None if book.elected is None else book.elected.toarray()
+        out = margins_for_positions(context, book.positions.toarray(), xm, elected)
+        if progress is not None:
+            progress(n, n)
+        return out
     out = AccountMargins.empty(n)
     xm = np.array([acc.cross_margin for acc in book.accounts], dtype=bool)
     # cross-margining accounts first, so most chunks are all one kind (a chunk without an
@@ -345,12 +398,24 @@ def compute_margins(
     elects = xm if elected_all is None else np.diff(elected_all.indptr) > 0
     order = np.argsort(~elects, kind="stable")
     positions = book.positions.tocsr()
-    ws = PnLWorkspace(min(chunk_size, n), context.ficc_pnl.filled.shape[1], context.cme_pnl.filled.shape[1])
-    for start in range(0, n, chunk_size):
+    shape = (min(chunk_size, n), context.ficc_pnl.filled.shape[1], context.cme_pnl.filled.shape[1])
+    starts = range(0, n, chunk_size)
+    local = threading.local()  # one set of P&L buffers per thread
+
+    def chunk(start: int) -> tuple[npt.NDArray[np.intp], AccountMargins]:
+        ws = getattr(local, "ws", None)
+        if ws is None:
+            ws = local.ws = PnLWorkspace(*shape)
         rows = order[start:min(start + chunk_size, n)]
         elected = None if elected_all is None else elected_all[rows]
-        out.assign(rows, margins_for_positions(context, positions[rows], xm[rows], elected, workspace=ws,
-                                                     copying=copying))
-        if progress is not None:
-            progress(start + len(rows), n)
+        return rows, margins_for_positions(context, positions[rows], xm[rows], elected, workspace=ws, copying=copying)
+
+    k = threads if threads is not None else (min(os.cpu_count() or 1, MAX_THREADS) if len(starts) >= 4 else 1)
+    with ThreadPoolExecutor(k) if k > 1 else contextlib.nullcontext() as pool:
+        done = 0
+        for rows, figures in (pool.map(chunk, starts) if pool is not None else map(chunk, starts)):
+            out.assign(rows, figures)
+            done += rows.size
+            if progress is not None:
+                progress(done, n)
     return out

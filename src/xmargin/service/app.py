@@ -57,6 +57,8 @@ from xmargin.service import metrics
 from xmargin.service.auth import KeyStore
 from xmargin.service.fastpath import PATH as FAST_PATH
 from xmargin.service.fastpath import TradeWhatIfFastPath, replay_body, security_headers
+from xmargin.service.fastpath_portfolio import PATH as FAST_PORTFOLIO_PATH
+from xmargin.service.fastpath_portfolio import PortfolioWhatIfFastPath, RouteLabel
 from xmargin.service.ledger_routes import router as ledger_router
 from xmargin.service.routes import API_PREFIX, RequestError, input_error, router
 from xmargin.service.state import Conflict, NotFound, ServiceConfig, ServiceState
@@ -257,6 +259,7 @@ def create_app(
     app.include_router(statement_router)  # GET /accounts/{account}/statement
     if config.fast_what_if:
         app.fast_path = TradeWhatIfFastPath(app, config.max_body_bytes)  # before every middleware below
+        app.add_middleware(PortfolioWhatIfFastPath, route=RouteLabel(FAST_PORTFOLIO_PATH))  # inside Guard, metrics
     app.add_middleware(Guard, max_body_bytes=config.max_body_bytes)
     app.add_middleware(metrics.RequestMetrics)
 

@@ -47,7 +47,7 @@ class ServiceConfig:
     checkpoint_every: int = 10_000  # ledger entries between checkpoints taken by the service (0: none)
     follow_poll_s: float = 0.05  # SQLite: how often a process looks for others' entries (PostgreSQL: fallback)
     follow_notify: bool = True  # PostgreSQL: wake on the appends' NOTIFY instead of polling
-    fast_what_if: bool = True  # trade what-ifs past FastAPI's machinery (xmargin.service.fastpath)
+    fast_what_if: bool = True  # trade and portfolio what-ifs past FastAPI's machinery (service.fastpath*)
 
 def _book_rows(book: Book) -> list[dict[str, str]]:
     from xmargin.portfolio.rows import portfolio_rows

@@ -6,6 +6,8 @@ metric                             type       labels / meaning
 ``xmargin_request_seconds``        histogram  ``route`` (the path template), ``method``, ``status``
 ``xmargin_what_ifs_total``         counter    ``kind``: ``trade`` or ``portfolio``
 ``xmargin_what_if_fast_total``     counter    trade what-ifs answered by the fast path (:mod:`~.fastpath`)
+``xmargin_what_if_portfolio_...``  counter    ``..._fast_total``: portfolio what-ifs answered by the fast path
+                                             (:mod:`~.fastpath_portfolio`)
 ``xmargin_trades_total``           counter    ``outcome``: ``recorded`` or ``replayed`` (repeated id)
 ``xmargin_margin_calls_total``     counter    margin calls raised by recorded trades
 ``xmargin_pricing_refused_total``  counter    requests refused because pricing exceeded its bound
@@ -40,6 +42,8 @@ REQUESTS = Histogram("xmargin_request_seconds", "HTTP request latency (seconds) 
                      ["route", "method", "status"], buckets=BUCKETS)
 WHAT_IFS = Counter("xmargin_what_ifs_total", "What-if requests answered", ["kind"])
 WHAT_IFS_FAST = Counter("xmargin_what_if_fast_total", "Trade what-ifs answered by the fast path")
+WHAT_IFS_FAST_PORTFOLIO = Counter("xmargin_what_if_portfolio_fast_total",
+                                  "Portfolio what-ifs answered by the fast path")
 TRADES = Counter("xmargin_trades_total", "Trades posted", ["outcome"])
 CALLS = Counter("xmargin_margin_calls_total", "Margin calls raised by recorded trades")
 REFUSED = Counter("xmargin_pricing_refused_total", "Requests refused: pricing exceeded its time bound")

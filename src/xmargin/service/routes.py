@@ -155,7 +155,7 @@ async def what_if_portfolio(
     except InputError as exc:
         raise RequestError(_portfolio_loc(data, exc.row, exc.field),
                            exc.reason if exc.row is None else f"position {exc.row}: {exc.reason}") from None
-    doc = await svc.recorder.price(svc.what_if_portfolio, book, explain, field="body")  # bounded, no lock
+    doc = await svc.margin_portfolio(book, explain)
     metrics.WHAT_IFS.labels("portfolio").inc()
     return _timed(doc, t0)
 

@@ -26,7 +26,7 @@ from xmargin.clearing.replay import decode_margins
 from xmargin.engine.live import HEADLINE, MARGIN_FIELDS, LiveEngine
 from xmargin.engine.trades import Trade, format_time, parse_row
 from xmargin.errors import InputError, XMarginError
-from xmargin.margin.calculator import AccountMargins, compute_margins
+from xmargin.margin.calculator import AccountMargins, compute_margins, is_small_book
 from xmargin.margin.context import MarginContext
 from xmargin.portfolio.book import Account, Book, build_book
 from xmargin.portfolio.io import read_portfolio_data
@@ -44,6 +44,7 @@ from xmargin.workflow import margin_payload
 __all__ = ["DEFAULT_LEDGER", "Conflict", "NotFound", "ServiceConfig", "ServiceState", "UpdateHub", "clean",
            "headline"]
 
+INLINE_MAX_CELLS = 512  # portfolio what-ifs margined on the event loop: at most this many accounts x instruments
 RESULTS_KEPT = 10_000  # trade results answered from memory on a repeated trade_id (older: from the ledger)
 
 
@@ -293,6 +294,18 @@ class ServiceState:
     def _what_if_context(self, universe: InstrumentUniverse) -> MarginContext:
         """The context of a posted portfolio's instruments (see :mod:`xmargin.service.whatif`)."""
         return self._extra.context(self.engine.context, universe)
+
+    async def margin_portfolio(self, book: Book, explain: bool = False) -> dict[str, Any]:
+        """:meth:`what_if_portfolio`, on the event loop when nothing needs pricing and the book
+        is small (its instruments' rows at hand, a book ``compute_margins`` takes dense of at
+        most ``INLINE_MAX_CELLS`` accounts x instruments, no ``explain``: a few milliseconds,
+        less than the hand-off to a pricing thread costs, and short enough not to hold up the
+        other requests); else in the pricing pool, bounded in time (:meth:`Recorder.price`)."""
+        if not explain and is_small_book(book.size, len(book.universe)) \
+                and book.size * len(book.universe) <= INLINE_MAX_CELLS \
+                and self._extra.at_hand(self.engine.context, book.universe):
+            return self.what_if_portfolio(book)
+        return await self.recorder.price(self.what_if_portfolio, book, explain, field="body")  # bounded, no lock
 
     def what_if_portfolio(self, book: Book, explain: bool = False) -> dict[str, Any]:
         """The ``xmargin margin --format json`` document of a posted portfolio (nothing recorded)."""
