@@ -178,17 +178,24 @@ def _by_history_windows(prices: RootPrices, history: ParYieldHistory, master: Se
     return out
 
 
+def _every_window(windows: Callable[..., FloatArray], prices: RootPrices, history: ParYieldHistory,
+                  master: SecuritiesMaster, h: int) -> FloatArray:
+    """``windows`` of every ``h``-row window of the history, indexed by its first row (NaN for
+    the last ``h`` rows); read-only."""
+    dates = history.dates
+    out = np.full(len(dates), np.nan)
+    if len(dates) > h:
+        out[: len(dates) - h] = windows(prices, history, master, dates[:-h], dates[h:])
+    out.flags.writeable = False
+    return out
+
+
 @lru_cache(maxsize=32)
 def basis_change_series(prices: RootPrices, history: ParYieldHistory, master: SecuritiesMaster,
                         h: int) -> FloatArray:
     """:func:`window_basis_changes` of every ``h``-row window of the history, indexed by its
     first row (NaN for the last ``h`` rows); read-only."""
-    dates = history.dates
-    out = np.full(len(dates), np.nan)
-    if len(dates) > h:
-        out[: len(dates) - h] = window_basis_changes(prices, history, master, dates[:-h], dates[h:])
-    out.flags.writeable = False
-    return out
+    return _every_window(window_basis_changes, prices, history, master, h)
 
 
 def window_basis_changes(prices: RootPrices, history: ParYieldHistory, master: SecuritiesMaster,
@@ -255,12 +262,7 @@ def delivery_month_change_series(prices: RootPrices, history: ParYieldHistory, m
                                  h: int) -> FloatArray:
     """:func:`window_delivery_month_changes` of every ``h``-row window of the history, indexed by
     its first row (NaN for the last ``h`` rows); read-only."""
-    dates = history.dates
-    out = np.full(len(dates), np.nan)
-    if len(dates) > h:
-        out[: len(dates) - h] = window_delivery_month_changes(prices, history, master, dates[:-h], dates[h:])
-    out.flags.writeable = False
-    return out
+    return _every_window(window_delivery_month_changes, prices, history, master, h)
 
 
 def window_delivery_month_changes(prices: RootPrices, history: ParYieldHistory, master: SecuritiesMaster,

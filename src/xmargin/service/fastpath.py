@@ -178,6 +178,27 @@ def _handler(app: Any, exc: Exception) -> Any:
     return None
 
 
+def authenticated_json(app: Any, scope: Scope, body: bytes, model: type[Any]) -> tuple[Any, Any, Any] | None:
+    """``(service, principal, parsed body)`` of a JSON request a fast path may answer, or ``None``
+    when it must go to the route (no service yet, not JSON, no valid key, a body the model
+    refuses): the route then answers it with its own wording."""
+    svc = getattr(getattr(app, "state", None), "service", None)
+    if svc is None:
+        return None
+    kind = (_header(scope, b"content-type") or b"").split(b";")[0].strip().lower()
+    if kind != b"application/json":
+        return None
+    key = presented_key(scope)
+    who = app.state.keys.authenticate(key) if key else None
+    if who is None:
+        return None
+    try:
+        parsed = model.model_validate(json.loads(body))
+    except (ValueError, ValidationError):  # ValueError: not JSON (UnicodeDecodeError included)
+        return None
+    return svc, who, parsed
+
+
 def _announced_length(scope: Scope) -> int | None:
     """The one ``Content-Length`` the request announces, or None (absent, repeated, not a number)."""
     found = None
@@ -239,20 +260,10 @@ class TradeWhatIfFastPath:
 
     async def _answer(self, scope: Scope, body: bytes, receive: Receive, send: Send, t0: float) -> bool:
         app = self.app
-        svc = getattr(app.state, "service", None)
-        if svc is None:
+        got = authenticated_json(app, scope, body, m.ProposedTradeIn)
+        if got is None:
             return False
-        kind = (_header(scope, b"content-type") or b"").split(b";")[0].strip().lower()
-        if kind != b"application/json":
-            return False
-        key = presented_key(scope)
-        who = app.state.keys.authenticate(key) if key else None
-        if who is None:
-            return False
-        try:
-            req = m.ProposedTradeIn.model_validate(json.loads(body))
-        except (ValueError, ValidationError):  # ValueError: not JSON (UnicodeDecodeError included)
-            return False
+        svc, who, req = got
         try:
             out = await svc.what_if_trade(who, req)
         except Exception as exc:  # the app's own handler for it, as the route's exception would get

@@ -23,19 +23,17 @@ both paths on the same requests.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from xmargin.errors import InputError
 from xmargin.service import metrics
 from xmargin.service import models as m
-from xmargin.service.fastpath import _handler, _header, presented_key, replay_body, response_json
+from xmargin.service.fastpath import _handler, authenticated_json, replay_body, response_json
 
 PATH = "/api/v1/what-if/portfolio"
 
@@ -76,20 +74,10 @@ class PortfolioWhatIfFastPath:
     async def _answer(self, scope: Scope, body: bytes, receive: Receive, send: Send) -> bool:
         t0 = time.perf_counter()
         app = scope.get("app")
-        svc = getattr(getattr(app, "state", None), "service", None)
-        if svc is None:
+        got = authenticated_json(app, scope, body, m.PortfolioIn)
+        if got is None:
             return False
-        kind = (_header(scope, b"content-type") or b"").split(b";")[0].strip().lower()
-        if kind != b"application/json":
-            return False
-        key = presented_key(scope)
-        who = app.state.keys.authenticate(key) if key else None  # type: ignore[union-attr]
-        if who is None:
-            return False
-        try:
-            portfolio = m.PortfolioIn.model_validate(json.loads(body))
-        except (ValueError, ValidationError):  # ValueError: not JSON (UnicodeDecodeError included)
-            return False
+        svc, _who, portfolio = got
         try:
             book = svc.read_portfolio_body(portfolio.model_dump(mode="json", exclude_none=True))
         except InputError:  # the route words it with the position's place in the body
