@@ -282,6 +282,27 @@ def test_what_if_headline_is_apply_headline_and_applies_nothing(market, instrume
             assert after[k] == recorded[k] or (math.isnan(after[k]) and math.isnan(recorded[k])), k
 
 
+def test_what_if_is_prepare_impact_on_every_side(market, instruments):
+    """``what_if`` (computed on the headline path) is exactly ``prepare(...).impact()``: the same
+    keys, names and figures, for a new account, both sides, an account that does not
+    cross-margin and a position closed to zero; neither applies anything."""
+    engine = _empty_engine(market)
+    xm, plain = Account("W", "M", "house", True), Account("P", "M", "customer", False)
+    cash, zn, sr3 = instruments["cash"][4], instruments["futures"][2], instruments["futures"][7]
+    steps = [(xm, cash, 10_000_000.0), (xm, zn, -60.0), (plain, zn, 25.0), (xm, sr3, 40.0),
+             (plain, instruments["cash"][1], -5_000_000.0), (xm, zn, 60.0), (xm, cash, -10_000_000.0)]
+    for acc, inst, qty in steps:
+        got, want = engine.what_if(acc, inst, qty), engine.prepare(acc, inst, qty).impact()
+        assert list(got) == list(want) and got["account"] == acc.account
+        assert (got["instrument"], got["quantity"]) == (want["instrument"], want["quantity"])
+        for part in ("before", "after", "change"):
+            assert list(got[part]) == list(HEADLINE)
+            for k in HEADLINE:
+                a, b = got[part][k], want[part][k]
+                assert a == b or (math.isnan(a) and math.isnan(b)), (part, k)
+        engine.apply(acc, inst, qty)
+
+
 def test_new_instrument_rows_equal_a_full_rebuild(market, instruments):
     base = instruments["cash"][:3]
     more = [instruments["repo"], instruments["futures"][0], instruments["futures"][7], instruments["bill"]]

@@ -113,15 +113,20 @@ class Pending:
 
     def impact(self) -> dict[str, Any]:
         """Headline figures before and after and their change (``after - before``)."""
-        b, a = self.before, self.after
-        return {
-            "account": self.account,
-            "instrument": self.instrument,
-            "quantity": self.quantity,
-            "before": {k: b[k] for k in HEADLINE},
-            "after": {k: a[k] for k in HEADLINE},
-            "change": {k: a[k] - b[k] for k in HEADLINE},
-        }
+        return impact_of(self.account, self.instrument, self.quantity, self.before, self.after)
+
+
+def impact_of(account: str, instrument: str, quantity: float, before: Row, after: Row) -> dict[str, Any]:
+    """The :data:`HEADLINE` figures of ``before`` and ``after`` (dollars; factors as fractions) and
+    their change ``after - before``."""
+    return {
+        "account": account,
+        "instrument": instrument,
+        "quantity": quantity,
+        "before": {k: before[k] for k in HEADLINE},
+        "after": {k: after[k] for k in HEADLINE},
+        "change": {k: after[k] - before[k] for k in HEADLINE},
+    }
 
 
 class LiveEngine:
@@ -285,8 +290,12 @@ class LiveEngine:
         return self.commit(self.prepare(account, instrument, quantity))
 
     def what_if(self, account: Account | str, instrument: Instrument | str, quantity: float) -> dict[str, Any]:
-        """Margin impact of a proposed trade (nothing is applied): see :meth:`Pending.impact`."""
-        return self.prepare(account, instrument, quantity).impact()
+        """Margin impact of a proposed trade (nothing is applied): :meth:`Pending.impact` of
+        :meth:`prepare`, computed as :meth:`what_if_headline` does (the same arithmetic, without the
+        figures the impact does not report, and without building the new account state)."""
+        kern, state, inst_id, _, _, _, sides, risks, comb = self._change(account, instrument, quantity)
+        after = kern.assemble(sides, risks, comb, headline_only=True)
+        return impact_of(state.account.account, inst_id, quantity, state.margins, after)
 
     # trades with ids (cancellable)
 
