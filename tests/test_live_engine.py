@@ -258,15 +258,21 @@ def test_what_if_does_not_apply_and_predicts_apply(market, instruments):
         engine.commit(stale)
 
 
+def _steps_on_every_side(instruments):
+    """Trades touching every side: a cross-margining house account's cash and futures (eligible
+    FICC and CME), an account that does not cross-margin, and two positions closed to zero."""
+    xm, plain = Account("W", "M", "house", True), Account("P", "M", "customer", False)
+    cash, zn, sr3 = instruments["cash"][4], instruments["futures"][2], instruments["futures"][7]
+    return [(xm, cash, 10_000_000.0), (xm, zn, -60.0), (plain, zn, 25.0), (xm, sr3, 40.0),
+            (plain, instruments["cash"][1], -5_000_000.0), (xm, zn, 60.0), (xm, cash, -10_000_000.0)]
+
+
 def test_what_if_headline_is_apply_headline_and_applies_nothing(market, instruments):
     """The service's what-if (``what_if_headline``: the headline figures only) gives exactly the
     figures ``apply`` then records, on every side (E/R, FICC/CME, an account that does not
     cross-margin, a position closed to zero), and changes nothing."""
     engine = _empty_engine(market)
-    xm, plain = Account("W", "M", "house", True), Account("P", "M", "customer", False)
-    cash, zn, sr3 = instruments["cash"][4], instruments["futures"][2], instruments["futures"][7]
-    steps = [(xm, cash, 10_000_000.0), (xm, zn, -60.0), (plain, zn, 25.0), (xm, sr3, 40.0),
-             (plain, instruments["cash"][1], -5_000_000.0), (xm, zn, 60.0), (xm, cash, -10_000_000.0)]
+    steps = _steps_on_every_side(instruments)
     for acc, inst, qty in steps:
         if acc.account in engine.accounts:
             before_all = engine.margin(acc.account)
@@ -287,10 +293,7 @@ def test_what_if_is_prepare_impact_on_every_side(market, instruments):
     keys, names and figures, for a new account, both sides, an account that does not
     cross-margin and a position closed to zero; neither applies anything."""
     engine = _empty_engine(market)
-    xm, plain = Account("W", "M", "house", True), Account("P", "M", "customer", False)
-    cash, zn, sr3 = instruments["cash"][4], instruments["futures"][2], instruments["futures"][7]
-    steps = [(xm, cash, 10_000_000.0), (xm, zn, -60.0), (plain, zn, 25.0), (xm, sr3, 40.0),
-             (plain, instruments["cash"][1], -5_000_000.0), (xm, zn, 60.0), (xm, cash, -10_000_000.0)]
+    steps = _steps_on_every_side(instruments)
     for acc, inst, qty in steps:
         got, want = engine.what_if(acc, inst, qty), engine.prepare(acc, inst, qty).impact()
         assert list(got) == list(want) and got["account"] == acc.account
