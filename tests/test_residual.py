@@ -163,48 +163,29 @@ def test_extended_context_equals_a_full_build(data_dir: Path, market) -> None:  
     np.testing.assert_allclose(ext.residual.loadings, full.residual.loadings)
 
 
-def test_basis_changes_from_the_history_series_equal_window_by_window(data_dir: Path, market) -> None:  # type: ignore[no-untyped-def]
-    """The sliding-window lookup (one series per horizon for the whole history) gives exactly
-    the window-by-window basis changes: 3-day and 1-day windows over 2008 and 2020, a
-    stressed-period block, and a window set with a date outside the history (direct path)."""
-    from xmargin.scenarios.residual import (
-        basis_change_series,
-        basis_changes,
-        futures_history_for,
-        window_basis_changes,
-    )
-
-    history, master = market[0], market[1]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        prices = futures_history_for(data_dir, ResidualParams()).roots["ZN"]
-    d = history.dates
-    rows = np.r_[np.flatnonzero((d >= np.datetime64("2020-01-02")) & (d <= np.datetime64("2020-12-31"))),
-                 np.flatnonzero((d >= np.datetime64("2008-06-02")) & (d <= np.datetime64("2008-12-31")))]
-    for h in (1, 3):
-        fast = basis_changes(prices, history, master, d[rows], d[rows + h])
-        slow = window_basis_changes(prices, history, master, d[rows], d[rows + h])
-        np.testing.assert_array_equal(fast, slow)
-        assert np.isfinite(fast).mean() > 0.5  # the history has the contracts on most days
-        assert not basis_change_series(prices, history, master, h).flags.writeable
-    mixed_end = d[rows + 3].copy()
-    mixed_end[0] = np.datetime64("2020-01-04")  # a Saturday: not a history row
-    np.testing.assert_array_equal(basis_changes(prices, history, master, d[rows], mixed_end),
-                                  window_basis_changes(prices, history, master, d[rows], mixed_end))
+def _finite_on_most_days(values: np.ndarray) -> bool:
+    return bool(np.isfinite(values).mean() > 0.5)  # the history has the contracts on most days
 
 
-def test_delivery_month_changes_from_the_history_series_equal_window_by_window(data_dir: Path, market) -> None:  # type: ignore[no-untyped-def]
-    """The delivery-month proxy read from its whole-history series (one per horizon, as the
-    backtest's sliding windows use it) equals the window-by-window computation exactly: 1- and
+def _finite_in_delivery_months(values: np.ndarray) -> bool:
+    return bool(np.isfinite(values).sum() > 20)  # ZN's delivery months are in these years
+
+
+@pytest.mark.parametrize(("lookup", "direct", "series", "enough"), [
+    ("basis_changes", "window_basis_changes", "basis_change_series", _finite_on_most_days),
+    ("delivery_month_changes", "window_delivery_month_changes", "delivery_month_change_series",
+     _finite_in_delivery_months),
+])
+def test_basis_series_lookups_equal_window_by_window(data_dir: Path, market, lookup, direct, series,  # type: ignore[no-untyped-def]
+                                                     enough) -> None:
+    """The sliding-window lookups (one series per horizon for the whole history: the futures
+    basis changes and the delivery-month proxy) give exactly the window-by-window figures: 1- and
     3-day windows over 2008 and 2020 (ZN's delivery months included), and a window set with an
-    end off the history rows (direct path)."""
-    from xmargin.scenarios.futures_basis import (
-        delivery_month_change_series,
-        delivery_month_changes,
-        window_delivery_month_changes,
-    )
+    end off the history rows (a Saturday: the direct path)."""
+    from xmargin.scenarios import futures_basis
     from xmargin.scenarios.residual import futures_history_for
 
+    fast_of, slow_of, series_of = (getattr(futures_basis, n) for n in (lookup, direct, series))
     history, master = market[0], market[1]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -213,12 +194,12 @@ def test_delivery_month_changes_from_the_history_series_equal_window_by_window(d
     rows = np.r_[np.flatnonzero((d >= np.datetime64("2020-01-02")) & (d <= np.datetime64("2020-12-31"))),
                  np.flatnonzero((d >= np.datetime64("2008-06-02")) & (d <= np.datetime64("2008-12-31")))]
     for h in (1, 3):
-        fast = delivery_month_changes(prices, history, master, d[rows], d[rows + h])
-        slow = window_delivery_month_changes(prices, history, master, d[rows], d[rows + h])
+        fast = fast_of(prices, history, master, d[rows], d[rows + h])
+        slow = slow_of(prices, history, master, d[rows], d[rows + h])
         np.testing.assert_array_equal(fast, slow)
-        assert np.isfinite(fast).sum() > 20  # delivery months are in these years
-        assert not delivery_month_change_series(prices, history, master, h).flags.writeable
+        assert enough(fast)
+        assert not series_of(prices, history, master, h).flags.writeable
     mixed_end = d[rows + 3].copy()
     mixed_end[0] = np.datetime64("2020-01-04")  # a Saturday: not a history row
-    np.testing.assert_array_equal(delivery_month_changes(prices, history, master, d[rows], mixed_end),
-                                  window_delivery_month_changes(prices, history, master, d[rows], mixed_end))
+    np.testing.assert_array_equal(fast_of(prices, history, master, d[rows], mixed_end),
+                                  slow_of(prices, history, master, d[rows], mixed_end))
