@@ -104,11 +104,14 @@ def test_long_run_volatility_by_hand() -> None:
 
 def test_basis_tool_keys(tmp_path: Path) -> None:
     path = tmp_path / "m.toml"
-    path.write_text("[residual]\nmin_scale = 1\nvol_floor = 0.5\ndelivery_month_changes = false\n")
+    path.write_text("[residual]\nmin_scale = 1\nvol_floor = 0.5\ndelivery_month_changes = false\n"
+                    "roll_window_changes = true\nvol_date = \"start\"\n")
     assert load_params(path).residual == replace(ResidualParams(), min_scale=1.0, vol_floor=0.5,
-                                                 delivery_month_changes=False)
+                                                 delivery_month_changes=False, roll_window_changes=True,
+                                                 vol_date="start")
     for text, name in (("min_scale = 1.5", "min_scale"), ("vol_floor = -0.1", "vol_floor"),
-                       ("delivery_month_changes = 1", "delivery_month_changes")):
+                       ("delivery_month_changes = 1", "delivery_month_changes"),
+                       ("roll_window_changes = 1", "roll_window_changes"), ('vol_date = "mid"', "vol_date")):
         path.write_text(f"[residual]\n{text}\n")
         with pytest.raises(InputError) as err:
             load_params(path)
@@ -144,6 +147,12 @@ def test_volatility_floor_in_the_scenarios(data_dir: Path, market) -> None:  # t
     assert today < long_run  # calm: the floor binds
     want = [min(max(today, long_run) / sigma[row[str(e)]], 5.0) for e in ends]
     np.testing.assert_allclose(fil.ficc_changes[0], raw.ficc_changes[0] * np.array(want), rtol=1e-9)
+    # vol_date = "start": each change divided by the estimate at its window's start instead
+    at_start = residual_risk(insts, snap, master, history, replace(params, vol_date="start"), [(starts, ends)],
+                             [replace(flt, vol_date="start")])
+    want = [min(max(today, long_run) / sigma[row[str(s)]], 5.0) for s in starts]
+    np.testing.assert_allclose(at_start.ficc_changes[0], raw.ficc_changes[0] * np.array(want), rtol=1e-9)
+    assert not np.allclose(at_start.ficc_changes[0], fil.ficc_changes[0])
 
 
 def test_roll_window_proxy_by_hand(data_dir: Path, market) -> None:  # type: ignore[no-untyped-def]

@@ -130,6 +130,10 @@ class ResidualParams:
     #: observed one-day basis changes instead of none (:func:`.futures_basis.chained_basis_changes`;
     #: **choice**, off: docs/methodology.md 15.2)
     roll_window_changes: bool = False
+    #: which EWMA estimate devolatilises a filtered window change: ``"end"`` (after the window's
+    #: moves, as before) or ``"start"`` (before them, the curve's rule since issue 11's review,
+    #: docs/methodology.md 4.1; **choice**: "end" kept as default, "start" measured in 15.1)
+    vol_date: str = "end"
 
     @property
     def any(self) -> bool:
@@ -420,7 +424,7 @@ def residual_risk(
                              daily_spread_changes(history, snapshot.sofr, snapshot.fedfunds,
                                                   params.spread_smoothing_days, name))
                     long_run = long_run_volatility(daily, history.dates, start[flt.rescale], flt.as_of)
-                ch[f] *= residual_scales(vol, history.dates, end, flt, long_run)
+                ch[f] *= residual_scales(vol, history.dates, start if flt.vol_date == "start" else end, flt, long_run)
         changes.append(ch)
     for name, share in coverage.items():
         if share < 1.0:
