@@ -84,8 +84,19 @@ def _batch_path_engine(engine: Any) -> Any:
     ctx, kern = engine._pair
     k2 = copy.copy(kern)
     p = ctx.params
-    k2._var_f = lambda v: var_with_stress(v[None, :], kern._stress_f, p.ficc.confidence)
-    k2._var_c = lambda v: var_with_stress(v[None, :], kern._stress_c, p.cme.var_confidence)
+    class BatchVar:
+        def __init__(self, is_stress: Any, confidence: float) -> None:
+            self.is_stress, self.confidence = is_stress, confidence
+
+        def __call__(self, v: Any) -> tuple[float, bool]:
+            var, used = var_with_stress(v[None, :], self.is_stress, self.confidence)
+            return float(var[0]), bool(used[0])
+
+        def of_sum(self, a: Any, b: Any) -> tuple[float, bool]:
+            return self(a + b)
+
+    k2._var_f = BatchVar(kern._stress_f, p.ficc.confidence)
+    k2._var_c = BatchVar(kern._stress_c, p.cme.var_confidence)
     k2._span = lambda n, lo, sh, d: span_requirement(SpanInputs(n[None, :], lo[None, :], sh[None, :], d[None, :]),
                                                       ctx.span)
     twin._pair = (ctx, k2)

@@ -29,9 +29,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from xmargin.engine import kernels
 from xmargin.margin.calculator import AccountMargins
 from xmargin.margin.context import MarginContext
-from xmargin.margin.ficc import concentration_addon, ficc_requirement
+from xmargin.margin.ficc import concentration_addon
 from xmargin.margin.span import SpanParameters, SpanResult
 from xmargin.margin.var import tail_rank, var_with_stress
 from xmargin.portfolio.book import Account
@@ -71,14 +72,14 @@ class Side:
 
 @dataclass
 class Risk:
-    """Margin figures of one sub-portfolio (1-element arrays)."""
+    """Margin figures of one sub-portfolio (dollars; SPAN's as 1-element arrays)."""
 
-    var: FloatArray
-    stress: npt.NDArray[np.bool_]
-    floor: FloatArray
-    conc: FloatArray
+    var: float
+    stress: bool
+    floor: float
+    conc: float
     span: SpanResult | None
-    cme_var: FloatArray
+    cme_var: float
 
 
 @dataclass
@@ -117,6 +118,9 @@ class Arithmetic:
         self._var_f = VarOfOne(self._stress_f, p.ficc.confidence)
         self._var_c = VarOfOne(self._stress_c, p.cme.var_confidence)
         self._span = SpanOfOne(context.span)
+        fast = kernels.enable()
+        self._axpy = kernels.compiled("sum_of") if fast else _axpy
+        self._lowest_sums = kernels.compiled("lowest_sums") if fast else _lowest_sums
         self.template = Side(self._F.shape[1], self._C.shape[1], self._bucket.shape[1], self._onehot.shape[1])
 
     def side_of(self, j: int, xm: bool) -> int:
@@ -138,8 +142,8 @@ class Arithmetic:
             out.n_bad = out.n_fb = 0
             return out
         dq = new - old
-        out.pnl_f = side.pnl_f + dq * self._F[j]
-        out.pnl_c = side.pnl_c + dq * self._C[j] if k != RF else side.pnl_c
+        out.pnl_f = self._axpy(side.pnl_f, dq, self._F[j])
+        out.pnl_c = self._axpy(side.pnl_c, dq, self._C[j]) if k != RF else side.pnl_c
         if k in (EF, RF):
             out.floor = side.floor + (abs(new) - abs(old)) * float(self._floor_w[j])
             out.bucket = side.bucket + dq * self._bucket[j]
@@ -155,25 +159,21 @@ class Arithmetic:
 
     def risk(self, side: Side, k: int) -> Risk:
         p = self._ctx.params
-        zero = np.zeros(1)
         if k in (EF, RF):
             var, stress = self._var_f(side.pnl_f)
             conc = concentration_addon(side.bucket[None, :], p.ficc.concentration_dv01_threshold,
                                        p.ficc.concentration_cost_bp)
-            return Risk(var, stress, np.array([side.floor]), conc, None, zero)
+            return Risk(var, stress, side.floor, float(conc[0]), None, 0.0)
         span = self._span(side.net, side.long, side.short, side.delta)
-        if p.cme.standalone_model == "var":
-            cme_var, _ = self._var_c(side.pnl_c)
-        else:
-            cme_var = zero
-        return Risk(zero, np.zeros(1, dtype=bool), zero, zero, span, cme_var)
+        cme_var = self._var_c(side.pnl_c)[0] if p.cme.standalone_model == "var" else 0.0
+        return Risk(0.0, False, 0.0, 0.0, span, cme_var)
 
-    def combined(self, sides: list[Side]) -> tuple[FloatArray, FloatArray]:
-        f_comb, _ = self._var_f(sides[EF].pnl_f + sides[EC].pnl_f)
-        c_comb, _ = self._var_c(sides[EF].pnl_c + sides[EC].pnl_c)
-        return f_comb, c_comb
+    def combined(self, sides: list[Side]) -> tuple[float, float]:
+        """The VaRs of E under the FICC and under the CME scenarios (dollars)."""
+        return (self._var_f.of_sum(sides[EF].pnl_f, sides[EC].pnl_f)[0],
+                self._var_c.of_sum(sides[EF].pnl_c, sides[EC].pnl_c)[0])
 
-    def assemble(self, sides: list[Side], risks: list[Risk], comb: tuple[FloatArray, FloatArray],
+    def assemble(self, sides: list[Side], risks: list[Risk], comb: tuple[float, float],
                  headline_only: bool = False) -> Row:
         """The account's figures, with the formulas of ``margins_for_positions`` (same operations
         in the same order, on scalars: IEEE doubles either way).  ``headline_only``: the
@@ -181,25 +181,22 @@ class Arithmetic:
         (three passes over the scenario vectors) and the component breakdown."""
         p = self._ctx.params
         ef, ec, rf, rc = risks
-        var_e, var_r = float(ef.var[0]), float(rf.var[0])
-        floor_e, floor_r = float(ef.floor[0]), float(rf.floor[0])
-        conc_e, conc_r = float(ef.conc[0]), float(rf.conc[0])
-        ficc_e = float(ficc_requirement(ef.var, ef.floor, ef.conc)[0])
-        ficc_r = float(ficc_requirement(rf.var, rf.floor, rf.conc)[0])
+        var_e, var_r = ef.var, rf.var
+        floor_e, floor_r = ef.floor, rf.floor
+        conc_e, conc_r = ef.conc, rf.conc
+        ficc_e = ficc_requirement_of_one(var_e, floor_e, conc_e)
+        ficc_r = ficc_requirement_of_one(var_r, floor_r, conc_r)
         span_e, span_r = ec.span, rc.span
         assert span_e is not None and span_r is not None
         if p.cme.standalone_model == "var":
-            cme_e_a, cme_r_a = ec.cme_var, rc.cme_var
-            cme_var_e, cme_var_r = float(cme_e_a[0]), float(cme_r_a[0])
+            cme_e, cme_r = cme_var_e, cme_var_r = ec.cme_var, rc.cme_var
         else:
-            cme_e_a, cme_r_a = span_e.requirement, span_r.requirement
+            cme_e, cme_r = float(span_e.requirement[0]), float(span_r.requirement[0])
             cme_var_e = cme_var_r = 0.0
-        cme_e, cme_r = float(cme_e_a[0]), float(cme_r_a[0])
         f_comb, c_comb = comb
         bad = sum(s.n_bad for s in sides) > 0
         fallback = (sides[EF].n_fb + sides[EC].n_fb > 0) and not bad
-        r_f, r_c, r = reduction_of_one(var_e, cme_e, float(f_comb[0]), float(c_comb[0]), p.cross.reduction_cap,
-                                       not (bad or fallback))
+        r_f, r_c, r = reduction_of_one(var_e, cme_e, f_comb, c_comb, p.cross.reduction_cap, not (bad or fallback))
         ficc_before = ficc_e + ficc_r
         cme_before = cme_e + cme_r
         topup_e = max(floor_e - var_e, 0.0)
@@ -212,8 +209,8 @@ class Arithmetic:
         row = {
             "ficc_standalone": ficc_before + nan,
             "cme_standalone": cme_before + nan,
-            "ficc_combined": np.nan if bad or fallback else float(f_comb[0]),
-            "cme_combined": np.nan if bad or fallback else float(c_comb[0]),
+            "ficc_combined": np.nan if bad or fallback else f_comb,
+            "cme_combined": np.nan if bad or fallback else c_comb,
             "ficc_reduction_factor": r_f,
             "cme_reduction_factor": r_c,
             "applied_reduction_factor": r,
@@ -226,22 +223,22 @@ class Arithmetic:
         }
         if headline_only:
             return row
-        ficc_pnl = pnl_ef + pnl_rf
+        lo_f, lo_c, lo_all = self._lowest_sums(pnl_ef, pnl_rf, pnl_ec_f, pnl_rc_f)
         row.update({
             "ficc_var": var_e + var_r,
             "ficc_var_eligible": var_e,
             "ficc_floor": floor_e + floor_r,
             "ficc_floor_topup": topup_e + max(floor_r - var_r, 0.0),
             "ficc_concentration": conc_e + conc_r,
-            "ficc_stress_used": bool(ef.stress[0] or rf.stress[0]),
+            "ficc_stress_used": ef.stress or rf.stress,
             "span_scan_risk": float(span_e.scan_risk[0]) + float(span_r.scan_risk[0]),
             "span_intra_spread_charge": float(span_e.intra_spread_charge[0]) + float(span_r.intra_spread_charge[0]),
             "span_inter_spread_credit": float(span_e.inter_spread_credit[0]) + float(span_r.inter_spread_credit[0]),
             "cme_var": cme_var_e + cme_var_r,
             "cme_standalone_eligible": cme_e,
-            "stressed_loss_ficc": worst(ficc_pnl),
-            "stressed_loss_cme": worst(pnl_ec_f + pnl_rc_f),
-            "stressed_loss_combined": worst(ficc_pnl + pnl_ec_f + pnl_rc_f),  # ((ef + rf) + ec) + rc, as before
+            "stressed_loss_ficc": worst(lo_f),  # of ef + rf
+            "stressed_loss_cme": worst(lo_c),  # of ec + rc
+            "stressed_loss_combined": worst(lo_all),  # of ((ef + rf) + ec) + rc, as before
             "computable": not bad,
             "fallback": fallback,
         })
@@ -281,11 +278,14 @@ class Arithmetic:
         return state
 
 class VarOfOne:
-    """:func:`~xmargin.margin.var.var_with_stress` of one P&L vector, without the batch
-    function's per-call set-up: the same order statistics (exact values, whatever the
-    algorithm), so the same figures."""
+    """:func:`~xmargin.margin.var.var_with_stress` of one P&L vector (dollars): ``(VaR, stress
+    used)``, without the batch function's per-call set-up.  With the stressed scenarios trailing
+    (as :mod:`xmargin.scenarios` builds them) both order statistics come from one compiled pass
+    (:func:`xmargin.engine.kernels.tail_of`), else (or where Numba is missing, or a value is NaN)
+    from NumPy's partial sorts: the same order statistics (exact values, whatever the algorithm),
+    so the same figures."""
 
-    def __init__(self, is_stress: npt.NDArray[np.bool_], confidence: float) -> None:
+    def __init__(self, is_stress: npt.NDArray[np.bool_], confidence: float, compiled: bool = True) -> None:
         self.is_stress, self.confidence = is_stress, confidence
         s = len(is_stress)
         self.n_stress = int(is_stress.sum())
@@ -295,18 +295,50 @@ class VarOfOne:
         self.k_base = tail_rank(self.n_base, confidence) if self.n_base else 0
         self.m = min(self.k_full, self.n_base)
         self.kth = sorted({self.k_base - 1, self.m - 1})
+        fast = compiled and self.trailing and self.n_base > 0 and kernels.enable()
+        self._tail = kernels.compiled("tail_of") if fast else None
+        self._tail_sum = kernels.compiled("tail_of_sum") if fast else None
+        # no stressed scenario: the "base" order statistic is the full one, and never exceeds it
+        self._args = (self.n_base, self.k_base, self.k_full) if self.n_stress else (s, self.k_full, self.k_full)
 
-    def __call__(self, v: FloatArray) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
+    def __call__(self, v: FloatArray) -> tuple[float, bool]:
+        if self._tail is not None:
+            kth_base, kth_full, status = self._tail(v, *self._args)
+            if status != kernels.HAS_NAN:
+                return self._finish(kth_base, kth_full, status)
+        return self._numpy(v)
+
+    def of_sum(self, a: FloatArray, b: FloatArray) -> tuple[float, bool]:
+        """The VaR of ``a + b``."""
+        if self._tail_sum is not None:
+            kth_base, kth_full, status = self._tail_sum(a, b, *self._args)
+            if status != kernels.HAS_NAN:
+                return self._finish(kth_base, kth_full, status)
+        return self._numpy(a + b)
+
+    def _finish(self, kth_base: float, kth_full: float, status: int) -> tuple[float, bool]:
+        if status == kernels.ZERO:
+            return 0.0, False
+        b, f = -kth_base, -kth_full
+        base = b if b > 0.0 else 0.0
+        full = f if f > 0.0 else 0.0
+        if not self.n_stress:
+            return full, False
+        return (base if base >= full else full), full > base
+
+    def _numpy(self, v: FloatArray) -> tuple[float, bool]:
+        """The same figures with NumPy's partial sorts (the reference the compiled pass is tested on)."""
         if not v.any():
-            return np.zeros(1), np.zeros(1, dtype=bool)
+            return 0.0, False
         if not self.trailing or self.n_base == 0:
-            return var_with_stress(v[None, :], self.is_stress, self.confidence)
+            var, used = var_with_stress(v[None, :], self.is_stress, self.confidence)
+            return float(var[0]), bool(used[0])
         # np.partition(a, k) is a.copy() then a.partition(k): the same, without its wrapper
         if self.n_stress == 0:
             every = v.copy()
             every.partition(self.k_full - 1)
             x = -float(every[self.k_full - 1])
-            return np.array([x if x > 0.0 else 0.0]), np.zeros(1, dtype=bool)
+            return (x if x > 0.0 else 0.0), False
         head = v[: self.n_base].copy()
         head.partition(self.kth)
         b = -float(head[self.k_base - 1])
@@ -315,7 +347,7 @@ class VarOfOne:
         pool.partition(self.k_full - 1)
         f = -float(pool[self.k_full - 1])
         full = f if f > 0.0 else 0.0
-        return np.array([base if base >= full else full]), np.array([full > base])
+        return (base if base >= full else full), full > base
 
 
 class SpanOfOne:
@@ -366,5 +398,24 @@ def reduction_of_one(f_sa: float, c_sa: float, f_comb: float, c_comb: float, cap
     return r_f, r_c, min(min(r_f, r_c), cap)
 
 
-def worst(pnl: FloatArray) -> float:
-    return max(-float(pnl.min()), 0.0) if pnl.size else 0.0
+def _axpy(a: FloatArray, q: float, b: FloatArray) -> FloatArray:
+    """``a + q * b`` (NumPy; :func:`xmargin.engine.kernels.sum_of` compiled)."""
+    return a + q * b
+
+
+def _lowest_sums(ef: FloatArray, rf: FloatArray, ec: FloatArray, rc: FloatArray) -> tuple[float, float, float]:
+    """The lowest value of ``ef + rf``, ``ec + rc``, ``((ef + rf) + ec) + rc`` (NumPy;
+    :func:`xmargin.engine.kernels.lowest_sums` compiled)."""
+    f = ef + rf
+    return float(f.min()), float((ec + rc).min()), float((f + ec + rc).min())
+
+
+def ficc_requirement_of_one(var: float, floor: float, concentration: float) -> float:
+    """:func:`~xmargin.margin.ficc.ficc_requirement` on floats: ``max(VaR, floor) + concentration``
+    (a NaN wins the maximum, as ``np.maximum``)."""
+    return (var if var >= floor or var != var else floor) + concentration
+
+
+def worst(lowest: float) -> float:
+    """Stressed loss (dollars, >= 0) from the lowest scenario P&L (NaN stays NaN)."""
+    return max(-lowest, 0.0)
