@@ -353,16 +353,36 @@ class VarOfOne:
 class SpanOfOne:
     """:func:`~xmargin.margin.span.span_requirement` of one account, its per-root scenario losses
     computed once: the same operations on the account's row (sums over roots as NumPy sums
-    them), so the same figures."""
+    them), so the same figures; the per-root terms and the spread credits in one compiled loop
+    (:func:`xmargin.engine.kernels.span_terms`) where Numba is installed."""
 
-    def __init__(self, params: SpanParameters) -> None:
+    def __init__(self, params: SpanParameters, compiled: bool = True) -> None:
         moves, weights = params.scenario_moves()
         self.params = params
-        self.loss = -(moves * weights)[None, :] * params.scan_range[:, None]  # P x 16, per long contract
-        self.intra_charge = params.intra_charge
+        self.loss = np.ascontiguousarray(-(moves * weights)[None, :] * params.scan_range[:, None])  # P x 16, per long contract
+        self.intra_charge = np.ascontiguousarray(params.intra_charge, dtype=np.float64)
         self.pairs = params.inter_pairs
+        self._pair_p = np.array([p for p, _, _ in self.pairs], dtype=np.int64)
+        self._pair_q = np.array([q for _, q, _ in self.pairs], dtype=np.int64)
+        self._pair_rate = np.array([rate for _, _, rate in self.pairs], dtype=np.float64)
+        self._terms = kernels.compiled("span_terms") if compiled and kernels.enable() else None
 
     def __call__(self, net: FloatArray, long: FloatArray, short: FloatArray, delta: FloatArray) -> SpanResult:
+        if self._terms is not None:
+            scan_by_root, intra_by_root, credit = self._terms(net, long, short, delta, self.loss, self.intra_charge,
+                                                              self._pair_p, self._pair_q, self._pair_rate)
+            intra = intra_by_root.sum()
+        else:
+            scan_by_root, intra, credit = self._numpy(net, long, short, delta)
+        scan = scan_by_root.sum()
+        net_req = float(scan + intra - credit)
+        total = net_req if net_req > 0.0 else 0.0
+        return SpanResult(np.array([float(scan)]), np.array([float(intra)]), np.array([credit]), np.array([total]),
+                          scan_by_root[None, :])
+
+    def _numpy(self, net: FloatArray, long: FloatArray, short: FloatArray, delta: FloatArray) -> tuple[Any, ...]:
+        """``(scan risk per root, intra-commodity charge, inter-commodity credit)`` with NumPy
+        and a Python loop over the spread pairs (the reference the compiled loop is tested on)."""
         scan_by_root = np.maximum((net[:, None] * self.loss).max(axis=1), 0.0)
         intra = (np.minimum(long, short) * self.intra_charge).sum()
         remaining = np.abs(delta).tolist()
@@ -377,11 +397,7 @@ class SpanOfOne:
                     credit += rate * x * (wfpr[p] + wfpr[q])
                     remaining[p] -= x
                     remaining[q] -= x
-        scan = scan_by_root.sum()
-        net_req = float(scan + intra - credit)
-        total = net_req if net_req > 0.0 else 0.0
-        return SpanResult(np.array([float(scan)]), np.array([float(intra)]), np.array([credit]), np.array([total]),
-                          scan_by_root[None, :])
+        return scan_by_root, intra, credit
 
 
 def reduction_of_one(f_sa: float, c_sa: float, f_comb: float, c_comb: float, cap: float,

@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 
 ZERO, OK, HAS_NAN = 0, 1, 2  # status of a pass: every value zero / figures valid / a NaN was seen
 
@@ -123,6 +124,52 @@ def _lowest_sums(ef: FloatArray, rf: FloatArray, ec: FloatArray, rc: FloatArray)
     return (np.nan if nan_f else lo_f), (np.nan if nan_c else lo_c), (np.nan if nan_all else lo_all)
 
 
+def _maximum(a: float, b: float) -> float:
+    """``np.maximum`` of two floats: ``b`` on a tie (so ``maximum(-0.0, 0.0)`` is ``0.0``), NaN wins."""
+    return a if a > b or a != a else b
+
+
+def _minimum(a: float, b: float) -> float:
+    """``np.minimum`` of two floats: ``b`` on a tie, NaN wins."""
+    return a if a < b or a != a else b
+
+
+def _span_terms(net: FloatArray, long: FloatArray, short: FloatArray, delta: FloatArray, loss: FloatArray,
+                intra_charge: FloatArray, pair_p: IntArray, pair_q: IntArray,
+                pair_rate: FloatArray) -> tuple[FloatArray, FloatArray, float]:
+    """SPAN of one account before its sums over roots: ``(scan risk per root, intra-commodity
+    charge per root, inter-commodity credit)`` (dollars), the operations of
+    :class:`xmargin.engine.account.SpanOfOne` in the same order (the sums over roots stay NumPy's)."""
+    n_roots, n_scen = loss.shape
+    scan = np.empty(n_roots)
+    intra = np.empty(n_roots)
+    any_long = any_short = False
+    for p in range(n_roots):
+        m = net[p] * loss[p, 0]
+        for t in range(1, n_scen):
+            x = net[p] * loss[p, t]
+            if x > m or x != x:  # the largest, a NaN propagating (the sign of a zero does not
+                m = x  # matter: the maximum with 0.0 below gives +0.0 either way)
+        scan[p] = _maximum(m, 0.0)
+        intra[p] = _minimum(long[p], short[p]) * intra_charge[p]
+        any_long |= delta[p] > 0.0
+        any_short |= delta[p] < 0.0
+    credit = 0.0
+    if any_long and any_short:  # else no pair has legs of opposite signs: no credit
+        remaining = np.abs(delta)
+        wfpr = np.empty(n_roots)
+        for p in range(n_roots):
+            wfpr[p] = scan[p] / remaining[p] if remaining[p] > 0 else 0.0
+        for i in range(pair_p.shape[0]):
+            p, q = pair_p[i], pair_q[i]
+            if remaining[p] > 0 and remaining[q] > 0 and (delta[p] > 0.0) != (delta[q] > 0.0):
+                x = remaining[q] if remaining[q] < remaining[p] else remaining[p]  # min(), as Python's
+                credit += pair_rate[i] * x * (wfpr[p] + wfpr[q])
+                remaining[p] -= x
+                remaining[q] -= x
+    return scan, intra, credit
+
+
 def enable() -> bool:
     """Compile the loops (or load them from the on-disk cache); ``False`` where Numba is not
     installed (the callers keep their NumPy code)."""
@@ -132,18 +179,22 @@ def enable() -> bool:
         from numba import njit, types
     except ImportError:  # pragma: no cover - numba is a declared dependency
         return False
-    global _push
+    global _push, _maximum, _minimum
     # inputs typed read-only: they accept writeable arrays too, and the context's matrices may be
     # read-only memory maps (the context disk cache)
     vec, out, i8, f8 = types.Array(types.float64, 1, "C", readonly=True), types.float64[::1], types.int64, types.float64
+    mat, ints = types.Array(f8, 2, "C", readonly=True), types.Array(i8, 1, "C", readonly=True)
     tail = types.Tuple((f8, f8, i8))
     signatures = {
         "tail_of": (tail(vec, i8, i8, i8), _tail_of),
         "tail_of_sum": (tail(vec, vec, i8, i8, i8), _tail_of_sum),
         "sum_of": (out(vec, f8, vec), _sum_of),
         "lowest_sums": (types.UniTuple(f8, 3)(vec, vec, vec, vec), _lowest_sums),
+        "span_terms": (types.Tuple((out, out, f8))(vec, vec, vec, vec, mat, vec, ints, ints, vec), _span_terms),
     }
     _push = njit(i8(out, i8, f8), cache=True, inline="always")(_push)
+    _maximum = njit(f8(f8, f8), cache=True, inline="always")(_maximum)
+    _minimum = njit(f8(f8, f8), cache=True, inline="always")(_minimum)
     for name, (sig, fn) in signatures.items():
         _COMPILED[name] = njit(sig, cache=True, error_model="numpy", boundscheck=False)(fn)
     return True
