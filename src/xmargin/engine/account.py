@@ -22,7 +22,6 @@ look like a position (the reduction tests ``> 0``).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -30,11 +29,19 @@ import numpy as np
 import numpy.typing as npt
 
 from xmargin.engine import kernels
+from xmargin.engine.figures import (
+    SpanOfOne,
+    VarOfOne,
+    axpy,
+    ficc_requirement_of_one,
+    lowest_sums,
+    reduction_of_one,
+    worst,
+)
 from xmargin.margin.calculator import AccountMargins
 from xmargin.margin.context import MarginContext
 from xmargin.margin.ficc import concentration_addon
-from xmargin.margin.span import SpanParameters, SpanResult
-from xmargin.margin.var import tail_rank, var_with_stress
+from xmargin.margin.span import SpanResult
 from xmargin.portfolio.book import Account
 
 FloatArray = npt.NDArray[np.float64]
@@ -103,8 +110,6 @@ class Arithmetic:
         p = context.params
         self._F = np.ascontiguousarray(context.ficc_pnl.filled)
         self._C = np.ascontiguousarray(context.cme_pnl.filled)
-        self._is_cme = a.is_cme.copy()
-        self._eligible = a.eligible.copy()
         self._floor_w = a.floor_weight.astype(np.float64)
         self._bucket = a.bucket_dv01
         self._onehot = a.span_onehot
@@ -119,20 +124,27 @@ class Arithmetic:
         self._var_c = VarOfOne(self._stress_c, p.cme.var_confidence)
         self._span = SpanOfOne(context.span)
         fast = kernels.enable()
-        self._axpy = kernels.compiled("sum_of") if fast else _axpy
-        self._lowest_sums = kernels.compiled("lowest_sums") if fast else _lowest_sums
+        self._axpy = kernels.compiled("sum_of") if fast else axpy
+        self._lowest_sums = kernels.compiled("lowest_sums") if fast else lowest_sums
+        compiled = fast and self._var_f.compiled and self._var_c.compiled
+        self._moved_tails = kernels.compiled("moved_tails") if compiled else None
+        # per instrument, as Python lists (the hot path reads single elements)
+        self._side_xm = np.where(a.eligible, np.where(a.is_cme, EC, EF), np.where(a.is_cme, RC, RF)).tolist()
+        self._side_plain = np.where(a.is_cme, RC, RF).tolist()
+        self._bad_j, self._fb_j, self._floor_j = self._bad.tolist(), self._fb.tolist(), self._floor_w.tolist()
+        self._roots_moved = kernels.compiled("roots_moved") if fast else None
         self.template = Side(self._F.shape[1], self._C.shape[1], self._bucket.shape[1], self._onehot.shape[1])
 
     def side_of(self, j: int, xm: bool) -> int:
-        e = xm and bool(self._eligible[j])
-        c = bool(self._is_cme[j])
-        return (EC if c else EF) if e else (RC if c else RF)
+        return self._side_xm[j] if xm else self._side_plain[j]
 
-    def moved(self, side: Side, k: int, j: int, old: float, new: float) -> Side:
-        """``side`` after the position in instrument ``j`` goes from ``old`` to ``new``."""
+    def moved(self, side: Side, k: int, j: int, old: float, new: float, vectors: bool = True) -> Side:
+        """``side`` after the position in instrument ``j`` goes from ``old`` to ``new``;
+        ``vectors=False``: the P&L vectors left to the caller (:meth:`change`) unless the side is
+        now empty."""
         out = Side.__new__(Side)
         out.count = side.count + (new != 0.0) - (old != 0.0)
-        bad, fb = bool(self._bad[j]), bool(self._fb[j])
+        bad, fb = self._bad_j[j], self._fb_j[j]
         out.n_bad = side.n_bad + (((new != 0.0) - (old != 0.0)) if bad else 0)
         out.n_fb = side.n_fb + (((new != 0.0) - (old != 0.0)) if fb else 0)
         if out.count == 0:  # empty: exact zeros, no rounding residue
@@ -142,30 +154,68 @@ class Arithmetic:
             out.n_bad = out.n_fb = 0
             return out
         dq = new - old
-        out.pnl_f = self._axpy(side.pnl_f, dq, self._F[j])
-        out.pnl_c = self._axpy(side.pnl_c, dq, self._C[j]) if k != RF else side.pnl_c
+        if vectors:
+            out.pnl_f = self._axpy(side.pnl_f, dq, self._F[j])
+            out.pnl_c = self._axpy(side.pnl_c, dq, self._C[j]) if k != RF else side.pnl_c
         if k in (EF, RF):
-            out.floor = side.floor + (abs(new) - abs(old)) * float(self._floor_w[j])
+            out.floor = side.floor + (abs(new) - abs(old)) * self._floor_j[j]
             out.bucket = side.bucket + dq * self._bucket[j]
             out.net, out.long, out.short, out.delta = side.net, side.long, side.short, side.delta
         else:
             out.floor, out.bucket = side.floor, side.bucket
-            oh = self._onehot[j]
-            out.net = side.net + dq * oh
-            out.long = side.long + (max(new, 0.0) - max(old, 0.0)) * oh
-            out.short = side.short + (max(-new, 0.0) - max(-old, 0.0)) * oh
-            out.delta = side.delta + dq * self._dv01_root[j]
+            oh, d_long, d_short = self._onehot[j], max(new, 0.0) - max(old, 0.0), max(-new, 0.0) - max(-old, 0.0)
+            if self._roots_moved is not None:
+                out.net, out.long, out.short, out.delta = self._roots_moved(
+                    side.net, side.long, side.short, side.delta, oh, self._dv01_root[j], dq, d_long, d_short)
+            else:
+                out.net = side.net + dq * oh
+                out.long = side.long + d_long * oh
+                out.short = side.short + d_short * oh
+                out.delta = side.delta + dq * self._dv01_root[j]
         return out
 
-    def risk(self, side: Side, k: int) -> Risk:
+    def change(self, sides: list[Side], risks: list[Risk], comb: tuple[float, float], k: int, j: int, old: float,
+               new: float) -> tuple[list[Side], list[Risk], tuple[float, float]]:
+        """Every sub-portfolio, its figures and E's combined VaRs after the position in instrument
+        ``j`` (sub-portfolio ``k``) goes from ``old`` to ``new``: :meth:`moved`, :meth:`risk` and
+        :meth:`combined` of the one sub-portfolio that moves, each of its P&L vectors updated with
+        its order statistics in one compiled pass (the same figures)."""
+        sides, risks = list(sides), list(risks)
+        side = sides[k]
+        out = sides[k] = self.moved(side, k, j, old, new, vectors=self._moved_tails is None)
+        e = k in (EF, EC)
+        if self._moved_tails is None or out.count == 0:
+            risks[k] = self.risk(out, k)
+            return sides, risks, (self.combined(sides) if e else comb)
+        dq = new - old
+        other = sides[EC if k == EF else EF]
+        vf, vc = self._var_f, self._var_c
+        own_f = k in (EF, RF)
+        out.pnl_f, *tails = self._moved_tails(side.pnl_f, self._F[j], dq, other.pnl_f, *vf.args, own_f, e)
+        var_f = (vf.finish(*tails[:3]) or vf.numpy(out.pnl_f)) if own_f else None
+        comb_f = (vf.finish(*tails[3:]) or vf.numpy(other.pnl_f + out.pnl_f))[0] if e else comb[0]
+        own_c = not own_f and self._ctx.params.cme.standalone_model == "var"
+        var_c, comb_c = None, comb[1]
+        if k == RF:
+            out.pnl_c = side.pnl_c
+        else:
+            out.pnl_c, *tails = self._moved_tails(side.pnl_c, self._C[j], dq, other.pnl_c, *vc.args, own_c, e)
+            var_c = (vc.finish(*tails[:3]) or vc.numpy(out.pnl_c)) if own_c else None
+            comb_c = (vc.finish(*tails[3:]) or vc.numpy(other.pnl_c + out.pnl_c))[0] if e else comb[1]
+        risks[k] = self.risk(out, k, var_f if own_f else var_c)
+        return sides, risks, (comb_f, comb_c)
+
+    def risk(self, side: Side, k: int, var: tuple[float, bool] | None = None) -> Risk:
+        """The figures of sub-portfolio ``k``; ``var``: its VaR and stress flag if known (FICC's,
+        or CME's under the VaR model)."""
         p = self._ctx.params
         if k in (EF, RF):
-            var, stress = self._var_f(side.pnl_f)
+            var_f, stress = var or self._var_f(side.pnl_f)
             conc = concentration_addon(side.bucket[None, :], p.ficc.concentration_dv01_threshold,
                                        p.ficc.concentration_cost_bp)
-            return Risk(var, stress, side.floor, float(conc[0]), None, 0.0)
+            return Risk(var_f, stress, side.floor, float(conc[0]), None, 0.0)
         span = self._span(side.net, side.long, side.short, side.delta)
-        cme_var = self._var_c(side.pnl_c)[0] if p.cme.standalone_model == "var" else 0.0
+        cme_var = (var or self._var_c(side.pnl_c))[0] if p.cme.standalone_model == "var" else 0.0
         return Risk(0.0, False, 0.0, 0.0, span, cme_var)
 
     def combined(self, sides: list[Side]) -> tuple[float, float]:
@@ -276,162 +326,3 @@ class Arithmetic:
         state = AccountState(account, {j: q for j, q in positions.items() if q != 0.0}, sides, risks, comb,
                               self.assemble(sides, risks, comb))
         return state
-
-class VarOfOne:
-    """:func:`~xmargin.margin.var.var_with_stress` of one P&L vector (dollars): ``(VaR, stress
-    used)``, without the batch function's per-call set-up.  With the stressed scenarios trailing
-    (as :mod:`xmargin.scenarios` builds them) both order statistics come from one compiled pass
-    (:func:`xmargin.engine.kernels.tail_of`), else (or where Numba is missing, or a value is NaN)
-    from NumPy's partial sorts: the same order statistics (exact values, whatever the algorithm),
-    so the same figures."""
-
-    def __init__(self, is_stress: npt.NDArray[np.bool_], confidence: float, compiled: bool = True) -> None:
-        self.is_stress, self.confidence = is_stress, confidence
-        s = len(is_stress)
-        self.n_stress = int(is_stress.sum())
-        self.n_base = s - self.n_stress
-        self.trailing = self.n_stress == 0 or bool(is_stress[self.n_base:].all())
-        self.k_full = tail_rank(s, confidence)
-        self.k_base = tail_rank(self.n_base, confidence) if self.n_base else 0
-        self.m = min(self.k_full, self.n_base)
-        self.kth = sorted({self.k_base - 1, self.m - 1})
-        fast = compiled and self.trailing and self.n_base > 0 and kernels.enable()
-        self._tail = kernels.compiled("tail_of") if fast else None
-        self._tail_sum = kernels.compiled("tail_of_sum") if fast else None
-        # no stressed scenario: the "base" order statistic is the full one, and never exceeds it
-        self._args = (self.n_base, self.k_base, self.k_full) if self.n_stress else (s, self.k_full, self.k_full)
-
-    def __call__(self, v: FloatArray) -> tuple[float, bool]:
-        if self._tail is not None:
-            kth_base, kth_full, status = self._tail(v, *self._args)
-            if status != kernels.HAS_NAN:
-                return self._finish(kth_base, kth_full, status)
-        return self._numpy(v)
-
-    def of_sum(self, a: FloatArray, b: FloatArray) -> tuple[float, bool]:
-        """The VaR of ``a + b``."""
-        if self._tail_sum is not None:
-            kth_base, kth_full, status = self._tail_sum(a, b, *self._args)
-            if status != kernels.HAS_NAN:
-                return self._finish(kth_base, kth_full, status)
-        return self._numpy(a + b)
-
-    def _finish(self, kth_base: float, kth_full: float, status: int) -> tuple[float, bool]:
-        if status == kernels.ZERO:
-            return 0.0, False
-        b, f = -kth_base, -kth_full
-        base = b if b > 0.0 else 0.0
-        full = f if f > 0.0 else 0.0
-        if not self.n_stress:
-            return full, False
-        return (base if base >= full else full), full > base
-
-    def _numpy(self, v: FloatArray) -> tuple[float, bool]:
-        """The same figures with NumPy's partial sorts (the reference the compiled pass is tested on)."""
-        if not v.any():
-            return 0.0, False
-        if not self.trailing or self.n_base == 0:
-            var, used = var_with_stress(v[None, :], self.is_stress, self.confidence)
-            return float(var[0]), bool(used[0])
-        # np.partition(a, k) is a.copy() then a.partition(k): the same, without its wrapper
-        if self.n_stress == 0:
-            every = v.copy()
-            every.partition(self.k_full - 1)
-            x = -float(every[self.k_full - 1])
-            return (x if x > 0.0 else 0.0), False
-        head = v[: self.n_base].copy()
-        head.partition(self.kth)
-        b = -float(head[self.k_base - 1])
-        base = b if b > 0.0 else 0.0
-        pool = np.concatenate([head[: self.m], v[self.n_base:]])
-        pool.partition(self.k_full - 1)
-        f = -float(pool[self.k_full - 1])
-        full = f if f > 0.0 else 0.0
-        return (base if base >= full else full), full > base
-
-
-class SpanOfOne:
-    """:func:`~xmargin.margin.span.span_requirement` of one account, its per-root scenario losses
-    computed once: the same operations on the account's row (sums over roots as NumPy sums
-    them), so the same figures; the per-root terms and the spread credits in one compiled loop
-    (:func:`xmargin.engine.kernels.span_terms`) where Numba is installed."""
-
-    def __init__(self, params: SpanParameters, compiled: bool = True) -> None:
-        moves, weights = params.scenario_moves()
-        self.params = params
-        self.loss = np.ascontiguousarray(-(moves * weights)[None, :] * params.scan_range[:, None])  # P x 16, per long contract
-        self.intra_charge = np.ascontiguousarray(params.intra_charge, dtype=np.float64)
-        self.pairs = params.inter_pairs
-        self._pair_p = np.array([p for p, _, _ in self.pairs], dtype=np.int64)
-        self._pair_q = np.array([q for _, q, _ in self.pairs], dtype=np.int64)
-        self._pair_rate = np.array([rate for _, _, rate in self.pairs], dtype=np.float64)
-        self._terms = kernels.compiled("span_terms") if compiled and kernels.enable() else None
-
-    def __call__(self, net: FloatArray, long: FloatArray, short: FloatArray, delta: FloatArray) -> SpanResult:
-        if self._terms is not None:
-            scan_by_root, intra_by_root, credit = self._terms(net, long, short, delta, self.loss, self.intra_charge,
-                                                              self._pair_p, self._pair_q, self._pair_rate)
-            intra = intra_by_root.sum()
-        else:
-            scan_by_root, intra, credit = self._numpy(net, long, short, delta)
-        scan = scan_by_root.sum()
-        net_req = float(scan + intra - credit)
-        total = net_req if net_req > 0.0 else 0.0
-        return SpanResult(np.array([float(scan)]), np.array([float(intra)]), np.array([credit]), np.array([total]),
-                          scan_by_root[None, :])
-
-    def _numpy(self, net: FloatArray, long: FloatArray, short: FloatArray, delta: FloatArray) -> tuple[Any, ...]:
-        """``(scan risk per root, intra-commodity charge, inter-commodity credit)`` with NumPy
-        and a Python loop over the spread pairs (the reference the compiled loop is tested on)."""
-        scan_by_root = np.maximum((net[:, None] * self.loss).max(axis=1), 0.0)
-        intra = (np.minimum(long, short) * self.intra_charge).sum()
-        remaining = np.abs(delta).tolist()
-        sign = np.sign(delta).tolist()
-        credit = 0.0
-        if 1.0 in sign and -1.0 in sign:  # else no pair has legs of opposite signs: no credit
-            scan_list = scan_by_root.tolist()
-            wfpr = [sc / r if r > 0 else 0.0 for sc, r in zip(scan_list, remaining, strict=True)]
-            for p, q, rate in self.pairs:
-                if remaining[p] > 0 and remaining[q] > 0 and sign[p] * sign[q] < 0:
-                    x = min(remaining[p], remaining[q])
-                    credit += rate * x * (wfpr[p] + wfpr[q])
-                    remaining[p] -= x
-                    remaining[q] -= x
-        return scan_by_root, intra, credit
-
-
-def reduction_of_one(f_sa: float, c_sa: float, f_comb: float, c_comb: float, cap: float,
-                     computable: bool) -> tuple[float, float, float]:
-    """:func:`~xmargin.margin.cross.reduction_factors` of one account on floats (same formulas):
-    ``(FICC factor, CME factor, applied)``."""
-    ok = f_sa > 0 and c_sa > 0 and math.isfinite(f_comb) and math.isfinite(c_comb) and computable
-    if not ok:
-        return 0.0, 0.0, min(0.0, cap)
-    total = f_sa + c_sa
-    safe = total if total > 0 else 1.0
-    a, b = 1.0 - f_comb / safe, 1.0 - c_comb / safe
-    r_f, r_c = (a if a > 0.0 else 0.0), (b if b > 0.0 else 0.0)
-    return r_f, r_c, min(min(r_f, r_c), cap)
-
-
-def _axpy(a: FloatArray, q: float, b: FloatArray) -> FloatArray:
-    """``a + q * b`` (NumPy; :func:`xmargin.engine.kernels.sum_of` compiled)."""
-    return a + q * b
-
-
-def _lowest_sums(ef: FloatArray, rf: FloatArray, ec: FloatArray, rc: FloatArray) -> tuple[float, float, float]:
-    """The lowest value of ``ef + rf``, ``ec + rc``, ``((ef + rf) + ec) + rc`` (NumPy;
-    :func:`xmargin.engine.kernels.lowest_sums` compiled)."""
-    f = ef + rf
-    return float(f.min()), float((ec + rc).min()), float((f + ec + rc).min())
-
-
-def ficc_requirement_of_one(var: float, floor: float, concentration: float) -> float:
-    """:func:`~xmargin.margin.ficc.ficc_requirement` on floats: ``max(VaR, floor) + concentration``
-    (a NaN wins the maximum, as ``np.maximum``)."""
-    return (var if var >= floor or var != var else floor) + concentration
-
-
-def worst(lowest: float) -> float:
-    """Stressed loss (dollars, >= 0) from the lowest scenario P&L (NaN stays NaN)."""
-    return max(-lowest, 0.0)

@@ -32,6 +32,7 @@ IntArray = npt.NDArray[np.int64]
 ZERO, OK, HAS_NAN = 0, 1, 2  # status of a pass: every value zero / figures valid / a NaN was seen
 
 _COMPILED: dict[str, Any] = {}
+_STEP = 8  # the threshold of an order statistic is taken from every _STEP-th value
 
 
 def _push(buf: FloatArray, n: int, x: float) -> int:
@@ -52,44 +53,77 @@ def _push(buf: FloatArray, n: int, x: float) -> int:
     return n
 
 
-def _tail_of(v: FloatArray, n_base: int, k_base: int, k_full: int) -> tuple[float, float, int]:
-    """``(k_base-th smallest of v[:n_base], k_full-th smallest of v, status)``."""
-    buf = np.empty(k_full)
-    n = 0
-    nonzero = False
-    kth_base = 0.0
-    for i in range(v.shape[0]):
-        if i == n_base:
-            kth_base = buf[k_base - 1]
+def _smallest(v: FloatArray, lo: int, hi: int, step: int, buf: FloatArray, n: int) -> int:
+    """:func:`_push` every ``step``-th value of ``v[lo:hi]`` into ``buf``; returns the new count."""
+    for i in range(lo, hi, step):
+        n = _push(buf, n, v[i])
+    return n
+
+
+def _tails(v: FloatArray, n_base: int, k_base: int, k_full: int) -> tuple[float, float, int]:
+    """``(k_base-th smallest of v[:n_base], k_full-th smallest of v, status)``.
+
+    Two passes: a threshold ``t``, the ``(k_full / 8 + 5)``-th smallest of every 8th base value
+    (so about ``k_full + 40`` values lie at or below it), then the values ``<= t`` (the
+    candidates) in a sorted buffer of ``k_full``.  If at least ``k_full`` base values are
+    candidates, every value left out is larger than every candidate, so both order statistics
+    are among the candidates; otherwise (rare: a sample far from the tail) every value goes
+    through the buffer."""
+    s = v.shape[0]
+    nonzero = nan = False
+    for i in range(s):
         x = v[i]
-        if x != 0.0:
-            if x != x:
-                return 0.0, 0.0, HAS_NAN
-            nonzero = True
-        n = _push(buf, n, x)
-    if n_base == v.shape[0]:
-        kth_base = buf[k_base - 1]
-    return kth_base, buf[k_full - 1], OK if nonzero else ZERO
+        nonzero |= x != 0.0
+        nan |= x != x
+    if nan:
+        return 0.0, 0.0, HAS_NAN
+    if not nonzero:
+        return 0.0, 0.0, ZERO
+    buf = np.empty(k_full)
+    r = min(k_full // _STEP + 5, k_full)
+    n_sample = _smallest(v, 0, n_base, _STEP, buf[:r], 0)
+    if n_sample == r:
+        t = buf[r - 1]
+        cand = np.empty(s)
+        m = 0
+        for i in range(n_base):
+            if v[i] <= t:
+                cand[m] = v[i]
+                m += 1
+        m_base = m
+        if m_base >= k_full:
+            for i in range(n_base, s):
+                if v[i] <= t:
+                    cand[m] = v[i]
+                    m += 1
+            n = _smallest(cand, 0, m_base, 1, buf, 0)
+            kth_base = buf[k_base - 1]
+            _smallest(cand, m_base, m, 1, buf, n)
+            return kth_base, buf[k_full - 1], OK
+    n = _smallest(v, 0, n_base, 1, buf, 0)
+    kth_base = buf[k_base - 1]
+    _smallest(v, n_base, s, 1, buf, n)
+    return kth_base, buf[k_full - 1], OK
 
 
 def _tail_of_sum(a: FloatArray, b: FloatArray, n_base: int, k_base: int, k_full: int) -> tuple[float, float, int]:
-    """:func:`_tail_of` of ``a + b`` (never stored)."""
-    buf = np.empty(k_full)
-    n = 0
-    nonzero = False
-    kth_base = 0.0
-    for i in range(a.shape[0]):
-        if i == n_base:
-            kth_base = buf[k_base - 1]
-        x = a[i] + b[i]
-        if x != 0.0:
-            if x != x:
-                return 0.0, 0.0, HAS_NAN
-            nonzero = True
-        n = _push(buf, n, x)
-    if n_base == a.shape[0]:
-        kth_base = buf[k_base - 1]
-    return kth_base, buf[k_full - 1], OK if nonzero else ZERO
+    """:func:`_tails` of ``a + b``."""
+    return _tails(_sum_of(a, 1.0, b), n_base, k_base, k_full)
+
+
+def _moved_tails(old: FloatArray, row: FloatArray, dq: float, other: FloatArray, n_base: int, k_base: int,
+                 k_full: int, own: bool, comb: bool) -> tuple[FloatArray, float, float, int, float, float, int]:
+    """A P&L vector moved by a position change and its order statistics: ``new = old + dq x row``
+    (:func:`_sum_of`), then ``(new, tails of new, tails of other + new)``, each tail triple as
+    :func:`_tails` returns it; with ``own`` / ``comb`` off that triple is not computed (zeros)."""
+    new = _sum_of(old, dq, row)
+    kb_own = kf_own = kb_comb = kf_comb = 0.0
+    st_own = st_comb = ZERO
+    if own:
+        kb_own, kf_own, st_own = _tails(new, n_base, k_base, k_full)
+    if comb:
+        kb_comb, kf_comb, st_comb = _tails(_sum_of(other, 1.0, new), n_base, k_base, k_full)
+    return new, kb_own, kf_own, st_own, kb_comb, kf_comb, st_comb
 
 
 def _sum_of(a: FloatArray, q: float, b: FloatArray) -> FloatArray:
@@ -98,6 +132,14 @@ def _sum_of(a: FloatArray, q: float, b: FloatArray) -> FloatArray:
     for i in range(a.shape[0]):
         out[i] = a[i] + q * b[i]
     return out
+
+
+def _roots_moved(net: FloatArray, long: FloatArray, short: FloatArray, delta: FloatArray, onehot: FloatArray,
+                 dv01: FloatArray, dq: float, d_long: float,
+                 d_short: float) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """SPAN inputs per root moved by a position change (the NumPy expressions ``net + dq *
+    onehot``, ``long + d_long * onehot``, ``short + d_short * onehot``, ``delta + dq * dv01``)."""
+    return _sum_of(net, dq, onehot), _sum_of(long, d_long, onehot), _sum_of(short, d_short, onehot), _sum_of(delta, dq, dv01)
 
 
 def _lowest_sums(ef: FloatArray, rf: FloatArray, ec: FloatArray, rc: FloatArray) -> tuple[float, float, float]:
@@ -179,24 +221,26 @@ def enable() -> bool:
         from numba import njit, types
     except ImportError:  # pragma: no cover - numba is a declared dependency
         return False
-    global _push, _maximum, _minimum
     # inputs typed read-only: they accept writeable arrays too, and the context's matrices may be
     # read-only memory maps (the context disk cache)
     vec, out, i8, f8 = types.Array(types.float64, 1, "C", readonly=True), types.float64[::1], types.int64, types.float64
     mat, ints = types.Array(f8, 2, "C", readonly=True), types.Array(i8, 1, "C", readonly=True)
     tail = types.Tuple((f8, f8, i8))
-    signatures = {
-        "tail_of": (tail(vec, i8, i8, i8), _tail_of),
-        "tail_of_sum": (tail(vec, vec, i8, i8, i8), _tail_of_sum),
+    signatures = {  # in the order they call each other
         "sum_of": (out(vec, f8, vec), _sum_of),
+        "tail_of": (tail(vec, i8, i8, i8), _tails),
+        "tail_of_sum": (tail(vec, vec, i8, i8, i8), _tail_of_sum),
+        "moved_tails": (types.Tuple((out, f8, f8, i8, f8, f8, i8))(vec, vec, f8, vec, i8, i8, i8, types.boolean,
+                                                                   types.boolean), _moved_tails),
         "lowest_sums": (types.UniTuple(f8, 3)(vec, vec, vec, vec), _lowest_sums),
+        "roots_moved": (types.UniTuple(out, 4)(vec, vec, vec, vec, vec, vec, f8, f8, f8), _roots_moved),
         "span_terms": (types.Tuple((out, out, f8))(vec, vec, vec, vec, mat, vec, ints, ints, vec), _span_terms),
     }
-    _push = njit(i8(out, i8, f8), cache=True, inline="always")(_push)
-    _maximum = njit(f8(f8, f8), cache=True, inline="always")(_maximum)
-    _minimum = njit(f8(f8, f8), cache=True, inline="always")(_minimum)
-    for name, (sig, fn) in signatures.items():
-        _COMPILED[name] = njit(sig, cache=True, error_model="numpy", boundscheck=False)(fn)
+    space = globals()
+    for helper in (_push, _smallest, _maximum, _minimum):  # inlined into the loops that call them
+        space[helper.__name__] = njit(inline="always", cache=True)(helper)
+    for name, (sig, fn) in signatures.items():  # the loops call each other through these globals
+        _COMPILED[name] = space[fn.__name__] = njit(sig, cache=True, error_model="numpy", boundscheck=False)(fn)
     return True
 
 

@@ -44,8 +44,6 @@ import numpy as np
 import numpy.typing as npt
 
 from xmargin.engine.account import (
-    EC,
-    EF,
     HEADLINE,
     MARGIN_FIELDS,
     SIDE_NAMES,
@@ -267,11 +265,7 @@ class LiveEngine:
         if abs(new) <= 1e-12 * max(abs(old), abs(quantity)):
             new = 0.0
         k = kern.side_of(j, state.account.cross_margin)
-        sides = list(state.sides)
-        sides[k] = kern.moved(state.sides[k], k, j, old, new)
-        risks = list(state.risks)
-        risks[k] = kern.risk(sides[k], k)
-        comb = kern.combined(sides) if k in (EF, EC) else state.comb
+        sides, risks, comb = kern.change(state.sides, state.risks, state.comb, k, j, old, new)
         return kern, state, inst_id, new_account, j, new, sides, risks, comb
 
     def commit(self, pending: Pending) -> Row:
