@@ -21,6 +21,8 @@ returns ``False`` where Numba is missing and the callers keep their NumPy code.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -32,6 +34,7 @@ IntArray = npt.NDArray[np.int64]
 ZERO, OK, HAS_NAN = 0, 1, 2  # status of a pass: every value zero / figures valid / a NaN was seen
 
 _COMPILED: dict[str, Any] = {}
+_OFF = False  # set inside disabled()
 _STEP = 8  # the threshold of an order statistic is taken from every _STEP-th value
 
 
@@ -214,7 +217,9 @@ def _span_terms(net: FloatArray, long: FloatArray, short: FloatArray, delta: Flo
 
 def enable() -> bool:
     """Compile the loops (or load them from the on-disk cache); ``False`` where Numba is not
-    installed (the callers keep their NumPy code)."""
+    installed or inside :func:`disabled` (the callers keep their NumPy code)."""
+    if _OFF:
+        return False
     if _COMPILED:
         return True
     try:
@@ -242,6 +247,18 @@ def enable() -> bool:
     for name, (sig, fn) in signatures.items():  # the loops call each other through these globals
         _COMPILED[name] = space[fn.__name__] = njit(sig, cache=True, error_model="numpy", boundscheck=False)(fn)
     return True
+
+
+@contextmanager
+def disabled() -> Iterator[None]:
+    """Inside the block, :func:`enable` says ``False``: what is built there (an engine's
+    arithmetic) keeps the NumPy code (tests compare the two paths)."""
+    global _OFF
+    before, _OFF = _OFF, True
+    try:
+        yield
+    finally:
+        _OFF = before
 
 
 def compiled(name: str) -> Any:
