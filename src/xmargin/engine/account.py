@@ -31,8 +31,10 @@ import numpy.typing as npt
 from xmargin.engine import kernels
 from xmargin.engine.figures import (
     SpanOfOne,
+    SpanOfOneResult,
     VarOfOne,
     axpy,
+    concentration_of_one,
     ficc_requirement_of_one,
     lowest_sums,
     reduction_of_one,
@@ -40,8 +42,6 @@ from xmargin.engine.figures import (
 )
 from xmargin.margin.calculator import AccountMargins
 from xmargin.margin.context import MarginContext
-from xmargin.margin.ficc import concentration_addon
-from xmargin.margin.span import SpanResult
 from xmargin.portfolio.book import Account
 
 FloatArray = npt.NDArray[np.float64]
@@ -79,13 +79,13 @@ class Side:
 
 @dataclass
 class Risk:
-    """Margin figures of one sub-portfolio (dollars; SPAN's as 1-element arrays)."""
+    """Margin figures of one sub-portfolio (dollars)."""
 
     var: float
     stress: bool
     floor: float
     conc: float
-    span: SpanResult | None
+    span: SpanOfOneResult | None
     cme_var: float
 
 
@@ -126,6 +126,7 @@ class Arithmetic:
         fast = kernels.enable()
         self._axpy = kernels.compiled("sum_of") if fast else axpy
         self._lowest_sums = kernels.compiled("lowest_sums") if fast else lowest_sums
+        self._conc = kernels.compiled("concentration") if fast else concentration_of_one
         compiled = fast and self._var_f.compiled and self._var_c.compiled
         self._moved_tails = kernels.compiled("moved_tails") if compiled else None
         # per instrument, as Python lists (the hot path reads single elements)
@@ -211,9 +212,8 @@ class Arithmetic:
         p = self._ctx.params
         if k in (EF, RF):
             var_f, stress = var or self._var_f(side.pnl_f)
-            conc = concentration_addon(side.bucket[None, :], p.ficc.concentration_dv01_threshold,
-                                       p.ficc.concentration_cost_bp)
-            return Risk(var_f, stress, side.floor, float(conc[0]), None, 0.0)
+            conc = self._conc(side.bucket, p.ficc.concentration_dv01_threshold, p.ficc.concentration_cost_bp)
+            return Risk(var_f, stress, side.floor, conc, None, 0.0)
         span = self._span(side.net, side.long, side.short, side.delta)
         cme_var = (var or self._var_c(side.pnl_c))[0] if p.cme.standalone_model == "var" else 0.0
         return Risk(0.0, False, 0.0, 0.0, span, cme_var)
@@ -241,7 +241,7 @@ class Arithmetic:
         if p.cme.standalone_model == "var":
             cme_e, cme_r = cme_var_e, cme_var_r = ec.cme_var, rc.cme_var
         else:
-            cme_e, cme_r = float(span_e.requirement[0]), float(span_r.requirement[0])
+            cme_e, cme_r = span_e.requirement, span_r.requirement
             cme_var_e = cme_var_r = 0.0
         f_comb, c_comb = comb
         bad = sum(s.n_bad for s in sides) > 0
@@ -281,9 +281,9 @@ class Arithmetic:
             "ficc_floor_topup": topup_e + max(floor_r - var_r, 0.0),
             "ficc_concentration": conc_e + conc_r,
             "ficc_stress_used": ef.stress or rf.stress,
-            "span_scan_risk": float(span_e.scan_risk[0]) + float(span_r.scan_risk[0]),
-            "span_intra_spread_charge": float(span_e.intra_spread_charge[0]) + float(span_r.intra_spread_charge[0]),
-            "span_inter_spread_credit": float(span_e.inter_spread_credit[0]) + float(span_r.inter_spread_credit[0]),
+            "span_scan_risk": span_e.scan_risk + span_r.scan_risk,
+            "span_intra_spread_charge": span_e.intra_spread_charge + span_r.intra_spread_charge,
+            "span_inter_spread_credit": span_e.inter_spread_credit + span_r.inter_spread_credit,
             "cme_var": cme_var_e + cme_var_r,
             "cme_standalone_eligible": cme_e,
             "stressed_loss_ficc": worst(lo_f),  # of ef + rf

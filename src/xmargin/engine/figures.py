@@ -12,13 +12,14 @@ compiled loops are tested against).  Dollars throughout.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from xmargin.engine import kernels
-from xmargin.margin.span import SpanParameters, SpanResult
+from xmargin.margin.ficc import concentration_addon
+from xmargin.margin.span import SpanParameters
 from xmargin.margin.var import tail_rank, var_with_stress
 
 FloatArray = npt.NDArray[np.float64]
@@ -101,6 +102,15 @@ class VarOfOne:
         return (base if base >= full else full), full > base
 
 
+class SpanOfOneResult(NamedTuple):
+    """:class:`~xmargin.margin.span.SpanResult` of one account (dollars)."""
+
+    scan_risk: float
+    intra_spread_charge: float
+    inter_spread_credit: float
+    requirement: float
+
+
 class SpanOfOne:
     """:func:`~xmargin.margin.span.span_requirement` of one account, its per-root scenario losses
     computed once: the same operations on the account's row (sums over roots as NumPy sums
@@ -118,22 +128,15 @@ class SpanOfOne:
         self._pair_rate = np.array([rate for _, _, rate in self.pairs], dtype=np.float64)
         self._terms = kernels.compiled("span_terms") if compiled and kernels.enable() else None
 
-    def __call__(self, net: FloatArray, long: FloatArray, short: FloatArray, delta: FloatArray) -> SpanResult:
+    def __call__(self, net: FloatArray, long: FloatArray, short: FloatArray, delta: FloatArray) -> SpanOfOneResult:
         if self._terms is not None:
-            scan_by_root, intra_by_root, credit = self._terms(net, long, short, delta, self.loss, self.intra_charge,
-                                                              self._pair_p, self._pair_q, self._pair_rate)
-            intra = intra_by_root.sum()
-        else:
-            scan_by_root, intra, credit = self.numpy(net, long, short, delta)
-        scan = scan_by_root.sum()
-        net_req = float(scan + intra - credit)
-        total = net_req if net_req > 0.0 else 0.0
-        return SpanResult(np.array([float(scan)]), np.array([float(intra)]), np.array([credit]), np.array([total]),
-                          scan_by_root[None, :])
+            return SpanOfOneResult(*self._terms(net, long, short, delta, self.loss, self.intra_charge, self._pair_p,
+                                                self._pair_q, self._pair_rate))
+        return self.numpy(net, long, short, delta)
 
-    def numpy(self, net: FloatArray, long: FloatArray, short: FloatArray, delta: FloatArray) -> tuple[Any, ...]:
-        """``(scan risk per root, intra-commodity charge, inter-commodity credit)`` with NumPy
-        and a Python loop over the spread pairs (the reference the compiled loop is tested on)."""
+    def numpy(self, net: FloatArray, long: FloatArray, short: FloatArray, delta: FloatArray) -> SpanOfOneResult:
+        """The same figures with NumPy and a Python loop over the spread pairs (the reference the
+        compiled loop is tested on)."""
         scan_by_root = np.maximum((net[:, None] * self.loss).max(axis=1), 0.0)
         intra = (np.minimum(long, short) * self.intra_charge).sum()
         remaining = np.abs(delta).tolist()
@@ -148,7 +151,15 @@ class SpanOfOne:
                     credit += rate * x * (wfpr[p] + wfpr[q])
                     remaining[p] -= x
                     remaining[q] -= x
-        return scan_by_root, intra, credit
+        scan = scan_by_root.sum()
+        net_req = float(scan + intra - credit)
+        return SpanOfOneResult(float(scan), float(intra), credit, net_req if net_req > 0.0 else 0.0)
+
+
+def concentration_of_one(bucket: FloatArray, threshold: float, cost_bp: float) -> float:
+    """:func:`~xmargin.margin.ficc.concentration_addon` (dollars) of one account's net DV01 per
+    bucket (dollars per bp); :func:`xmargin.engine.kernels.concentration` compiled."""
+    return float(concentration_addon(bucket[None, :], threshold, cost_bp)[0])
 
 
 def reduction_of_one(f_sa: float, c_sa: float, f_comb: float, c_comb: float, cap: float,

@@ -179,12 +179,52 @@ def _minimum(a: float, b: float) -> float:
     return a if a < b or a != a else b
 
 
+def _np_sum(a: FloatArray, lo: int, n: int) -> float:
+    """``a[lo:lo + n].sum()`` as NumPy adds (pairwise: eight running sums per block of up to 128
+    values, blocks halved recursively) but for the final ``0.0 +`` of :func:`np_sum`."""
+    if n < 8:
+        res = 0.0
+        for i in range(lo, lo + n):
+            res += a[i]
+        return res
+    if n <= 128:
+        r = np.empty(8)
+        for t in range(8):
+            r[t] = a[lo + t]
+        i = 8
+        while i < n - n % 8:
+            for t in range(8):
+                r[t] += a[lo + i + t]
+            i += 8
+        res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+        while i < n:
+            res += a[lo + i]
+            i += 1
+        return res
+    half = n // 2
+    half -= half % 8
+    return _np_sum(a, lo, half) + _np_sum(a, lo + half, n - half)
+
+
+def _sum(a: FloatArray) -> float:
+    """``a.sum()`` of a 1-D array, bit for bit (the reduction starts from 0.0; tested against NumPy)."""
+    return 0.0 + _np_sum(a, 0, a.shape[0])
+
+
+def _concentration(bucket: FloatArray, threshold: float, cost_bp: float) -> float:
+    """:func:`~xmargin.margin.ficc.concentration_addon` of one account's net DV01 per bucket."""
+    excess = np.empty(bucket.shape[0])
+    for b in range(bucket.shape[0]):
+        excess[b] = _maximum(abs(bucket[b]) - threshold, 0.0)
+    return _sum(excess) * cost_bp
+
+
 def _span_terms(net: FloatArray, long: FloatArray, short: FloatArray, delta: FloatArray, loss: FloatArray,
                 intra_charge: FloatArray, pair_p: IntArray, pair_q: IntArray,
-                pair_rate: FloatArray) -> tuple[FloatArray, FloatArray, float]:
-    """SPAN of one account before its sums over roots: ``(scan risk per root, intra-commodity
-    charge per root, inter-commodity credit)`` (dollars), the operations of
-    :class:`xmargin.engine.account.SpanOfOne` in the same order (the sums over roots stay NumPy's)."""
+                pair_rate: FloatArray) -> tuple[float, float, float, float]:
+    """SPAN of one account: ``(scan risk, intra-commodity charge, inter-commodity credit,
+    requirement)`` (dollars), the operations of :meth:`xmargin.engine.figures.SpanOfOne.numpy` in
+    the same order (sums over roots as NumPy sums them)."""
     n_roots, n_scen = loss.shape
     scan = np.empty(n_roots)
     intra = np.empty(n_roots)
@@ -212,7 +252,9 @@ def _span_terms(net: FloatArray, long: FloatArray, short: FloatArray, delta: Flo
                 credit += pair_rate[i] * x * (wfpr[p] + wfpr[q])
                 remaining[p] -= x
                 remaining[q] -= x
-    return scan, intra, credit
+    scan_risk, intra_charge = _sum(scan), _sum(intra)
+    net_req = scan_risk + intra_charge - credit
+    return scan_risk, intra_charge, credit, (net_req if net_req > 0.0 else 0.0)
 
 
 def enable() -> bool:
@@ -239,7 +281,10 @@ def enable() -> bool:
                                                                    types.boolean), _moved_tails),
         "lowest_sums": (types.UniTuple(f8, 3)(vec, vec, vec, vec), _lowest_sums),
         "roots_moved": (types.UniTuple(out, 4)(vec, vec, vec, vec, vec, vec, f8, f8, f8), _roots_moved),
-        "span_terms": (types.Tuple((out, out, f8))(vec, vec, vec, vec, mat, vec, ints, ints, vec), _span_terms),
+        "np_sum": (f8(vec, i8, i8), _np_sum),
+        "sum": (f8(vec), _sum),
+        "concentration": (f8(vec, f8, f8), _concentration),
+        "span_terms": (types.UniTuple(f8, 4)(vec, vec, vec, vec, mat, vec, ints, ints, vec), _span_terms),
     }
     space = globals()
     for helper in (_push, _smallest, _maximum, _minimum):  # inlined into the loops that call them
