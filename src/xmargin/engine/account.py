@@ -111,8 +111,8 @@ class Arithmetic:
         self._F = np.ascontiguousarray(context.ficc_pnl.filled)
         self._C = np.ascontiguousarray(context.cme_pnl.filled)
         self._floor_w = a.floor_weight.astype(np.float64)
-        self._bucket = a.bucket_dv01
-        self._onehot = a.span_onehot
+        self._bucket = np.ascontiguousarray(a.bucket_dv01, dtype=np.float64)
+        self._onehot = np.ascontiguousarray(a.span_onehot, dtype=np.float64)
         self._dv01_root = np.nan_to_num(a.dv01)[:, None] * a.span_onehot
         priced_f, priced_c = context.ficc_pnl.priced, context.cme_pnl.priced
         cme_ok = (a.span_root >= 0) if p.cme.standalone_model == "span" else priced_c
@@ -134,6 +134,9 @@ class Arithmetic:
         self._side_plain = np.where(a.is_cme, RC, RF).tolist()
         self._bad_j, self._fb_j, self._floor_j = self._bad.tolist(), self._fb.tolist(), self._floor_w.tolist()
         self._roots_moved = kernels.compiled("roots_moved") if fast else None
+        self._rows = (list(self._F), list(self._C), list(self._bucket), list(self._onehot), list(self._dv01_root))
+        self._var_model = p.cme.standalone_model == "var"
+        self._conc_args = (p.ficc.concentration_dv01_threshold, p.ficc.concentration_cost_bp)
         self.template = Side(self._F.shape[1], self._C.shape[1], self._bucket.shape[1], self._onehot.shape[1])
 
     def side_of(self, j: int, xm: bool) -> int:
@@ -155,24 +158,25 @@ class Arithmetic:
             out.n_bad = out.n_fb = 0
             return out
         dq = new - old
+        f_rows, c_rows, bucket_rows, onehot_rows, dv01_rows = self._rows
         if vectors:
-            out.pnl_f = self._axpy(side.pnl_f, dq, self._F[j])
-            out.pnl_c = self._axpy(side.pnl_c, dq, self._C[j]) if k != RF else side.pnl_c
-        if k in (EF, RF):
+            out.pnl_f = self._axpy(side.pnl_f, dq, f_rows[j])
+            out.pnl_c = self._axpy(side.pnl_c, dq, c_rows[j]) if k != RF else side.pnl_c
+        if k == EF or k == RF:
             out.floor = side.floor + (abs(new) - abs(old)) * self._floor_j[j]
-            out.bucket = side.bucket + dq * self._bucket[j]
+            out.bucket = self._axpy(side.bucket, dq, bucket_rows[j])
             out.net, out.long, out.short, out.delta = side.net, side.long, side.short, side.delta
         else:
             out.floor, out.bucket = side.floor, side.bucket
-            oh, d_long, d_short = self._onehot[j], max(new, 0.0) - max(old, 0.0), max(-new, 0.0) - max(-old, 0.0)
+            oh, d_long, d_short = onehot_rows[j], max(new, 0.0) - max(old, 0.0), max(-new, 0.0) - max(-old, 0.0)
             if self._roots_moved is not None:
                 out.net, out.long, out.short, out.delta = self._roots_moved(
-                    side.net, side.long, side.short, side.delta, oh, self._dv01_root[j], dq, d_long, d_short)
+                    side.net, side.long, side.short, side.delta, oh, dv01_rows[j], dq, d_long, d_short)
             else:
                 out.net = side.net + dq * oh
                 out.long = side.long + d_long * oh
                 out.short = side.short + d_short * oh
-                out.delta = side.delta + dq * self._dv01_root[j]
+                out.delta = side.delta + dq * dv01_rows[j]
         return out
 
     def change(self, sides: list[Side], risks: list[Risk], comb: tuple[float, float], k: int, j: int, old: float,
@@ -191,31 +195,36 @@ class Arithmetic:
         dq = new - old
         other = sides[EC if k == EF else EF]
         vf, vc = self._var_f, self._var_c
-        own_f = k in (EF, RF)
-        out.pnl_f, *tails = self._moved_tails(side.pnl_f, self._F[j], dq, other.pnl_f, *vf.args, own_f, e)
-        var_f = (vf.finish(*tails[:3]) or vf.numpy(out.pnl_f)) if own_f else None
-        comb_f = (vf.finish(*tails[3:]) or vf.numpy(other.pnl_f + out.pnl_f))[0] if e else comb[0]
-        own_c = not own_f and self._ctx.params.cme.standalone_model == "var"
-        var_c, comb_c = None, comb[1]
+        own_f = k == EF or k == RF
+        n_base, k_base, k_full = vf.args
+        t = self._moved_tails(side.pnl_f, self._rows[0][j], dq, other.pnl_f, n_base, k_base, k_full, own_f, e)
+        out.pnl_f = t[0]
+        var = (vf.finish(t[1], t[2], t[3]) or vf.numpy(t[0])) if own_f else None
+        comb_f = (vf.finish(t[4], t[5], t[6]) or vf.numpy(other.pnl_f + t[0]))[0] if e else comb[0]
+        comb_c = comb[1]
         if k == RF:
             out.pnl_c = side.pnl_c
         else:
-            out.pnl_c, *tails = self._moved_tails(side.pnl_c, self._C[j], dq, other.pnl_c, *vc.args, own_c, e)
-            var_c = (vc.finish(*tails[:3]) or vc.numpy(out.pnl_c)) if own_c else None
-            comb_c = (vc.finish(*tails[3:]) or vc.numpy(other.pnl_c + out.pnl_c))[0] if e else comb[1]
-        risks[k] = self.risk(out, k, var_f if own_f else var_c)
+            own_c = not own_f and self._var_model
+            n_base, k_base, k_full = vc.args
+            t = self._moved_tails(side.pnl_c, self._rows[1][j], dq, other.pnl_c, n_base, k_base, k_full, own_c, e)
+            out.pnl_c = t[0]
+            if own_c:
+                var = vc.finish(t[1], t[2], t[3]) or vc.numpy(t[0])
+            if e:
+                comb_c = (vc.finish(t[4], t[5], t[6]) or vc.numpy(other.pnl_c + t[0]))[0]
+        risks[k] = self.risk(out, k, var)
         return sides, risks, (comb_f, comb_c)
 
     def risk(self, side: Side, k: int, var: tuple[float, bool] | None = None) -> Risk:
         """The figures of sub-portfolio ``k``; ``var``: its VaR and stress flag if known (FICC's,
         or CME's under the VaR model)."""
-        p = self._ctx.params
-        if k in (EF, RF):
+        if k == EF or k == RF:
             var_f, stress = var or self._var_f(side.pnl_f)
-            conc = self._conc(side.bucket, p.ficc.concentration_dv01_threshold, p.ficc.concentration_cost_bp)
+            conc = self._conc(side.bucket, *self._conc_args)
             return Risk(var_f, stress, side.floor, conc, None, 0.0)
         span = self._span(side.net, side.long, side.short, side.delta)
-        cme_var = (var or self._var_c(side.pnl_c))[0] if p.cme.standalone_model == "var" else 0.0
+        cme_var = (var or self._var_c(side.pnl_c))[0] if self._var_model else 0.0
         return Risk(0.0, False, 0.0, 0.0, span, cme_var)
 
     def combined(self, sides: list[Side]) -> tuple[float, float]:
