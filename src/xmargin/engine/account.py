@@ -13,9 +13,11 @@ Per sub-portfolio (:class:`Side`) it keeps
 and the margin figures derived from each (:class:`Risk`: VaR, floor, concentration add-on,
 SPAN).  :class:`Arithmetic` holds the context's per-instrument rows in the layout the updates
 need and computes: a sub-portfolio moved by one position change (``quantity x`` one row of the
-P&L matrices), its figures with the same margin functions
-:func:`~xmargin.margin.calculator.margins_for_positions` uses (on 1-row arrays), the combined
-VaRs of E and the account's figures reassembled.  A sub-portfolio whose last position closes is
+P&L matrices), its figures with the formulas of the margin functions
+:func:`~xmargin.margin.calculator.margins_for_positions` uses, applied to one account
+(:mod:`xmargin.engine.figures`; the vector work in the compiled loops of
+:mod:`xmargin.engine.kernels`, the same figures bit for bit), the combined VaRs of E and the
+account's figures reassembled.  A sub-portfolio whose last position closes is
 reset to exact zeros, so rounding left by the incremental sums can never make an empty book
 look like a position (the reduction tests ``> 0``).
 """
@@ -95,7 +97,7 @@ class AccountState:
     positions: dict[int, float]
     sides: list[Side]
     risks: list[Risk]
-    comb: tuple[FloatArray, FloatArray]  # F_comb, C_comb of E
+    comb: tuple[float, float]  # VaRs of E under the FICC and the CME scenarios (dollars)
     margins: Row
     version: int = 0
 

@@ -1,22 +1,25 @@
-"""Compiled loops of the live engine's hot path: one pass over a scenario P&L vector.
+"""Compiled loops of the live engine's hot path (:mod:`xmargin.engine.account`, :mod:`xmargin.engine.figures`).
 
-A trade what-if needs, per scenario P&L vector of ``S`` values (dollars), two order statistics
-(:func:`~xmargin.margin.var.var_with_stress` with the stressed scenarios trailing: the
-``k_base``-th smallest of the first ``n_base`` values and the ``k_full``-th smallest of all of
-them) and, for the figures of a trade, the smallest value of three sums of vectors (the
-stressed losses).  :func:`tail_of` and :func:`tail_of_sum` find the two order statistics in one
-pass, keeping the ``k_full`` smallest values seen so far in a sorted buffer (a value enters it
-only when it is below the buffer's largest: a few hundred insertions at 2,500+ scenarios); the
-``k_base``-th smallest of the base scenarios is read off the buffer when the pass reaches the
-stressed ones.  Order statistics are values, not positions: any algorithm gives the same
-numbers as ``np.partition``, so the VaRs are the same figures.  :func:`sum_of` adds ``a + q x b``
-in the order NumPy does (two roundings, no fused multiply-add: Numba compiles without
-fast-math), so a vector moved here equals the NumPy expression bit for bit.
+A trade moves one sub-portfolio: its scenario P&L vectors (``S`` values, dollars) move by
+``dq x`` one row of the P&L matrices, and its VaR and E's combined VaRs need two order
+statistics per vector (:func:`~xmargin.margin.var.var_with_stress` with the stressed scenarios
+trailing: the ``k_base``-th smallest of the first ``n_base`` values and the ``k_full``-th
+smallest of all).  :func:`_moved_tails` does the move and those order statistics in one call;
+:func:`_tails` finds them from a threshold sampled from every 8th value and a sorted buffer of
+the few values at or below it (every value through the buffer when the sample falls short).
+Order statistics are values, not positions: any algorithm gives the numbers ``np.partition``
+gives, so the VaRs are the same figures.  Vectors are moved as NumPy computes ``a + q * b``
+(two roundings, no fused multiply-add: Numba compiles without fast-math); SPAN of one account
+(:func:`_span_terms`) and the concentration add-on (:func:`_concentration`) repeat the NumPy
+operations in the same order, their sums over roots and buckets with NumPy's pairwise
+summation (:func:`_sum`, tested against ``np.sum``), so every figure is equal bit for bit to the
+NumPy code's (``tests/test_live_kernels.py``).
 
-A vector holding a NaN is reported back (status 2) and the caller takes the NumPy path, whose
-NaN ordering (last) is then the rule.  Compiled once with explicit signatures and cached on
-disk (``cache=True``: a later process loads the machine code in milliseconds); :func:`enable`
-returns ``False`` where Numba is missing and the callers keep their NumPy code.
+A vector holding a NaN is reported back (:data:`HAS_NAN`) and the caller takes the NumPy path,
+whose NaN ordering is then the rule.  Compiled with explicit signatures and cached on disk
+(``cache=True``: about 7 s to compile once on a loaded 2-core machine; a later process imports
+Numba and loads the machine code in about 0.7 s); :func:`enable` returns ``False`` where Numba
+is missing or inside :func:`disabled`, and the callers keep their NumPy code.
 """
 
 from __future__ import annotations
