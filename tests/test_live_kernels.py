@@ -139,6 +139,17 @@ def test_moved_vectors_and_their_tails() -> None:
             assert np.array_equal(kernels.compiled("sum_of")(old, dq, row), want)
 
 
+def test_read_only_inputs() -> None:
+    """The context's matrices may be read-only memory maps (the context disk cache)."""
+    rng = np.random.default_rng(7)
+    old, row, other = (rng.standard_normal(300) for _ in range(3))
+    for a in (old, row, other):
+        a.setflags(write=False)
+    new, *tails = kernels.compiled("moved_tails")(old, row, 2.0, other, 270, 3, 3, True, True)
+    assert np.array_equal(new, old + 2.0 * row) and tails[2] == tails[5] == kernels.OK
+    assert kernels.compiled("tail_of")(row, 270, 3, 3)[1] == np.sort(row)[2]
+
+
 def test_lowest_sums_as_numpy_minima() -> None:
     rng = np.random.default_rng(4)
     vs = [rng.standard_normal(500) * 1e6 for _ in range(4)]

@@ -310,5 +310,8 @@ def disabled() -> Iterator[None]:
 
 
 def compiled(name: str) -> Any:
-    """The compiled loop ``name`` (:func:`enable` first)."""
+    """The compiled loop ``name`` (compiled or loaded on first use; ``KeyError`` where
+    :func:`enable` says ``False``)."""
+    if not _COMPILED:
+        enable()
     return _COMPILED[name]
