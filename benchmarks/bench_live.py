@@ -72,22 +72,42 @@ HEADLINE = "what-if, headline figures (the service's trade what-if)"
 
 def _batch_path_engine(engine: Any) -> Any:
     """A twin of ``engine`` whose per-account figures go through the batch margin functions
-    (``var_with_stress``, ``span_requirement`` on 1-row arrays), as the engine did before its
-    one-account kernels: the baseline measured in the same run."""
+    (``var_with_stress``, ``span_requirement`` on 1-row arrays) and NumPy, as the engine did before
+    its one-account figures and compiled loops: the baseline measured in the same run."""
     import copy
 
+    from xmargin.engine import kernels
+    from xmargin.engine.account import Arithmetic
+    from xmargin.engine.figures import SpanOfOneResult
     from xmargin.margin.span import SpanInputs, span_requirement
     from xmargin.margin.var import var_with_stress
 
     twin = copy.copy(engine)
     twin._accounts = dict(engine._accounts)
-    ctx, kern = engine._pair
-    k2 = copy.copy(kern)
+    ctx = engine.context
+    with kernels.disabled():
+        k2 = Arithmetic(ctx)
     p = ctx.params
-    k2._var_f = lambda v: var_with_stress(v[None, :], kern._stress_f, p.ficc.confidence)
-    k2._var_c = lambda v: var_with_stress(v[None, :], kern._stress_c, p.cme.var_confidence)
-    k2._span = lambda n, lo, sh, d: span_requirement(SpanInputs(n[None, :], lo[None, :], sh[None, :], d[None, :]),
-                                                      ctx.span)
+
+    class BatchVar:
+        def __init__(self, is_stress: Any, confidence: float) -> None:
+            self.is_stress, self.confidence = is_stress, confidence
+
+        def __call__(self, v: Any) -> tuple[float, bool]:
+            var, used = var_with_stress(v[None, :], self.is_stress, self.confidence)
+            return float(var[0]), bool(used[0])
+
+        def of_sum(self, a: Any, b: Any) -> tuple[float, bool]:
+            return self(a + b)
+
+    def batch_span(n: Any, lo: Any, sh: Any, d: Any) -> SpanOfOneResult:
+        r = span_requirement(SpanInputs(n[None, :], lo[None, :], sh[None, :], d[None, :]), ctx.span)
+        return SpanOfOneResult(float(r.scan_risk[0]), float(r.intra_spread_charge[0]), float(r.inter_spread_credit[0]),
+                               float(r.requirement[0]))
+
+    k2._var_f = BatchVar(ctx.ficc_scenarios.is_stress, p.ficc.confidence)
+    k2._var_c = BatchVar(ctx.cme_scenarios.is_stress, p.cme.var_confidence)
+    k2._span = batch_span
     twin._pair = (ctx, k2)
     return twin
 

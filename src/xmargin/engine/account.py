@@ -13,27 +13,37 @@ Per sub-portfolio (:class:`Side`) it keeps
 and the margin figures derived from each (:class:`Risk`: VaR, floor, concentration add-on,
 SPAN).  :class:`Arithmetic` holds the context's per-instrument rows in the layout the updates
 need and computes: a sub-portfolio moved by one position change (``quantity x`` one row of the
-P&L matrices), its figures with the same margin functions
-:func:`~xmargin.margin.calculator.margins_for_positions` uses (on 1-row arrays), the combined
-VaRs of E and the account's figures reassembled.  A sub-portfolio whose last position closes is
+P&L matrices), its figures with the formulas of the margin functions
+:func:`~xmargin.margin.calculator.margins_for_positions` uses, applied to one account
+(:mod:`xmargin.engine.figures`; the vector work in the compiled loops of
+:mod:`xmargin.engine.kernels`, the same figures bit for bit), the combined VaRs of E and the
+account's figures reassembled.  A sub-portfolio whose last position closes is
 reset to exact zeros, so rounding left by the incremental sums can never make an empty book
 look like a position (the reduction tests ``> 0``).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from xmargin.engine import kernels
+from xmargin.engine.figures import (
+    SpanOfOne,
+    SpanOfOneResult,
+    VarOfOne,
+    axpy,
+    concentration_of_one,
+    ficc_requirement_of_one,
+    lowest_sums,
+    reduction_of_one,
+    worst,
+)
 from xmargin.margin.calculator import AccountMargins
 from xmargin.margin.context import MarginContext
-from xmargin.margin.ficc import concentration_addon, ficc_requirement
-from xmargin.margin.span import SpanParameters, SpanResult
-from xmargin.margin.var import tail_rank, var_with_stress
 from xmargin.portfolio.book import Account
 
 FloatArray = npt.NDArray[np.float64]
@@ -71,14 +81,14 @@ class Side:
 
 @dataclass
 class Risk:
-    """Margin figures of one sub-portfolio (1-element arrays)."""
+    """Margin figures of one sub-portfolio (dollars)."""
 
-    var: FloatArray
-    stress: npt.NDArray[np.bool_]
-    floor: FloatArray
-    conc: FloatArray
-    span: SpanResult | None
-    cme_var: FloatArray
+    var: float
+    stress: bool
+    floor: float
+    conc: float
+    span: SpanOfOneResult | None
+    cme_var: float
 
 
 @dataclass
@@ -87,7 +97,7 @@ class AccountState:
     positions: dict[int, float]
     sides: list[Side]
     risks: list[Risk]
-    comb: tuple[FloatArray, FloatArray]  # F_comb, C_comb of E
+    comb: tuple[float, float]  # VaRs of E under the FICC and the CME scenarios (dollars)
     margins: Row
     version: int = 0
 
@@ -102,11 +112,9 @@ class Arithmetic:
         p = context.params
         self._F = np.ascontiguousarray(context.ficc_pnl.filled)
         self._C = np.ascontiguousarray(context.cme_pnl.filled)
-        self._is_cme = a.is_cme.copy()
-        self._eligible = a.eligible.copy()
         self._floor_w = a.floor_weight.astype(np.float64)
-        self._bucket = a.bucket_dv01
-        self._onehot = a.span_onehot
+        self._bucket = np.ascontiguousarray(a.bucket_dv01, dtype=np.float64)
+        self._onehot = np.ascontiguousarray(a.span_onehot, dtype=np.float64)
         self._dv01_root = np.nan_to_num(a.dv01)[:, None] * a.span_onehot
         priced_f, priced_c = context.ficc_pnl.priced, context.cme_pnl.priced
         cme_ok = (a.span_root >= 0) if p.cme.standalone_model == "span" else priced_c
@@ -117,18 +125,32 @@ class Arithmetic:
         self._var_f = VarOfOne(self._stress_f, p.ficc.confidence)
         self._var_c = VarOfOne(self._stress_c, p.cme.var_confidence)
         self._span = SpanOfOne(context.span)
+        fast = kernels.enable()
+        self._axpy = kernels.compiled("sum_of") if fast else axpy
+        self._lowest_sums = kernels.compiled("lowest_sums") if fast else lowest_sums
+        self._conc = kernels.compiled("concentration") if fast else concentration_of_one
+        compiled = fast and self._var_f.compiled and self._var_c.compiled
+        self._moved_tails = kernels.compiled("moved_tails") if compiled else None
+        # per instrument, as Python lists (the hot path reads single elements)
+        self._side_xm = np.where(a.eligible, np.where(a.is_cme, EC, EF), np.where(a.is_cme, RC, RF)).tolist()
+        self._side_plain = np.where(a.is_cme, RC, RF).tolist()
+        self._bad_j, self._fb_j, self._floor_j = self._bad.tolist(), self._fb.tolist(), self._floor_w.tolist()
+        self._roots_moved = kernels.compiled("roots_moved") if fast else None
+        self._rows = (list(self._F), list(self._C), list(self._bucket), list(self._onehot), list(self._dv01_root))
+        self._var_model = p.cme.standalone_model == "var"
+        self._conc_args = (p.ficc.concentration_dv01_threshold, p.ficc.concentration_cost_bp)
         self.template = Side(self._F.shape[1], self._C.shape[1], self._bucket.shape[1], self._onehot.shape[1])
 
     def side_of(self, j: int, xm: bool) -> int:
-        e = xm and bool(self._eligible[j])
-        c = bool(self._is_cme[j])
-        return (EC if c else EF) if e else (RC if c else RF)
+        return self._side_xm[j] if xm else self._side_plain[j]
 
-    def moved(self, side: Side, k: int, j: int, old: float, new: float) -> Side:
-        """``side`` after the position in instrument ``j`` goes from ``old`` to ``new``."""
+    def moved(self, side: Side, k: int, j: int, old: float, new: float, vectors: bool = True) -> Side:
+        """``side`` after the position in instrument ``j`` goes from ``old`` to ``new``;
+        ``vectors=False``: the P&L vectors left to the caller (:meth:`change`) unless the side is
+        now empty."""
         out = Side.__new__(Side)
         out.count = side.count + (new != 0.0) - (old != 0.0)
-        bad, fb = bool(self._bad[j]), bool(self._fb[j])
+        bad, fb = self._bad_j[j], self._fb_j[j]
         out.n_bad = side.n_bad + (((new != 0.0) - (old != 0.0)) if bad else 0)
         out.n_fb = side.n_fb + (((new != 0.0) - (old != 0.0)) if fb else 0)
         if out.count == 0:  # empty: exact zeros, no rounding residue
@@ -138,42 +160,81 @@ class Arithmetic:
             out.n_bad = out.n_fb = 0
             return out
         dq = new - old
-        out.pnl_f = side.pnl_f + dq * self._F[j]
-        out.pnl_c = side.pnl_c + dq * self._C[j] if k != RF else side.pnl_c
-        if k in (EF, RF):
-            out.floor = side.floor + (abs(new) - abs(old)) * float(self._floor_w[j])
-            out.bucket = side.bucket + dq * self._bucket[j]
+        f_rows, c_rows, bucket_rows, onehot_rows, dv01_rows = self._rows
+        if vectors:
+            out.pnl_f = self._axpy(side.pnl_f, dq, f_rows[j])
+            out.pnl_c = self._axpy(side.pnl_c, dq, c_rows[j]) if k != RF else side.pnl_c
+        if k == EF or k == RF:
+            out.floor = side.floor + (abs(new) - abs(old)) * self._floor_j[j]
+            out.bucket = self._axpy(side.bucket, dq, bucket_rows[j])
             out.net, out.long, out.short, out.delta = side.net, side.long, side.short, side.delta
         else:
             out.floor, out.bucket = side.floor, side.bucket
-            oh = self._onehot[j]
-            out.net = side.net + dq * oh
-            out.long = side.long + (max(new, 0.0) - max(old, 0.0)) * oh
-            out.short = side.short + (max(-new, 0.0) - max(-old, 0.0)) * oh
-            out.delta = side.delta + dq * self._dv01_root[j]
+            oh, d_long, d_short = onehot_rows[j], max(new, 0.0) - max(old, 0.0), max(-new, 0.0) - max(-old, 0.0)
+            if self._roots_moved is not None:
+                out.net, out.long, out.short, out.delta = self._roots_moved(
+                    side.net, side.long, side.short, side.delta, oh, dv01_rows[j], dq, d_long, d_short)
+            else:
+                out.net = side.net + dq * oh
+                out.long = side.long + d_long * oh
+                out.short = side.short + d_short * oh
+                out.delta = side.delta + dq * dv01_rows[j]
         return out
 
-    def risk(self, side: Side, k: int) -> Risk:
-        p = self._ctx.params
-        zero = np.zeros(1)
-        if k in (EF, RF):
-            var, stress = self._var_f(side.pnl_f)
-            conc = concentration_addon(side.bucket[None, :], p.ficc.concentration_dv01_threshold,
-                                       p.ficc.concentration_cost_bp)
-            return Risk(var, stress, np.array([side.floor]), conc, None, zero)
-        span = self._span(side.net, side.long, side.short, side.delta)
-        if p.cme.standalone_model == "var":
-            cme_var, _ = self._var_c(side.pnl_c)
+    def change(self, sides: list[Side], risks: list[Risk], comb: tuple[float, float], k: int, j: int, old: float,
+               new: float) -> tuple[list[Side], list[Risk], tuple[float, float]]:
+        """Every sub-portfolio, its figures and E's combined VaRs after the position in instrument
+        ``j`` (sub-portfolio ``k``) goes from ``old`` to ``new``: :meth:`moved`, :meth:`risk` and
+        :meth:`combined` of the one sub-portfolio that moves, each of its P&L vectors updated with
+        its order statistics in one compiled pass (the same figures)."""
+        sides, risks = list(sides), list(risks)
+        side = sides[k]
+        out = sides[k] = self.moved(side, k, j, old, new, vectors=self._moved_tails is None)
+        e = k in (EF, EC)
+        if self._moved_tails is None or out.count == 0:
+            risks[k] = self.risk(out, k)
+            return sides, risks, (self.combined(sides) if e else comb)
+        dq = new - old
+        other = sides[EC if k == EF else EF]
+        vf, vc = self._var_f, self._var_c
+        own_f = k == EF or k == RF
+        n_base, k_base, k_full = vf.args
+        t = self._moved_tails(side.pnl_f, self._rows[0][j], dq, other.pnl_f, n_base, k_base, k_full, own_f, e)
+        out.pnl_f = t[0]
+        var = (vf.finish(t[1], t[2], t[3]) or vf.numpy(t[0])) if own_f else None
+        comb_f = (vf.finish(t[4], t[5], t[6]) or vf.numpy(other.pnl_f + t[0]))[0] if e else comb[0]
+        comb_c = comb[1]
+        if k == RF:
+            out.pnl_c = side.pnl_c
         else:
-            cme_var = zero
-        return Risk(zero, np.zeros(1, dtype=bool), zero, zero, span, cme_var)
+            own_c = not own_f and self._var_model
+            n_base, k_base, k_full = vc.args
+            t = self._moved_tails(side.pnl_c, self._rows[1][j], dq, other.pnl_c, n_base, k_base, k_full, own_c, e)
+            out.pnl_c = t[0]
+            if own_c:
+                var = vc.finish(t[1], t[2], t[3]) or vc.numpy(t[0])
+            if e:
+                comb_c = (vc.finish(t[4], t[5], t[6]) or vc.numpy(other.pnl_c + t[0]))[0]
+        risks[k] = self.risk(out, k, var)
+        return sides, risks, (comb_f, comb_c)
 
-    def combined(self, sides: list[Side]) -> tuple[FloatArray, FloatArray]:
-        f_comb, _ = self._var_f(sides[EF].pnl_f + sides[EC].pnl_f)
-        c_comb, _ = self._var_c(sides[EF].pnl_c + sides[EC].pnl_c)
-        return f_comb, c_comb
+    def risk(self, side: Side, k: int, var: tuple[float, bool] | None = None) -> Risk:
+        """The figures of sub-portfolio ``k``; ``var``: its VaR and stress flag if known (FICC's,
+        or CME's under the VaR model)."""
+        if k == EF or k == RF:
+            var_f, stress = var or self._var_f(side.pnl_f)
+            conc = self._conc(side.bucket, *self._conc_args)
+            return Risk(var_f, stress, side.floor, conc, None, 0.0)
+        span = self._span(side.net, side.long, side.short, side.delta)
+        cme_var = (var or self._var_c(side.pnl_c))[0] if self._var_model else 0.0
+        return Risk(0.0, False, 0.0, 0.0, span, cme_var)
 
-    def assemble(self, sides: list[Side], risks: list[Risk], comb: tuple[FloatArray, FloatArray],
+    def combined(self, sides: list[Side]) -> tuple[float, float]:
+        """The VaRs of E under the FICC and under the CME scenarios (dollars)."""
+        return (self._var_f.of_sum(sides[EF].pnl_f, sides[EC].pnl_f)[0],
+                self._var_c.of_sum(sides[EF].pnl_c, sides[EC].pnl_c)[0])
+
+    def assemble(self, sides: list[Side], risks: list[Risk], comb: tuple[float, float],
                  headline_only: bool = False) -> Row:
         """The account's figures, with the formulas of ``margins_for_positions`` (same operations
         in the same order, on scalars: IEEE doubles either way).  ``headline_only``: the
@@ -181,25 +242,22 @@ class Arithmetic:
         (three passes over the scenario vectors) and the component breakdown."""
         p = self._ctx.params
         ef, ec, rf, rc = risks
-        var_e, var_r = float(ef.var[0]), float(rf.var[0])
-        floor_e, floor_r = float(ef.floor[0]), float(rf.floor[0])
-        conc_e, conc_r = float(ef.conc[0]), float(rf.conc[0])
-        ficc_e = float(ficc_requirement(ef.var, ef.floor, ef.conc)[0])
-        ficc_r = float(ficc_requirement(rf.var, rf.floor, rf.conc)[0])
+        var_e, var_r = ef.var, rf.var
+        floor_e, floor_r = ef.floor, rf.floor
+        conc_e, conc_r = ef.conc, rf.conc
+        ficc_e = ficc_requirement_of_one(var_e, floor_e, conc_e)
+        ficc_r = ficc_requirement_of_one(var_r, floor_r, conc_r)
         span_e, span_r = ec.span, rc.span
         assert span_e is not None and span_r is not None
         if p.cme.standalone_model == "var":
-            cme_e_a, cme_r_a = ec.cme_var, rc.cme_var
-            cme_var_e, cme_var_r = float(cme_e_a[0]), float(cme_r_a[0])
+            cme_e, cme_r = cme_var_e, cme_var_r = ec.cme_var, rc.cme_var
         else:
-            cme_e_a, cme_r_a = span_e.requirement, span_r.requirement
+            cme_e, cme_r = span_e.requirement, span_r.requirement
             cme_var_e = cme_var_r = 0.0
-        cme_e, cme_r = float(cme_e_a[0]), float(cme_r_a[0])
         f_comb, c_comb = comb
         bad = sum(s.n_bad for s in sides) > 0
         fallback = (sides[EF].n_fb + sides[EC].n_fb > 0) and not bad
-        r_f, r_c, r = reduction_of_one(var_e, cme_e, float(f_comb[0]), float(c_comb[0]), p.cross.reduction_cap,
-                                       not (bad or fallback))
+        r_f, r_c, r = reduction_of_one(var_e, cme_e, f_comb, c_comb, p.cross.reduction_cap, not (bad or fallback))
         ficc_before = ficc_e + ficc_r
         cme_before = cme_e + cme_r
         topup_e = max(floor_e - var_e, 0.0)
@@ -212,8 +270,8 @@ class Arithmetic:
         row = {
             "ficc_standalone": ficc_before + nan,
             "cme_standalone": cme_before + nan,
-            "ficc_combined": np.nan if bad or fallback else float(f_comb[0]),
-            "cme_combined": np.nan if bad or fallback else float(c_comb[0]),
+            "ficc_combined": np.nan if bad or fallback else f_comb,
+            "cme_combined": np.nan if bad or fallback else c_comb,
             "ficc_reduction_factor": r_f,
             "cme_reduction_factor": r_c,
             "applied_reduction_factor": r,
@@ -226,22 +284,22 @@ class Arithmetic:
         }
         if headline_only:
             return row
-        ficc_pnl = pnl_ef + pnl_rf
+        lo_f, lo_c, lo_all = self._lowest_sums(pnl_ef, pnl_rf, pnl_ec_f, pnl_rc_f)
         row.update({
             "ficc_var": var_e + var_r,
             "ficc_var_eligible": var_e,
             "ficc_floor": floor_e + floor_r,
             "ficc_floor_topup": topup_e + max(floor_r - var_r, 0.0),
             "ficc_concentration": conc_e + conc_r,
-            "ficc_stress_used": bool(ef.stress[0] or rf.stress[0]),
-            "span_scan_risk": float(span_e.scan_risk[0]) + float(span_r.scan_risk[0]),
-            "span_intra_spread_charge": float(span_e.intra_spread_charge[0]) + float(span_r.intra_spread_charge[0]),
-            "span_inter_spread_credit": float(span_e.inter_spread_credit[0]) + float(span_r.inter_spread_credit[0]),
+            "ficc_stress_used": ef.stress or rf.stress,
+            "span_scan_risk": span_e.scan_risk + span_r.scan_risk,
+            "span_intra_spread_charge": span_e.intra_spread_charge + span_r.intra_spread_charge,
+            "span_inter_spread_credit": span_e.inter_spread_credit + span_r.inter_spread_credit,
             "cme_var": cme_var_e + cme_var_r,
             "cme_standalone_eligible": cme_e,
-            "stressed_loss_ficc": worst(ficc_pnl),
-            "stressed_loss_cme": worst(pnl_ec_f + pnl_rc_f),
-            "stressed_loss_combined": worst(ficc_pnl + pnl_ec_f + pnl_rc_f),  # ((ef + rf) + ec) + rc, as before
+            "stressed_loss_ficc": worst(lo_f),  # of ef + rf
+            "stressed_loss_cme": worst(lo_c),  # of ec + rc
+            "stressed_loss_combined": worst(lo_all),  # of ((ef + rf) + ec) + rc, as before
             "computable": not bad,
             "fallback": fallback,
         })
@@ -279,92 +337,3 @@ class Arithmetic:
         state = AccountState(account, {j: q for j, q in positions.items() if q != 0.0}, sides, risks, comb,
                               self.assemble(sides, risks, comb))
         return state
-
-class VarOfOne:
-    """:func:`~xmargin.margin.var.var_with_stress` of one P&L vector, without the batch
-    function's per-call set-up: the same order statistics (exact values, whatever the
-    algorithm), so the same figures."""
-
-    def __init__(self, is_stress: npt.NDArray[np.bool_], confidence: float) -> None:
-        self.is_stress, self.confidence = is_stress, confidence
-        s = len(is_stress)
-        self.n_stress = int(is_stress.sum())
-        self.n_base = s - self.n_stress
-        self.trailing = self.n_stress == 0 or bool(is_stress[self.n_base:].all())
-        self.k_full = tail_rank(s, confidence)
-        self.k_base = tail_rank(self.n_base, confidence) if self.n_base else 0
-        self.m = min(self.k_full, self.n_base)
-        self.kth = sorted({self.k_base - 1, self.m - 1})
-
-    def __call__(self, v: FloatArray) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
-        if not v.any():
-            return np.zeros(1), np.zeros(1, dtype=bool)
-        if not self.trailing or self.n_base == 0:
-            return var_with_stress(v[None, :], self.is_stress, self.confidence)
-        # np.partition(a, k) is a.copy() then a.partition(k): the same, without its wrapper
-        if self.n_stress == 0:
-            every = v.copy()
-            every.partition(self.k_full - 1)
-            x = -float(every[self.k_full - 1])
-            return np.array([x if x > 0.0 else 0.0]), np.zeros(1, dtype=bool)
-        head = v[: self.n_base].copy()
-        head.partition(self.kth)
-        b = -float(head[self.k_base - 1])
-        base = b if b > 0.0 else 0.0
-        pool = np.concatenate([head[: self.m], v[self.n_base:]])
-        pool.partition(self.k_full - 1)
-        f = -float(pool[self.k_full - 1])
-        full = f if f > 0.0 else 0.0
-        return np.array([base if base >= full else full]), np.array([full > base])
-
-
-class SpanOfOne:
-    """:func:`~xmargin.margin.span.span_requirement` of one account, its per-root scenario losses
-    computed once: the same operations on the account's row (sums over roots as NumPy sums
-    them), so the same figures."""
-
-    def __init__(self, params: SpanParameters) -> None:
-        moves, weights = params.scenario_moves()
-        self.params = params
-        self.loss = -(moves * weights)[None, :] * params.scan_range[:, None]  # P x 16, per long contract
-        self.intra_charge = params.intra_charge
-        self.pairs = params.inter_pairs
-
-    def __call__(self, net: FloatArray, long: FloatArray, short: FloatArray, delta: FloatArray) -> SpanResult:
-        scan_by_root = np.maximum((net[:, None] * self.loss).max(axis=1), 0.0)
-        intra = (np.minimum(long, short) * self.intra_charge).sum()
-        remaining = np.abs(delta).tolist()
-        sign = np.sign(delta).tolist()
-        credit = 0.0
-        if 1.0 in sign and -1.0 in sign:  # else no pair has legs of opposite signs: no credit
-            scan_list = scan_by_root.tolist()
-            wfpr = [sc / r if r > 0 else 0.0 for sc, r in zip(scan_list, remaining, strict=True)]
-            for p, q, rate in self.pairs:
-                if remaining[p] > 0 and remaining[q] > 0 and sign[p] * sign[q] < 0:
-                    x = min(remaining[p], remaining[q])
-                    credit += rate * x * (wfpr[p] + wfpr[q])
-                    remaining[p] -= x
-                    remaining[q] -= x
-        scan = scan_by_root.sum()
-        net_req = float(scan + intra - credit)
-        total = net_req if net_req > 0.0 else 0.0
-        return SpanResult(np.array([float(scan)]), np.array([float(intra)]), np.array([credit]), np.array([total]),
-                          scan_by_root[None, :])
-
-
-def reduction_of_one(f_sa: float, c_sa: float, f_comb: float, c_comb: float, cap: float,
-                     computable: bool) -> tuple[float, float, float]:
-    """:func:`~xmargin.margin.cross.reduction_factors` of one account on floats (same formulas):
-    ``(FICC factor, CME factor, applied)``."""
-    ok = f_sa > 0 and c_sa > 0 and math.isfinite(f_comb) and math.isfinite(c_comb) and computable
-    if not ok:
-        return 0.0, 0.0, min(0.0, cap)
-    total = f_sa + c_sa
-    safe = total if total > 0 else 1.0
-    a, b = 1.0 - f_comb / safe, 1.0 - c_comb / safe
-    r_f, r_c = (a if a > 0.0 else 0.0), (b if b > 0.0 else 0.0)
-    return r_f, r_c, min(min(r_f, r_c), cap)
-
-
-def worst(pnl: FloatArray) -> float:
-    return max(-float(pnl.min()), 0.0) if pnl.size else 0.0
