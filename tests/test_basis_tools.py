@@ -187,3 +187,17 @@ def test_roll_window_proxy_by_hand(data_dir: Path, market) -> None:  # type: ign
     got = chained_basis_changes(daily, np.array([0, 1, 4]), np.array([3, 4, 6]))
     np.testing.assert_allclose(got[:2], [0.1 - 0.2, -0.2 + 0.3])
     assert np.isnan(got[2])
+
+
+def test_residual_filter_takes_vol_date_from_the_parameters() -> None:
+    """``[residual] vol_date`` reaches the filter of a filtered set (rescaling the look-back scenarios only)."""
+    from types import SimpleNamespace
+
+    from xmargin.pricing.residual_pnl import residual_filter
+
+    spec = SimpleNamespace(mode="filtered")
+    sset = SimpleNamespace(as_of=date(2021, 2, 24), spec=spec, is_stress=np.array([False, True, False]),
+                           floor_mask=np.array([False, False, True]))
+    flt = residual_filter(sset, replace(ResidualParams(), vol_date="start"))  # type: ignore[arg-type]
+    assert flt is not None and flt.vol_date == "start" and flt.rescale.tolist() == [True, False, False]
+    assert residual_filter(sset, ResidualParams()).vol_date == "end"  # type: ignore[arg-type, union-attr]
