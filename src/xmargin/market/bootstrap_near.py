@@ -89,6 +89,12 @@ def bootstrap_near(
     lv = _log_discount(times, bumped, flow_t)[:, at_flow]
     weights = ((lv[1::2] - lv[0::2]) / (2.0 * WEIGHT_BUMP)).T  # F x nb
     ends = np.r_[starts[1:], len(at_flow)]
+    if curve_kernel.ENABLED:  # the backtest engine: the same passes in one compiled loop
+        passes, res = curve_kernel.chord_newton(times, logdf, bonds, flow_t, at_flow, amounts, starts, ends, weights,
+                                                tol, max_iter, SLOW_RATE, WEIGHT_BUMP)
+        if passes < 0:
+            not_converged(as_of, res)
+        return solved_curves(as_of, tenors, times, logdf)
     res = np.zeros((s, nb))
     inverse = np.zeros((s, nb, nb))
     previous = np.full(s, np.inf)

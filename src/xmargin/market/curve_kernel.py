@@ -185,30 +185,130 @@ def inverse(a: FloatArray) -> FloatArray:
 
 
 def _flow_values(amounts: FloatArray, cols: npt.NDArray[np.int64], n_flows: npt.NDArray[np.int64],
-                 df: FloatArray, df_settle: FloatArray) -> FloatArray:
+                 table: FloatArray, date_cols: npt.NDArray[np.int64], settle_col: int) -> FloatArray:
     """``N x S``: ``sum_f amounts[i, f] * (df[s, cols[i, f]] / df_settle[s])`` over the first
     ``n_flows[i]`` flows of each security, summed in flow order from 0 (the arithmetic of
     :func:`xmargin.pricing.bonds.dirty_prices`' dense and sparse products, without their
-    per-flow array passes)."""
+    per-flow array passes), with ``df[s, u] = table[s, date_cols[u]]`` and ``df_settle[s] =
+    table[s, settle_col]`` read in place from the curves' memo (:meth:`ZeroCurves.discount_table`);
+    each date's ratio ``df / df_settle`` is divided once per curve, not once per flow."""
     n = amounts.shape[0]
-    s_count = df.shape[0]
+    s_count = table.shape[0]
+    n_dates = date_cols.shape[0]
     out = np.empty((n, s_count))
+    ratio = np.empty(n_dates)
     for s in range(s_count):
-        d0 = df_settle[s]
+        d0 = table[s, settle_col]
+        for u in range(n_dates):
+            ratio[u] = table[s, date_cols[u]] / d0
         for i in range(n):
             acc = 0.0
             for f in range(n_flows[i]):
-                acc += amounts[i, f] * (df[s, cols[i, f]] / d0)
+                acc += amounts[i, f] * ratio[cols[i, f]]
             out[i, s] = acc
     return out
 
 
 def flow_values(amounts: FloatArray, cols: npt.NDArray[np.int64], n_flows: npt.NDArray[np.int64],
-                df: FloatArray, df_settle: FloatArray) -> FloatArray:
+                table: FloatArray, date_cols: npt.NDArray[np.int64], settle_col: int) -> FloatArray:
     """Compiled :func:`_flow_values` (call only after :func:`enable`)."""
     kernel = _COMPILED.get("flow_values", _flow_values)
     return kernel(_readonly(amounts, np.float64), _readonly(cols, np.int64), _readonly(n_flows, np.int64),  # type: ignore[operator,no-any-return]
-                  _plain(df, 2), _plain(df_settle, 1))
+                  _readonly(table, np.float64), _readonly(date_cols, np.int64), int(settle_col))
+
+
+def _chord_newton(times: FloatArray, logdf: FloatArray, bonds: npt.NDArray[np.int64], flow_t: FloatArray,
+                  at_flow: npt.NDArray[np.int64], amounts: FloatArray, starts: npt.NDArray[np.int64],
+                  ends: npt.NDArray[np.int64], weights: FloatArray, tol: float, max_iter: int, slow_rate: float,
+                  bump: float, res: FloatArray) -> int:
+    """The Newton of :func:`xmargin.market.bootstrap_near.bootstrap_near` (its docstring: the
+    shared interpolation weights for the first Jacobian, then a chord per curve, a curve's own
+    one-sided Jacobian when its error fell by less than ``slow_rate`` in a step), curve by curve:
+    each curve stops once its own worst par-bond residual is below ``tol`` (the array code steps
+    every curve until the last one settles).  Updates ``logdf`` (``S x n``) in place and leaves
+    the last residuals in ``res`` (``S x nb``, per 100 face); returns the most steps a curve took,
+    or -1 when a curve is still at or above ``tol`` (or NaN) after ``max_iter`` steps."""
+    s_count, n = logdf.shape
+    nb = bonds.shape[0]
+    n_times = flow_t.shape[0]
+    cash = np.empty(at_flow.shape[0])
+    df = np.empty(n_times)
+    inverse = np.zeros((1, nb, nb))
+    jac = np.empty((1, nb, nb))
+    moved = np.empty((1, n))
+    most = 0
+    for s in range(s_count):
+        row = logdf[s:s + 1]
+        previous = np.inf
+        settled = False
+        for iteration in range(max_iter + 1):
+            lv = _interp(times, row, flow_t)  # 1 x U (unique flow times)
+            for u in range(n_times):
+                df[u] = np.exp(-lv[0, u])
+            err = 0.0
+            for b in range(nb):
+                acc = 0.0
+                for f in range(starts[b], ends[b]):
+                    c = df[at_flow[f]] * amounts[s, f]
+                    cash[f] = c
+                    acc += c
+                r = acc - 100.0
+                res[s, b] = r
+                if abs(r) > err or r != r:
+                    err = abs(r)
+            if err < tol:
+                settled = True
+                most = max(most, iteration)
+                break
+            if iteration == max_iter or err != err:
+                break
+            if iteration == 0:  # shared interpolation weights, the curve's own discounted flows
+                for b in range(nb):
+                    for k in range(nb):
+                        jac[0, b, k] = 0.0
+                    for f in range(starts[b], ends[b]):
+                        for k in range(nb):
+                            jac[0, b, k] -= cash[f] * weights[f, k]
+                inverse = _invert(jac)
+            elif err > slow_rate * previous:  # its own Jacobian (one-sided differences)
+                for j in range(nb):
+                    for k in range(n):
+                        moved[0, k] = row[0, k]
+                    moved[0, bonds[j]] += bump
+                    dl = _interp(times, moved, flow_t)
+                    for b in range(nb):
+                        acc = 0.0
+                        for f in range(starts[b], ends[b]):
+                            acc += cash[f] * (dl[0, at_flow[f]] - lv[0, at_flow[f]])
+                        jac[0, b, j] = acc / -bump
+                inverse = _invert(jac)
+            for b in range(nb):
+                step = 0.0
+                for k in range(nb):
+                    step += inverse[0, b, k] * res[s, k]
+                row[0, bonds[b]] -= step
+            previous = err
+        if not settled:
+            return -1
+    return most
+
+
+#: what :func:`_chord_newton` calls: the compiled loops once :func:`enable` has run
+_interp, _invert = _log_discount, _inverse
+
+
+def chord_newton(times: FloatArray, logdf: FloatArray, bonds: npt.NDArray[np.int64], flow_t: FloatArray,
+                 at_flow: npt.NDArray[np.int64], amounts: FloatArray, starts: npt.NDArray[np.int64],
+                 ends: npt.NDArray[np.int64], weights: FloatArray, tol: float, max_iter: int, slow_rate: float,
+                 bump: float) -> tuple[int, FloatArray]:
+    """Compiled :func:`_chord_newton` (call only after :func:`enable`): ``(passes or -1, residuals)``;
+    ``logdf`` (C-contiguous float64) is solved in place."""
+    res = np.zeros((logdf.shape[0], len(bonds)))
+    passes = _COMPILED["chord_newton"](_plain(times, 1), logdf, _readonly(bonds, np.int64),  # type: ignore[operator]
+                                       _plain(flow_t, 1), _readonly(at_flow, np.int64), _plain(amounts, 2),
+                                       _readonly(starts, np.int64), _readonly(ends, np.int64), _plain(weights, 2),
+                                       float(tol), int(max_iter), float(slow_rate), float(bump), res)
+    return int(passes), res
 
 
 def _readonly(a: npt.NDArray[np.generic], dtype: type) -> npt.NDArray[np.generic]:
@@ -239,12 +339,20 @@ def enable() -> bool:
     _COMPILED["flow_values"] = njit(types.float64[:, ::1](types.Array(types.float64, 2, "C", **ro),
                                                           types.Array(types.int64, 2, "C", **ro),
                                                           types.Array(types.int64, 1, "C", **ro),
-                                                          types.float64[:, ::1], types.float64[::1]),
+                                                          types.Array(types.float64, 2, "C", **ro),
+                                                          types.Array(types.int64, 1, "C", **ro), types.int64),
                                     cache=True, nogil=True, error_model="numpy")(_flow_values)
     _COMPILED["inverse"] = njit("float64[:, :, ::1](float64[:, :, ::1])", cache=True, nogil=True,
                                 error_model="numpy")(_inverse)
     _COMPILED["log_discount"] = njit("float64[:, ::1](float64[::1], float64[:, ::1], float64[::1])",
                                      cache=True, nogil=True, error_model="numpy")(_log_discount)
+    # the Newton calls the compiled interpolation and inverse (numba resolves these globals when compiling)
+    global _interp, _invert
+    _interp, _invert = _COMPILED["log_discount"], _COMPILED["inverse"]
+    i64, f64 = types.Array(types.int64, 1, "C", readonly=True), types.float64
+    _COMPILED["chord_newton"] = njit(types.int64(f64[::1], f64[:, ::1], i64, f64[::1], i64, f64[:, ::1], i64, i64,
+                                                 f64[:, ::1], f64, types.int64, f64, f64, f64[:, ::1]),
+                                     cache=True, nogil=True, error_model="numpy")(_chord_newton)
     ENABLED = True
     return True
 
