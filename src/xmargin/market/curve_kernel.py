@@ -85,56 +85,78 @@ def _coefficients(g0: float, g1: float, out: FloatArray) -> None:
     out[0], out[1], out[2], out[3], out[4], out[5], out[6] = a1, a2, a3, b, inv_e1, c, e2
 
 
+def _intervals(times: FloatArray, t: FloatArray, h: FloatArray, iq: npt.NDArray[np.int64], xq: FloatArray) -> None:
+    """The curve-independent part of :func:`_log_discount`: node spacings ``h`` (n) and, per time
+    ``t[q]``, its interval ``iq[q]`` (1-based: ``(t[i-1], t[i]]``) and position ``xq[q]`` in it."""
+    n = times.shape[0]
+    t_ext = np.zeros(n + 1)
+    t_ext[1:] = times
+    idx = np.searchsorted(t_ext, t)  # side="left": interval (t[i-1], t[i]]
+    for k in range(n):
+        h[k] = t_ext[k + 1] - t_ext[k]
+    for q in range(t.shape[0]):
+        i = min(max(idx[q], 1), n)
+        lo = t_ext[i - 1]
+        hk = t_ext[i] - lo
+        iq[q] = i
+        xq[q] = min(max((t[q] - lo) / hk, 0.0), 1.0)
+
+
+def _curve_row(times: FloatArray, logdf: FloatArray, s: int, t: FloatArray, h: FloatArray,
+               iq: npt.NDArray[np.int64], xq: FloatArray, fd: FloatArray, f: FloatArray, coef: FloatArray,
+               out: FloatArray, row: int) -> None:
+    """``out[row, :] = -ln DF(t)`` of curve ``logdf[s]`` (:func:`_intervals`' ``h, iq, xq``;
+    ``fd`` (n), ``f`` (n + 1), ``coef`` (n x 7): work space)."""
+    n = times.shape[0]
+    prev = 0.0
+    for k in range(n):
+        fd[k] = (logdf[s, k] - prev) / h[k]
+        prev = logdf[s, k]
+    if n == 1:
+        f[0] = fd[0]
+        f[1] = fd[0]
+    else:
+        for j in range(1, n):
+            w_left = h[j - 1] / (h[j - 1] + h[j])
+            f[j] = w_left * fd[j] + (1.0 - w_left) * fd[j - 1]
+        f[0] = fd[0] - 0.5 * (f[1] - fd[0])
+        f[n] = fd[n - 1] - 0.5 * (f[n - 1] - fd[n - 1])
+    for k in range(n):
+        _coefficients(f[k] - fd[k], f[k + 1] - fd[k], coef[k])
+    last = times[n - 1]
+    for q in range(t.shape[0]):
+        tq = t[q]
+        if tq <= 0.0:
+            out[row, q] = 0.0
+            continue
+        if tq > last:
+            out[row, q] = logdf[s, n - 1] + f[n] * (tq - last)
+            continue
+        i = iq[q]
+        x = xq[q]
+        a1, a2, a3, b, inv_e1, c, e2 = (coef[i - 1, 0], coef[i - 1, 1], coef[i - 1, 2], coef[i - 1, 3],
+                                        coef[i - 1, 4], coef[i - 1, 5], coef[i - 1, 6])
+        head = max(1.0 - x * inv_e1, 0.0)
+        tail = max(x - e2, 0.0)
+        g = x * (a1 + x * (a2 + x * a3)) + b * (1.0 - head**3) + c * tail**3
+        y_left = logdf[s, i - 2] if i >= 2 else 0.0
+        out[row, q] = y_left + h[i - 1] * (fd[i - 1] * x + g)
+
+
 def _log_discount(times: FloatArray, logdf: FloatArray, t: FloatArray) -> FloatArray:
     """``-ln DF(t)`` (S x M) for node values ``logdf`` (S x n) at ``times`` (n)."""
     s_count, n = logdf.shape
     m = t.shape[0]
-    t_ext = np.zeros(n + 1)
-    t_ext[1:] = times
-    idx = np.searchsorted(t_ext, t)  # side="left": interval (t[i-1], t[i]]
+    h = np.empty(n)
+    iq = np.empty(m, dtype=np.int64)
+    xq = np.empty(m)
+    _intervals(times, t, h, iq, xq)
     out = np.empty((s_count, m))
     fd = np.empty(n)
     f = np.empty(n + 1)
     coef = np.empty((n, 7))
-    h = np.empty(n)
-    for k in range(n):
-        h[k] = t_ext[k + 1] - t_ext[k]
-    last = times[n - 1]
     for s in range(s_count):
-        prev = 0.0
-        for k in range(n):
-            fd[k] = (logdf[s, k] - prev) / h[k]
-            prev = logdf[s, k]
-        if n == 1:
-            f[0] = fd[0]
-            f[1] = fd[0]
-        else:
-            for j in range(1, n):
-                w_left = h[j - 1] / (h[j - 1] + h[j])
-                f[j] = w_left * fd[j] + (1.0 - w_left) * fd[j - 1]
-            f[0] = fd[0] - 0.5 * (f[1] - fd[0])
-            f[n] = fd[n - 1] - 0.5 * (f[n - 1] - fd[n - 1])
-        for k in range(n):
-            _coefficients(f[k] - fd[k], f[k + 1] - fd[k], coef[k])
-        for q in range(m):
-            tq = t[q]
-            if tq <= 0.0:
-                out[s, q] = 0.0
-                continue
-            if tq > last:
-                out[s, q] = logdf[s, n - 1] + f[n] * (tq - last)
-                continue
-            i = min(max(idx[q], 1), n)
-            lo = t_ext[i - 1]
-            hk = t_ext[i] - lo
-            x = min(max((tq - lo) / hk, 0.0), 1.0)
-            a1, a2, a3, b, inv_e1, c, e2 = (coef[i - 1, 0], coef[i - 1, 1], coef[i - 1, 2], coef[i - 1, 3],
-                                            coef[i - 1, 4], coef[i - 1, 5], coef[i - 1, 6])
-            head = max(1.0 - x * inv_e1, 0.0)
-            tail = max(x - e2, 0.0)
-            g = x * (a1 + x * (a2 + x * a3)) + b * (1.0 - head**3) + c * tail**3
-            y_left = logdf[s, i - 2] if i >= 2 else 0.0
-            out[s, q] = y_left + hk * (fd[i - 1] * x + g)
+        _curve_row(times, logdf, s, t, h, iq, xq, fd, f, coef, out, s)
     return out
 
 
@@ -231,6 +253,13 @@ def _chord_newton(times: FloatArray, logdf: FloatArray, bonds: npt.NDArray[np.in
     s_count, n = logdf.shape
     nb = bonds.shape[0]
     n_times = flow_t.shape[0]
+    h = np.empty(n)
+    iq = np.empty(n_times, dtype=np.int64)
+    xq = np.empty(n_times)
+    _intervals(times, flow_t, h, iq, xq)
+    w_fd, w_f, w_coef = np.empty(n), np.empty(n + 1), np.empty((n, 7))  # interpolation work space
+    lv = np.empty((1, n_times))
+    dl = np.empty((1, n_times))
     cash = np.empty(at_flow.shape[0])
     df = np.empty(n_times)
     inverse = np.zeros((1, nb, nb))
@@ -238,11 +267,10 @@ def _chord_newton(times: FloatArray, logdf: FloatArray, bonds: npt.NDArray[np.in
     moved = np.empty((1, n))
     most = 0
     for s in range(s_count):
-        row = logdf[s:s + 1]
         previous = np.inf
         settled = False
         for iteration in range(max_iter + 1):
-            lv = _interp(times, row, flow_t)  # 1 x U (unique flow times)
+            _curve_row(times, logdf, s, flow_t, h, iq, xq, w_fd, w_f, w_coef, lv, 0)  # -ln DF at the unique flow times
             for u in range(n_times):
                 df[u] = np.exp(-lv[0, u])
             err = 0.0
@@ -273,9 +301,9 @@ def _chord_newton(times: FloatArray, logdf: FloatArray, bonds: npt.NDArray[np.in
             elif err > slow_rate * previous:  # its own Jacobian (one-sided differences)
                 for j in range(nb):
                     for k in range(n):
-                        moved[0, k] = row[0, k]
+                        moved[0, k] = logdf[s, k]
                     moved[0, bonds[j]] += bump
-                    dl = _interp(times, moved, flow_t)
+                    _curve_row(times, moved, 0, flow_t, h, iq, xq, w_fd, w_f, w_coef, dl, 0)
                     for b in range(nb):
                         acc = 0.0
                         for f in range(starts[b], ends[b]):
@@ -286,15 +314,15 @@ def _chord_newton(times: FloatArray, logdf: FloatArray, bonds: npt.NDArray[np.in
                 step = 0.0
                 for k in range(nb):
                     step += inverse[0, b, k] * res[s, k]
-                row[0, bonds[b]] -= step
+                logdf[s, bonds[b]] -= step
             previous = err
         if not settled:
             return -1
     return most
 
 
-#: what :func:`_chord_newton` calls: the compiled loops once :func:`enable` has run
-_interp, _invert = _log_discount, _inverse
+#: what :func:`_chord_newton` calls: the compiled loop once :func:`enable` has run
+_invert = _inverse
 
 
 def chord_newton(times: FloatArray, logdf: FloatArray, bonds: npt.NDArray[np.int64], flow_t: FloatArray,
@@ -323,7 +351,9 @@ def _readonly(a: npt.NDArray[np.generic], dtype: type) -> npt.NDArray[np.generic
 def enable() -> bool:
     """Compile (or load from the on-disk cache) and switch :mod:`xmargin.market.curve` to the
     compiled loop; ``False`` (and the array code stays) where Numba is not installed."""
-    global ENABLED, _coefficients
+    # the helpers are rebound to their compiled versions before the loops that call them compile
+    # (numba resolves a called function's global when compiling the caller)
+    global ENABLED, _coefficients, _intervals, _curve_row, _invert
     if "log_discount" in _COMPILED:
         ENABLED = True
         return True
@@ -334,6 +364,11 @@ def enable() -> bool:
     # one signature each, compiled once and cached on disk (__pycache__)
     _coefficients = njit("void(float64, float64, float64[::1])", cache=True, nogil=True, error_model="numpy")(_coefficients)
     from numba import types
+
+    f1, f2, i1 = types.float64[::1], types.float64[:, ::1], types.int64[::1]
+    _intervals = njit(types.void(f1, f1, f1, i1, f1), cache=True, nogil=True, error_model="numpy")(_intervals)
+    _curve_row = njit(types.void(f1, f2, types.int64, f1, f1, i1, f1, f1, f1, f2, f2, types.int64),
+                      cache=True, nogil=True, error_model="numpy")(_curve_row)
 
     ro = {"readonly": True}  # the flow tables of a memoised cash flow set are read-only
     _COMPILED["flow_values"] = njit(types.float64[:, ::1](types.Array(types.float64, 2, "C", **ro),
@@ -346,9 +381,7 @@ def enable() -> bool:
                                 error_model="numpy")(_inverse)
     _COMPILED["log_discount"] = njit("float64[:, ::1](float64[::1], float64[:, ::1], float64[::1])",
                                      cache=True, nogil=True, error_model="numpy")(_log_discount)
-    # the Newton calls the compiled interpolation and inverse (numba resolves these globals when compiling)
-    global _interp, _invert
-    _interp, _invert = _COMPILED["log_discount"], _COMPILED["inverse"]
+    _invert = _COMPILED["inverse"]
     i64, f64 = types.Array(types.int64, 1, "C", readonly=True), types.float64
     _COMPILED["chord_newton"] = njit(types.int64(f64[::1], f64[:, ::1], i64, f64[::1], i64, f64[:, ::1], i64, i64,
                                                  f64[:, ::1], f64, types.int64, f64, f64, f64[:, ::1]),
