@@ -343,3 +343,28 @@ def test_per_deliverable_ranking_follows_the_cheapest_to_deliver(data_dir: Path)
     one = d @ delta + 0.5 * (v[0] + v[1] - 2 * base) / ONE_BP**2 * (d @ (delta / delta.sum())) ** 2
     err, err_one = np.abs(per - exact).max(), np.abs(one - exact).max()
     assert err < 0.02 * np.abs(exact).max() and 3 * err < err_one, (err, err_one)
+
+
+@pytest.mark.parametrize("horizon,window", [(3, 250), (2, 250), (1, 60)])
+def test_most_severe_window_from_the_whole_history_equals_the_day_by_day_search(
+        data_dir: Path, horizon: int, window: int) -> None:
+    """The automatic stress window looked up in one whole-history running maximum
+    (``historical._severest_so_far``) equals the previous per-day computation (the rolling sums
+    up to the day, their first maximum) on every 7th day of the history, the first days (too
+    short a history for a window) included."""
+    from xmargin.scenarios.historical import filled_history, most_severe_window
+    from xmargin.validation.backtest import _market
+
+    history, _ = _market(data_dir)
+    y = filled_history(history)
+    for row in range(horizon + 1, len(history.dates), 7):
+        day = history.dates[row].astype(date)
+        last = row + 1
+        score = ((y[horizon:last] - y[: last - horizon]) ** 2).sum(axis=1)
+        if len(score) <= window:
+            expected = (0, len(score))
+        else:
+            csum = np.concatenate([[0.0], np.cumsum(score)])
+            start = int(np.argmax(csum[window:] - csum[:-window]))
+            expected = (start, start + window)
+        assert most_severe_window(history, horizon, window, day) == expected
