@@ -104,9 +104,10 @@ def _intervals(times: FloatArray, t: FloatArray, h: FloatArray, iq: npt.NDArray[
 
 def _curve_row(times: FloatArray, logdf: FloatArray, s: int, t: FloatArray, h: FloatArray,
                iq: npt.NDArray[np.int64], xq: FloatArray, fd: FloatArray, f: FloatArray, coef: FloatArray,
-               out: FloatArray, row: int) -> None:
-    """``out[row, :] = -ln DF(t)`` of curve ``logdf[s]`` (:func:`_intervals`' ``h, iq, xq``;
-    ``fd`` (n), ``f`` (n + 1), ``coef`` (n x 7): work space)."""
+               out: FloatArray, row: int, q_lo: int, q_hi: int, k_lo: int, k_hi: int) -> None:
+    """``out[row, q] = -ln DF(t[q])`` of curve ``logdf[s]`` for ``q`` in ``[q_lo, q_hi)``, whose
+    intervals' coefficients are those of ``[k_lo, k_hi)`` (0-based; the full row: ``0, M, 0, n``)
+    (:func:`_intervals`' ``h, iq, xq``; ``fd`` (n), ``f`` (n + 1), ``coef`` (n x 7): work space)."""
     n = times.shape[0]
     prev = 0.0
     for k in range(n):
@@ -121,10 +122,10 @@ def _curve_row(times: FloatArray, logdf: FloatArray, s: int, t: FloatArray, h: F
             f[j] = w_left * fd[j] + (1.0 - w_left) * fd[j - 1]
         f[0] = fd[0] - 0.5 * (f[1] - fd[0])
         f[n] = fd[n - 1] - 0.5 * (f[n - 1] - fd[n - 1])
-    for k in range(n):
+    for k in range(k_lo, k_hi):
         _coefficients(f[k] - fd[k], f[k + 1] - fd[k], coef[k])
     last = times[n - 1]
-    for q in range(t.shape[0]):
+    for q in range(q_lo, q_hi):
         tq = t[q]
         if tq <= 0.0:
             out[row, q] = 0.0
@@ -156,7 +157,7 @@ def _log_discount(times: FloatArray, logdf: FloatArray, t: FloatArray) -> FloatA
     f = np.empty(n + 1)
     coef = np.empty((n, 7))
     for s in range(s_count):
-        _curve_row(times, logdf, s, t, h, iq, xq, fd, f, coef, out, s)
+        _curve_row(times, logdf, s, t, h, iq, xq, fd, f, coef, out, s, 0, m, 0, n)
     return out
 
 
@@ -260,6 +261,10 @@ def _chord_newton(times: FloatArray, logdf: FloatArray, bonds: npt.NDArray[np.in
     w_fd, w_f, w_coef = np.empty(n), np.empty(n + 1), np.empty((n, 7))  # interpolation work space
     lv = np.empty((1, n_times))
     dl = np.empty((1, n_times))
+    affected = np.empty((nb, 2), dtype=np.int64)  # per bond node: the flow times its bump moves
+    for j in range(nb):
+        affected[j, 0] = np.searchsorted(iq, bonds[j])
+        affected[j, 1] = np.searchsorted(iq, bonds[j] + 3, side="right")
     cash = np.empty(at_flow.shape[0])
     df = np.empty(n_times)
     inverse = np.zeros((1, nb, nb))
@@ -270,7 +275,7 @@ def _chord_newton(times: FloatArray, logdf: FloatArray, bonds: npt.NDArray[np.in
         previous = np.inf
         settled = False
         for iteration in range(max_iter + 1):
-            _curve_row(times, logdf, s, flow_t, h, iq, xq, w_fd, w_f, w_coef, lv, 0)  # -ln DF at the unique flow times
+            _curve_row(times, logdf, s, flow_t, h, iq, xq, w_fd, w_f, w_coef, lv, 0, 0, n_times, 0, n)  # -ln DF at the flow times
             for u in range(n_times):
                 df[u] = np.exp(-lv[0, u])
             err = 0.0
@@ -303,11 +308,17 @@ def _chord_newton(times: FloatArray, logdf: FloatArray, bonds: npt.NDArray[np.in
                     for k in range(n):
                         moved[0, k] = logdf[s, k]
                     moved[0, bonds[j]] += bump
-                    _curve_row(times, moved, 0, flow_t, h, iq, xq, w_fd, w_f, w_coef, dl, 0)
+                    # node c moves the intervals c .. c + 3 (1-based; beyond the last node too when
+                    # c >= n - 3): the rest of the curve is unchanged bit for bit, its terms are 0
+                    q_lo, q_hi = affected[j, 0], affected[j, 1]
+                    _curve_row(times, moved, 0, flow_t, h, iq, xq, w_fd, w_f, w_coef, dl, 0, q_lo, q_hi,
+                               max(bonds[j] - 1, 0), min(bonds[j] + 3, n))
                     for b in range(nb):
                         acc = 0.0
                         for f in range(starts[b], ends[b]):
-                            acc += cash[f] * (dl[0, at_flow[f]] - lv[0, at_flow[f]])
+                            u = at_flow[f]
+                            if q_lo <= u < q_hi:
+                                acc += cash[f] * (dl[0, u] - lv[0, u])
                         jac[0, b, j] = acc / -bump
                 inverse = _invert(jac)
             for b in range(nb):
@@ -367,7 +378,8 @@ def enable() -> bool:
 
     f1, f2, i1 = types.float64[::1], types.float64[:, ::1], types.int64[::1]
     _intervals = njit(types.void(f1, f1, f1, i1, f1), cache=True, nogil=True, error_model="numpy")(_intervals)
-    _curve_row = njit(types.void(f1, f2, types.int64, f1, f1, i1, f1, f1, f1, f2, f2, types.int64),
+    i = types.int64
+    _curve_row = njit(types.void(f1, f2, i, f1, f1, i1, f1, f1, f1, f2, f2, i, i, i, i, i),
                       cache=True, nogil=True, error_model="numpy")(_curve_row)
 
     ro = {"readonly": True}  # the flow tables of a memoised cash flow set are read-only
