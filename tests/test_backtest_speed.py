@@ -130,12 +130,17 @@ def test_span_calibrated_for_the_held_roots_equals_the_full_calibration(data_dir
     assert named_part == named_full and named_full
 
 
+@pytest.mark.parametrize("compiled", [False, True])
 @pytest.mark.parametrize("day", [date(2008, 10, 10), date(2020, 3, 16), date(2022, 10, 3)])
-def test_bootstrap_near_equals_the_cold_bootstrap(data_dir: Path, day: date) -> None:
-    """The exact VaR tail's curves (:func:`bootstrap_near` from first-order curves) equal the
+def test_bootstrap_near_equals_the_cold_bootstrap(data_dir: Path, day: date, compiled: bool) -> None:
+    """The exact VaR tail's curves (:func:`bootstrap_near` from first-order curves, the array
+    Newton and the compiled one the backtest engine runs, ``curve_kernel.chord_newton``) equal the
     cold :func:`~xmargin.market.curve.bootstrap` of the same par curves to 1e-12 in ``-ln DF``
     on the 300 widest moves of the day's FICC scenario set (Lehman week, March 2020, October
     2022), and each 10-year par bond reprices to 100 by hand on them (coupons discounted)."""
+    from contextlib import nullcontext
+
+    from xmargin.market import curve_kernel
     from xmargin.market.bootstrap_near import bootstrap_near
     from xmargin.market.snapshot import load_snapshot
     from xmargin.pricing.revalue import linear_curves
@@ -150,8 +155,10 @@ def test_bootstrap_near_equals_the_cold_bootstrap(data_dir: Path, day: date) -> 
     widest = np.argsort(-np.abs(built.par - snap.par_yields).max(axis=1))[:300]
     par = built.par[widest]
     cold = snap.curves_from_par(par)
-    near = bootstrap_near(snap.as_of, snap.tenors, snap.tenor_months, par, linear_curves(snap, par).node_logdf)
-    assert np.abs(linear_curves(snap, par).node_logdf - cold.node_logdf).max() > 1e-6  # a real correction
+    start = linear_curves(snap, par).node_logdf
+    with curve_kernel.compiled() if compiled else nullcontext():
+        near = bootstrap_near(snap.as_of, snap.tenors, snap.tenor_months, par, start)
+    assert np.abs(start - cold.node_logdf).max() > 1e-6  # a real correction
     np.testing.assert_allclose(near.node_logdf, cold.node_logdf, rtol=0, atol=1e-12)
     k = snap.tenors.index("10Y")
     from xmargin.market.curve import par_bond
@@ -162,15 +169,21 @@ def test_bootstrap_near_equals_the_cold_bootstrap(data_dir: Path, day: date) -> 
         assert float(np.dot(flows.amounts, df)) == pytest.approx(100.0, abs=1e-9)
 
 
-def test_bootstrap_near_raises_when_it_cannot_converge(data_dir: Path) -> None:
+@pytest.mark.parametrize("compiled", [False, True])
+def test_bootstrap_near_raises_when_it_cannot_converge(data_dir: Path, compiled: bool) -> None:
+    from contextlib import nullcontext
+
     from xmargin.errors import CalculationError
+    from xmargin.market import curve_kernel
     from xmargin.market.bootstrap_near import bootstrap_near
     from xmargin.market.snapshot import load_snapshot
 
     snap = load_snapshot(date(2020, 3, 16), data_dir=data_dir)
     far = np.zeros_like(snap.curve.node_logdf)  # a flat zero curve: far from 2020's rates
-    with pytest.raises(CalculationError, match="did not converge"):
+    with curve_kernel.compiled() if compiled else nullcontext(), pytest.raises(CalculationError, match="did not converge"):
         bootstrap_near(snap.as_of, snap.tenors, snap.tenor_months, snap.par_yields + 0.01, far, max_iter=1)
+    with curve_kernel.compiled() if compiled else nullcontext(), pytest.raises(CalculationError, match="did not converge"):
+        bootstrap_near(snap.as_of, snap.tenors, snap.tenor_months, snap.par_yields, np.full_like(far, np.nan))  # NaN: never settles
 
 
 def test_days_in_month_is_the_calendar_module() -> None:
@@ -330,3 +343,28 @@ def test_per_deliverable_ranking_follows_the_cheapest_to_deliver(data_dir: Path)
     one = d @ delta + 0.5 * (v[0] + v[1] - 2 * base) / ONE_BP**2 * (d @ (delta / delta.sum())) ** 2
     err, err_one = np.abs(per - exact).max(), np.abs(one - exact).max()
     assert err < 0.02 * np.abs(exact).max() and 3 * err < err_one, (err, err_one)
+
+
+@pytest.mark.parametrize("horizon,window", [(3, 250), (2, 250), (1, 60)])
+def test_most_severe_window_from_the_whole_history_equals_the_day_by_day_search(
+        data_dir: Path, horizon: int, window: int) -> None:
+    """The automatic stress window looked up in one whole-history running maximum
+    (``historical._severest_so_far``) equals the previous per-day computation (the rolling sums
+    up to the day, their first maximum) on every 7th day of the history, the first days (too
+    short a history for a window) included."""
+    from xmargin.scenarios.historical import filled_history, most_severe_window
+    from xmargin.validation.backtest import _market
+
+    history, _ = _market(data_dir)
+    y = filled_history(history)
+    for row in range(horizon + 1, len(history.dates), 7):
+        day = history.dates[row].astype(date)
+        last = row + 1
+        score = ((y[horizon:last] - y[: last - horizon]) ** 2).sum(axis=1)
+        if len(score) <= window:
+            expected = (0, len(score))
+        else:
+            csum = np.concatenate([[0.0], np.cumsum(score)])
+            start = int(np.argmax(csum[window:] - csum[:-window]))
+            expected = (start, start + window)
+        assert most_severe_window(history, horizon, window, day) == expected

@@ -215,6 +215,12 @@ class ZeroCurves:
 
     def discount_dates(self, dates: npt.ArrayLike) -> FloatArray:
         """Discount factors at dates (``datetime64[D]``): an ``S x M`` array (memoised)."""
+        table, columns = self.discount_table(dates)
+        return table[:, columns]  # type: ignore[no-any-return]
+
+    def discount_table(self, dates: npt.ArrayLike) -> tuple[FloatArray, npt.NDArray[np.int64]]:
+        """``(table, columns)``: the memo's ``S x C`` discount factors (read-only) and the column
+        of each date, so a compiled loop reads the factors in place instead of a gathered copy."""
         days = np.atleast_1d(np.asarray(dates, dtype="datetime64[D]")).astype(np.int64)
         with self._lock:
             # known days (sorted) and their buffer columns; new days are interpolated in date order
@@ -240,7 +246,7 @@ class ZeroCurves:
                 columns = self._memo["columns"] = np.concatenate(
                     [columns, np.arange(used, used + len(missing), dtype=np.int64)])[order]
                 pos = np.searchsorted(known, days)
-            return self._memo["buf"][:, columns[pos]]  # type: ignore[no-any-return]
+            return self._memo["buf"], columns[pos]
 
     def zero_rates_bey(self, t: npt.ArrayLike) -> FloatArray:
         """Zero rates, bond-equivalent (semiannual compounding, ACT/365F), decimal."""

@@ -34,8 +34,9 @@ def dirty_prices(cf: CashflowSet, curves: ZeroCurves) -> FloatArray:
     """Dirty prices per 100 face, ``N x S`` (securities x curves)."""
     if curve_kernel.ENABLED:  # the backtest engine: one compiled loop, the same sums in the same order
         dates, amounts, cols = cf.flow_table
-        df_settle = curves.discount_dates(np.array([cf.settle], dtype="datetime64[D]"))[:, 0]
-        return curve_kernel.flow_values(amounts, cols, cf.n_flows, curves.discount_dates(dates), df_settle)
+        _, settle_col = curves.discount_table(np.array([cf.settle], dtype="datetime64[D]"))
+        table, date_cols = curves.discount_table(dates)  # after the settlement date: the memo may grow
+        return curve_kernel.flow_values(amounts, cols, cf.n_flows, table, date_cols, int(settle_col[0]))
     k = int(cf.n_flows.max()) if cf.size else 0
     if cf.size * k * curves.n_curves <= DENSE_MAX_WORK:
         dates, inverse = np.unique(cf.flow_date, return_inverse=True)

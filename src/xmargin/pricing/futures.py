@@ -116,8 +116,13 @@ def treasury_future_prices(
     for dollars per contract.
     """
     out = np.empty((len(contracts), curves.n_curves))
-    for k, contract in enumerate(contracts):
-        basket = contract_basket(contract, master, snapshot.as_of)
+    baskets = [contract_basket(contract, master, snapshot.as_of) for contract in contracts]
+    # every basket's pay dates and delivery days interpolated in one pass (the curves' memo then
+    # serves each contract; the same factors, each date's being independent of the others)
+    dates = [np.array([c.last_delivery_day for c in contracts], dtype="datetime64[D]")]
+    dates += [resolve([d.bond for d in b], c.last_delivery_day).flow_table[0] for b, c in zip(baskets, contracts, strict=True)]
+    curves.discount_table(np.unique(np.concatenate(dates)))
+    for k, (contract, basket) in enumerate(zip(contracts, baskets, strict=True)):
         factors = np.array([d.conversion_factor for d in basket])
         forward = forward_clean_prices(basket, contract.last_delivery_day, curves)
         out[k] = (forward / factors[:, None]).min(axis=0)

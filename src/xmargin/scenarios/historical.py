@@ -197,17 +197,32 @@ def named_period(text: str) -> tuple[date, date]:
 
 def most_severe_window(history: ParYieldHistory, horizon_days: int, window_days: int,
                        until: date) -> tuple[int, int]:
-    """Row range ``[i, j)`` of window start days with the largest mean squared change."""
-    y = filled_history(history)
+    """Row range ``[i, j)`` of window start days with the largest mean squared change, among the
+    windows whose changes end by ``until`` (the first such window on a tie)."""
     last = int(np.searchsorted(history.dates, np.datetime64(until, "D"), side="right"))
-    change = y[horizon_days:last] - y[: last - horizon_days]
+    n_scores = max(last - horizon_days, 0)
+    if n_scores <= window_days:
+        return 0, n_scores
+    start = int(_severest_so_far(history, horizon_days, window_days)[n_scores - window_days])
+    return start, start + window_days
+
+
+@lru_cache(maxsize=8)
+def _severest_so_far(history: ParYieldHistory, horizon_days: int, window_days: int) -> npt.NDArray[np.int64]:
+    """``best[k]``: the start row of the most severe window among the window starts ``0..k`` (the
+    first on a tie), over the whole history once: a backtest's days look up their own prefix (the
+    rolling sums of a prefix are the whole history's first sums, cumulated in the same order)."""
+    y = filled_history(history)
+    change = y[horizon_days:] - y[: len(y) - horizon_days]
     score = (change**2).sum(axis=1)
-    if len(score) <= window_days:
-        return 0, len(score)
     csum = np.concatenate([[0.0], np.cumsum(score)])
     rolling = csum[window_days:] - csum[:-window_days]
-    start = int(np.argmax(rolling))
-    return start, start + window_days
+    record = np.r_[True, rolling[1:] > np.maximum.accumulate(rolling)[:-1]]  # a strictly larger window
+    best = np.maximum.accumulate(np.where(record, np.arange(len(rolling)), 0))
+    nan = np.flatnonzero(np.isnan(rolling))
+    if len(nan):  # np.argmax's rule: the first NaN wins
+        best[nan[0]:] = nan[0]
+    return best
 
 
 @lru_cache(maxsize=8)

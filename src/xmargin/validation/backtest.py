@@ -78,7 +78,10 @@ models in one call.  The delta-gamma ranking expands each Treasury future per de
 takes the basket's minimum (:func:`deliverable_taylor`), so a scenario that switches the CTD is
 ranked on the new CTD's price (one expansion of the contract's price put a Lehman-week tail
 scenario beyond the VaR rank + 32).  Compiled loops (:mod:`xmargin.market.curve_kernel`, the
-same sums in the same order) do the bonds' flow sums and the Newton's small inverses; the par
+same sums in the same order) do the bonds' flow sums (reading the curves' discount memo in place,
+each basket's dates interpolated in one pass) and the exact tail's whole Newton, curve by curve
+(:func:`~xmargin.market.curve_kernel.chord_newton`); the automatic stress window is one
+whole-history running maximum; the par
 bonds' unique flow times and the delivery-month basis proxy's whole-history series are shared;
 each process uses one BLAS thread, and worker blocks are whole months (SPAN once a month).  ``tests/test_backtest_speed.py`` compares each with the path it
 replaced.  ``python -m benchmarks.bench_backtest`` times it against main before this work
