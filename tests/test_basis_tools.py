@@ -104,11 +104,14 @@ def test_long_run_volatility_by_hand() -> None:
 
 def test_basis_tool_keys(tmp_path: Path) -> None:
     path = tmp_path / "m.toml"
-    path.write_text("[residual]\nmin_scale = 1\nvol_floor = 0.5\ndelivery_month_changes = false\n")
+    path.write_text("[residual]\nmin_scale = 1\nvol_floor = 0.5\ndelivery_month_changes = false\n"
+                    "roll_window_changes = true\nvol_date = \"start\"\n")
     assert load_params(path).residual == replace(ResidualParams(), min_scale=1.0, vol_floor=0.5,
-                                                 delivery_month_changes=False)
+                                                 delivery_month_changes=False, roll_window_changes=True,
+                                                 vol_date="start")
     for text, name in (("min_scale = 1.5", "min_scale"), ("vol_floor = -0.1", "vol_floor"),
-                       ("delivery_month_changes = 1", "delivery_month_changes")):
+                       ("delivery_month_changes = 1", "delivery_month_changes"),
+                       ("roll_window_changes = 1", "roll_window_changes"), ('vol_date = "mid"', "vol_date")):
         path.write_text(f"[residual]\n{text}\n")
         with pytest.raises(InputError) as err:
             load_params(path)
@@ -144,3 +147,57 @@ def test_volatility_floor_in_the_scenarios(data_dir: Path, market) -> None:  # t
     assert today < long_run  # calm: the floor binds
     want = [min(max(today, long_run) / sigma[row[str(e)]], 5.0) for e in ends]
     np.testing.assert_allclose(fil.ficc_changes[0], raw.ficc_changes[0] * np.array(want), rtol=1e-9)
+    # vol_date = "start": each change divided by the estimate at its window's start instead
+    at_start = residual_risk(insts, snap, master, history, replace(params, vol_date="start"), [(starts, ends)],
+                             [replace(flt, vol_date="start")])
+    want = [min(max(today, long_run) / sigma[row[str(s)]], 5.0) for s in starts]
+    np.testing.assert_allclose(at_start.ficc_changes[0], raw.ficc_changes[0] * np.array(want), rtol=1e-9)
+    assert not np.allclose(at_start.ficc_changes[0], fil.ficc_changes[0])
+
+
+def test_roll_window_proxy_by_hand(data_dir: Path, market) -> None:  # type: ignore[no-untyped-def]
+    """2019-06-18..21: the continuous ZN series holds ZNM19 to its last trading day (06-19) and ZNU19
+    from 06-20, so no contract has a price at both ends and the delivery-month proxy has none
+    either.  ``roll_window_changes``: the sum of the window's one-contract days, ZNM19's 06-18..19
+    and ZNU19's 06-20..21 basis changes from the CSV closes (the roll day 06-19..20 is missing);
+    off (the default): no change.  A window with the front at both ends (2019-07-01..03) is unchanged."""
+    from xmargin.scenarios.futures_basis import chained_basis_changes
+
+    history, master, _ = market
+    closes = {r["date"]: float(r["close"]) for r in csv.DictReader((data_dir / "futures" / "ZN.csv").open())}
+    days = np.array(["2019-06-18", "2019-06-19", "2019-06-20", "2019-06-21"], dtype="datetime64[D]")
+    fv_m = fair_value_on("ZN", np.full(2, 201906), days[:2], history, master)
+    fv_u = fair_value_on("ZN", np.full(2, 201909), days[2:], history, master)
+    want = ((closes["2019-06-19"] - fv_m[1]) - (closes["2019-06-18"] - fv_m[0])
+            + (closes["2019-06-21"] - fv_u[1]) - (closes["2019-06-20"] - fv_u[0]))
+    starts = np.array(["2019-06-18", "2019-07-01"], dtype="datetime64[D]")
+    ends = np.array(["2019-06-21", "2019-07-03"], dtype="datetime64[D]")
+    snap = load_snapshot(date(2020, 4, 1), data_dir=data_dir)
+    insts = [TreasuryFuture("ZN", 2020, 6)]
+    on = residual_risk(insts, snap, master, history, ResidualParams(roll_window_changes=True), [(starts, ends)])
+    off = residual_risk(insts, snap, master, history, ResidualParams(), [(starts, ends)])
+    front = basis_changes(market[2].roots["ZN"], history, master, starts, ends)
+    assert np.isnan(front[0]) and np.isfinite(front[1])
+    np.testing.assert_allclose(on.ficc_changes[0], [want, front[1]], atol=1e-12)
+    np.testing.assert_allclose(off.ficc_changes[0], [0.0, front[1]], atol=1e-12)
+    assert any("windows that no contract spans" in n for n in on.notes)
+    assert not any("windows that no contract spans" in n for n in off.notes)
+    # the arithmetic: rows first + 1 .. last, NaN left out, none observed -> NaN
+    daily = np.array([9.0, 0.1, np.nan, -0.2, 0.3, np.nan, np.nan])
+    got = chained_basis_changes(daily, np.array([0, 1, 4]), np.array([3, 4, 6]))
+    np.testing.assert_allclose(got[:2], [0.1 - 0.2, -0.2 + 0.3])
+    assert np.isnan(got[2])
+
+
+def test_residual_filter_takes_vol_date_from_the_parameters() -> None:
+    """``[residual] vol_date`` reaches the filter of a filtered set (rescaling the look-back scenarios only)."""
+    from types import SimpleNamespace
+
+    from xmargin.pricing.residual_pnl import residual_filter
+
+    spec = SimpleNamespace(mode="filtered")
+    sset = SimpleNamespace(as_of=date(2021, 2, 24), spec=spec, is_stress=np.array([False, True, False]),
+                           floor_mask=np.array([False, False, True]))
+    flt = residual_filter(sset, replace(ResidualParams(), vol_date="start"))  # type: ignore[arg-type]
+    assert flt is not None and flt.vol_date == "start" and flt.rescale.tolist() == [True, False, False]
+    assert residual_filter(sset, ResidualParams()).vol_date == "end"  # type: ignore[arg-type, union-attr]

@@ -71,6 +71,19 @@ def test_var_check_counts_and_worst_day() -> None:
     assert c["holds_raw"] == pytest.approx(2 / 3) and c["worst_shortfall_raw"] == 50.0
 
 
+def test_var_check_counts_a_floating_point_tie_as_held() -> None:
+    """2019-05-03, 10-year book, EMIR floor on: F_comb and q99 are the same window's P&L summed in
+    another order (the saved run's figures); a cent short is still short."""
+    values = np.zeros((12, 1, 3))
+    values[2, 0] = [504498.5575893603, 504498.55758941337 - 0.01, 100.0]  # F_comb
+    values[9, 0] = [504498.55758941337, 504498.55758941337, 100.0 * (1 + 1e-12)]  # q99
+    values[10, 0] = values[9, 0]
+    run = BasisRun(("X",), np.array(["2019-05-03", "2019-05-06", "2019-05-07"], dtype="datetime64[D]"), values)
+    c = var_check(run, 0)
+    assert c["holds"] == pytest.approx(2 / 3) and c["worst_day"] == "2019-05-06"
+    assert c["worst_shortfall"] == pytest.approx(0.01)
+
+
 def test_books_are_dv01_neutral(data_dir: Path) -> None:
     accounts, legs = basis_books(data_dir, date(2021, 1, 4))
     snap = load_snapshot(date(2021, 1, 4), data_dir=data_dir)

@@ -49,7 +49,8 @@ def residual_filter(scenarios: ScenarioSet, params: ResidualParams) -> ResidualF
     if not params.filtered or scenarios.spec.mode != "filtered":
         return None
     return ResidualFilter(scenarios.as_of, params.decay, params.max_scale,
-                          ~scenarios.is_stress & ~scenarios.floor_mask, params.min_scale, params.vol_floor)
+                          ~scenarios.is_stress & ~scenarios.floor_mask, params.min_scale, params.vol_floor,
+                          params.vol_date)
 
 
 def with_residual(pnl: InstrumentPnL, extra: FloatArray) -> InstrumentPnL:

@@ -295,6 +295,20 @@ def window_delivery_month_changes(prices: RootPrices, history: ParYieldHistory, 
     return out
 
 
+def chained_basis_changes(daily: FloatArray, first: npt.NDArray[np.int64], last: npt.NDArray[np.int64]) -> FloatArray:
+    """Sum of the observed one-day basis changes ``daily`` (one per history row, from the previous
+    row; NaN: unobserved) over the rows ``first + 1 .. last`` of each window, points; NaN where
+    none is observed.  The **proxy** for a window that no contract spans (``[residual]
+    roll_window_changes``): a continuous series switching contract inside it has no price of one
+    contract at both ends, but each of its other days is one contract's change (the roll day's is
+    missing, not zero)."""
+    x = np.asarray(daily, dtype=float)
+    total = np.r_[0.0, np.cumsum(np.nan_to_num(x))]
+    seen = np.r_[0, np.cumsum(np.isfinite(x))]
+    n = seen[last + 1] - seen[first + 1]
+    return np.where(n > 0, total[last + 1] - total[first + 1], np.nan)
+
+
 @lru_cache(maxsize=16)
 def daily_basis_changes(prices: RootPrices, history: ParYieldHistory, master: SecuritiesMaster,
                         delivery_month: bool = False, since: int = 0) -> FloatArray:

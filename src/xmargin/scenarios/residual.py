@@ -70,6 +70,7 @@ from xmargin.scenarios.futures_basis import (  # re-exported: the basis factor's
     basis_changes,
     basis_volatility,
     cached_daily_basis_changes,
+    chained_basis_changes,
     daily_basis_changes,
     delivery_month_changes,
     ewma_start_year,
@@ -124,6 +125,15 @@ class ResidualParams:
     #: least ``min_scale`` (in [0, 1]; 1: a change is never scaled down; off)
     vol_floor: float = 1.0
     min_scale: float = 0.0
+    #: windows that no contract spans (a continuous series' roll inside the window, about 5% of a
+    #: look-back), still without a change after the delivery-month proxy, take the sum of their
+    #: observed one-day basis changes instead of none (:func:`.futures_basis.chained_basis_changes`;
+    #: **choice**, off: docs/methodology.md 15.2)
+    roll_window_changes: bool = False
+    #: which EWMA estimate devolatilises a filtered window change: ``"end"`` (after the window's
+    #: moves, as before) or ``"start"`` (before them, the curve's rule since issue 11's review,
+    #: docs/methodology.md 4.1; **choice**: "end" kept as default, "start" measured in 15.1)
+    vol_date: str = "end"
 
     @property
     def any(self) -> bool:
@@ -382,6 +392,15 @@ def residual_risk(
                     if use.any() and not changes:
                         notes.append(f"{name}: {int(use.sum())} of {len(start)} windows without the front contract "
                                      "take the expiring contract's delivery-month basis change (proxy)")
+                if params.roll_window_changes and rp.continuous and isinstance(at, tuple):
+                    miss = np.flatnonzero(~np.isfinite(x))
+                    daily = cached_daily_basis_changes(rp, history, master, snapshot.data_dir,
+                                                       params.delivery_month_volatility, ewma_start_year(end))
+                    x = x.copy()
+                    x[miss] = chained_basis_changes(daily, at[0][miss], at[1][miss])
+                    if len(miss) and not changes:
+                        notes.append(f"{name}: {int(np.isfinite(x[miss]).sum())} of {len(start)} windows that no "
+                                     "contract spans take the sum of their observed one-day basis changes (proxy)")
             else:
                 x, proxied = spread_changes(levels, history, name, start, end)
                 if proxied and not changes:
@@ -405,7 +424,7 @@ def residual_risk(
                              daily_spread_changes(history, snapshot.sofr, snapshot.fedfunds,
                                                   params.spread_smoothing_days, name))
                     long_run = long_run_volatility(daily, history.dates, start[flt.rescale], flt.as_of)
-                ch[f] *= residual_scales(vol, history.dates, end, flt, long_run)
+                ch[f] *= residual_scales(vol, history.dates, start if flt.vol_date == "start" else end, flt, long_run)
         changes.append(ch)
     for name, share in coverage.items():
         if share < 1.0:

@@ -52,6 +52,9 @@ class ResidualFilter:
     rescale: npt.NDArray[np.bool_]  # S: True for the look-back scenarios (not stress, not floor)
     min_scale: float = 0.0  # the scale is at least this (0: off)
     vol_floor: float = 0.0  # today's volatility is at least this times the long-run one (0: off)
+    #: ``"end"``: each change divided by the estimate at its window's end (after its moves);
+    #: ``"start"``: at its window's start (before them, the curve's rule, docs/methodology.md 4.1)
+    vol_date: str = "end"
 
 
 def observed_ewma_volatility(daily: FloatArray, decay: float, seed_days: int = SEED_DAYS) -> FloatArray:
@@ -76,6 +79,8 @@ def residual_scales(vol: FloatArray, history_dates: DateArray, window_end: DateA
                     flt: ResidualFilter, long_run: float = float("nan")) -> FloatArray:
     """``S`` multipliers of one factor's window changes: ``min(sigma[today] / sigma[end], max_scale)``
     on the look-back scenarios (``flt.rescale``), 1 elsewhere and where either volatility is unknown.
+    ``window_end``: the date whose estimate divides each change (its window's end, or its start
+    when ``flt.vol_date`` is ``"start"``: the caller passes the one the rule names).
     ``vol`` is :func:`observed_ewma_volatility` on the history rows ``history_dates``.
 
     The basis tools (docs/methodology.md 15.2): ``sigma[today]`` is first raised to at least
