@@ -55,7 +55,8 @@ def test_delivery_month_proxy_by_hand(data_dir: Path, market) -> None:  # type: 
     snap = load_snapshot(date(2020, 4, 1), data_dir=data_dir)
     insts = [TreasuryFuture("ZN", 2020, 6)]
     on = residual_risk(insts, snap, master, history, ResidualParams(), [(starts, ends)])
-    off = residual_risk(insts, snap, master, history, ResidualParams(delivery_month_changes=False), [(starts, ends)])
+    off = residual_risk(insts, snap, master, history,
+                        ResidualParams(delivery_month_changes=False, roll_window_changes=False), [(starts, ends)])
     np.testing.assert_allclose(on.ficc_changes[0], [want, front[1]], atol=1e-12)
     np.testing.assert_allclose(off.ficc_changes[0], [0.0, front[1]], atol=1e-12)
     assert any("delivery-month basis change (proxy)" in n for n in on.notes)
@@ -160,7 +161,7 @@ def test_roll_window_proxy_by_hand(data_dir: Path, market) -> None:  # type: ign
     from 06-20, so no contract has a price at both ends and the delivery-month proxy has none
     either.  ``roll_window_changes``: the sum of the window's one-contract days, ZNM19's 06-18..19
     and ZNU19's 06-20..21 basis changes from the CSV closes (the roll day 06-19..20 is missing);
-    off (the default): no change.  A window with the front at both ends (2019-07-01..03) is unchanged."""
+    off (``roll_window_changes = false``; on is the default): no change.  A window with the front at both ends (2019-07-01..03) is unchanged."""
     from xmargin.scenarios.futures_basis import chained_basis_changes
 
     history, master, _ = market
@@ -175,7 +176,8 @@ def test_roll_window_proxy_by_hand(data_dir: Path, market) -> None:  # type: ign
     snap = load_snapshot(date(2020, 4, 1), data_dir=data_dir)
     insts = [TreasuryFuture("ZN", 2020, 6)]
     on = residual_risk(insts, snap, master, history, ResidualParams(roll_window_changes=True), [(starts, ends)])
-    off = residual_risk(insts, snap, master, history, ResidualParams(), [(starts, ends)])
+    off = residual_risk(insts, snap, master, history, ResidualParams(roll_window_changes=False), [(starts, ends)])
+    assert ResidualParams().roll_window_changes  # the default since session 6
     front = basis_changes(market[2].roots["ZN"], history, master, starts, ends)
     assert np.isnan(front[0]) and np.isfinite(front[1])
     np.testing.assert_allclose(on.ficc_changes[0], [want, front[1]], atol=1e-12)
@@ -200,4 +202,5 @@ def test_residual_filter_takes_vol_date_from_the_parameters() -> None:
                            floor_mask=np.array([False, False, True]))
     flt = residual_filter(sset, replace(ResidualParams(), vol_date="start"))  # type: ignore[arg-type]
     assert flt is not None and flt.vol_date == "start" and flt.rescale.tolist() == [True, False, False]
-    assert residual_filter(sset, ResidualParams()).vol_date == "end"  # type: ignore[arg-type, union-attr]
+    assert residual_filter(sset, ResidualParams()).vol_date == "start"  # the default  # type: ignore[arg-type, union-attr]
+    assert residual_filter(sset, replace(ResidualParams(), vol_date="end")).vol_date == "end"  # type: ignore[arg-type, union-attr]

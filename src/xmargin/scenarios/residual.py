@@ -128,12 +128,13 @@ class ResidualParams:
     #: windows that no contract spans (a continuous series' roll inside the window, about 5% of a
     #: look-back), still without a change after the delivery-month proxy, take the sum of their
     #: observed one-day basis changes instead of none (:func:`.futures_basis.chained_basis_changes`;
-    #: **choice**, off: docs/methodology.md 15.2)
-    roll_window_changes: bool = False
-    #: which EWMA estimate devolatilises a filtered window change: ``"end"`` (after the window's
-    #: moves, as before) or ``"start"`` (before them, the curve's rule since issue 11's review,
-    #: docs/methodology.md 4.1; **choice**: "end" kept as default, "start" measured in 15.1)
-    vol_date: str = "end"
+    #: **choice**, on since session 6: a missing change replayed as none is a defect,
+    #: docs/methodology.md 15.2)
+    roll_window_changes: bool = True
+    #: which EWMA estimate devolatilises a filtered window change: ``"start"`` (before the window's
+    #: moves, the curve's rule since issue 11's review, docs/methodology.md 4.1; **choice**, the
+    #: default since session 6, measured in 15.1) or ``"end"`` (after them, the former rule)
+    vol_date: str = "start"
 
     @property
     def any(self) -> bool:
